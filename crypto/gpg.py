@@ -1,0 +1,160 @@
+"""The GnuPG boundary: the only module that imports ``gnupg``.
+
+python-gnupg result objects never leave this module; callers get KeyInfo values or errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import gnupg
+
+from crypto.errors import EncryptionFailed, GpgUnavailable, KeyRefused
+from crypto.keys import KeyInfo, KeyPart, parse_fingerprint
+
+# Big reads keep the copy thread cheap; the upload path streams gigabytes through it.
+BUFFER_SIZE = 1 << 20
+
+# Options on every gpg call: never reach the network, never guess a key from a user id.
+BASE_OPTIONS = ["--auto-key-locate", "local", "--no-auto-key-retrieve", "--trust-model", "always"]
+
+# Video does not compress, and zlib costs gpg six times its uncompressed speed; prefer AES-256
+# without overriding what a recipient's key says it supports.
+ENCRYPT_OPTIONS = ["--compress-algo", "none", "--personal-cipher-preferences", "AES256 AES192 AES"]
+
+
+class GnuPG:
+    """A GnuPG home directory and the operations the desk performs on it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        try:
+            self._gpg = gnupg.GPG(gnupghome=str(home), options=BASE_OPTIONS)
+        except (OSError, ValueError) as exc:
+            raise GpgUnavailable(f"cannot run gpg: {exc}") from exc
+        self._gpg.buffer_size = BUFFER_SIZE
+
+    def __repr__(self) -> str:
+        return f"GnuPG(home={str(self.home)!r})"
+
+    # Keys
+
+    def scan(self, data: bytes) -> list[KeyInfo]:
+        """List the keys in an exported key file without importing them."""
+        return _key_infos(self._gpg.scan_keys_mem(data))
+
+    def import_public_key(self, data: bytes, fingerprint: str) -> KeyInfo:
+        """Import the public key `fingerprint` from `data` (already scanned and checked)."""
+        result = self._gpg.import_keys(data, extra_args=["--import-options", "import-minimal"])
+        imported = self.key(fingerprint) if fingerprint in result.fingerprints else None
+        if imported is None:
+            raise KeyRefused(["gpg could not import the key"])
+        return imported
+
+    def list_keys(self) -> list[KeyInfo]:
+        """Every public key in this home."""
+        return _key_infos(self._gpg.list_keys())
+
+    def key(self, fingerprint: str) -> KeyInfo | None:
+        """The public key with this fingerprint, or None."""
+        found = _key_infos(self._gpg.list_keys(keys=[parse_fingerprint(fingerprint)]))
+        return found[0] if found else None
+
+    def export_public_key(self, fingerprint: str) -> bytes:
+        """The armored public key with this fingerprint."""
+        armored = self._gpg.export_keys(parse_fingerprint(fingerprint))
+        return armored.encode("ascii")
+
+    def generate_key(self, name: str, email: str) -> str:
+        """Make an Ed25519/Curve25519 keypair without a passphrase; return its fingerprint.
+
+        Only for the demo and tests: a real journalist key is made on the offline machine.
+        """
+        spec = self._gpg.gen_key_input(
+            key_type="EDDSA", key_curve="ed25519", key_usage="sign",
+            subkey_type="ECDH", subkey_curve="cv25519", subkey_usage="encrypt",
+            name_real=name, name_email=email, expire_date=0, no_protection=True,
+        )
+        result = self._gpg.gen_key(spec)
+        if not result.fingerprint:
+            raise GpgUnavailable(f"gpg could not generate a key: {result.stderr.strip()}")
+        return parse_fingerprint(result.fingerprint)
+
+    # Encryption
+
+    def encrypt_stream(self, source: BinaryIO, recipients: Sequence[str], output: Path) -> None:
+        """Encrypt everything `source` yields to `recipients` into a new binary file `output`.
+
+        Reading from a stream (not a named file) keeps the original filename and time out of the
+        OpenPGP literal packet. On any failure `output` is removed and EncryptionFailed raised;
+        an exception from `source` itself is re-raised after the cleanup.
+        """
+        if not recipients:
+            raise EncryptionFailed("no recipient keys")
+        try:
+            result = self._gpg.encrypt_file(
+                source, [parse_fingerprint(r) for r in recipients], armor=False,
+                always_trust=True, output=str(output), extra_args=ENCRYPT_OPTIONS,
+            )
+        except BaseException:
+            _remove(output)
+            raise
+        if not result.ok or result.returncode != 0:
+            _remove(output)
+            raise EncryptionFailed(_failure_reason(result))
+
+
+def _failure_reason(result: Any) -> str:
+    """A journalist-readable reason from a failed gpg run, without any data."""
+    status = str(getattr(result, "status", "") or "")
+    if "invalid recipient" in status.lower():
+        return "gpg refused a recipient key (expired, revoked or missing)"
+    return f"gpg failed ({status or 'exit ' + str(result.returncode)})"
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _timestamp(value: str) -> datetime | None:
+    if not value:
+        return None
+    if "T" in value:  # ISO 8601 basic form, used by some gpg versions
+        return datetime.strptime(value, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return datetime.fromtimestamp(int(value), UTC)
+
+
+def _key_part(entry: dict[str, Any], fingerprint: str) -> KeyPart:
+    return KeyPart(
+        fingerprint=fingerprint,
+        algorithm=int(entry.get("algo") or 0),
+        bits=int(entry.get("length") or 0),
+        curve=entry.get("curve", ""),
+        validity=entry.get("trust", ""),
+        capabilities=entry.get("cap", ""),
+        created=_timestamp(entry.get("date", "")) or datetime.fromtimestamp(0, UTC),
+        expires=_timestamp(entry.get("expires", "")),
+    )
+
+
+def _key_infos(listing: Any) -> list[KeyInfo]:
+    keys = []
+    for entry in listing:
+        # python-gnupg leaves the subkey fingerprint out of subkey_info when scanning a file;
+        # its `subkeys` rows (keyid, caps, fingerprint, keygrip) always carry it.
+        fingerprints = {row[0]: row[2] for row in entry.get("subkeys", ())}
+        subkeys = tuple(_key_part(sub, sub.get("fingerprint") or fingerprints.get(keyid, ""))
+                        for keyid, sub in entry.get("subkey_info", {}).items())
+        keys.append(KeyInfo(
+            primary=_key_part(entry, entry["fingerprint"]),
+            subkeys=subkeys,
+            user_ids=tuple(entry.get("uids", ())),
+            secret=entry.get("type") == "sec",
+        ))
+    return keys

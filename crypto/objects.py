@@ -1,0 +1,172 @@
+"""The stored-object format (crypto/FORMAT.md): layout names and the encrypted metadata record."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from crypto.errors import FormatError
+
+FORMAT_VERSION = 1
+RECORD_FORMAT = "desk-object"
+METADATA_NAME = "meta.gpg"
+PART_NAME_RE = re.compile(r"^part-(\d{6})\.gpg$")
+OBJECT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_PARTS = 1_000_000
+
+Kind = Literal["message", "file"]
+KINDS: tuple[Kind, ...] = ("message", "file")
+
+
+def new_object_id() -> str:
+    """A fresh random object id: 128 bits as 32 lower-case hex digits."""
+    return secrets.token_hex(16)
+
+
+def part_name(index: int) -> str:
+    """The file name of part `index` (0-based) of an object."""
+    if not 0 <= index < MAX_PARTS:
+        raise ValueError(f"part index out of range: {index}")
+    return f"part-{index:06d}.gpg"
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One encrypted part: its file name, plaintext size and plaintext SHA-256."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """The metadata record of a stored object, kept only inside its own OpenPGP message."""
+
+    object_id: str
+    kind: Kind
+    received_at: datetime
+    parts: tuple[PartRecord, ...]
+    filename: bytes | None = None
+    content_type: str | None = None
+    sha256: str | None = None
+
+    @property
+    def size(self) -> int:
+        """The plaintext size of the whole object."""
+        return sum(part.size for part in self.parts)
+
+    @property
+    def display_name(self) -> str | None:
+        """The original filename as text, undecodable bytes replaced."""
+        return None if self.filename is None else self.filename.decode("utf-8", "replace")
+
+    def to_json(self) -> bytes:
+        """Serialise as the UTF-8 JSON document FORMAT.md specifies."""
+        record: dict[str, Any] = {
+            "format": RECORD_FORMAT,
+            "version": FORMAT_VERSION,
+            "id": self.object_id,
+            "kind": self.kind,
+            "received_at": self.received_at.astimezone(UTC).isoformat(timespec="microseconds")
+            .replace("+00:00", "Z"),
+            "size": self.size,
+            "sha256": self.sha256,
+            "content_type": self.content_type,
+            "filename": self.display_name,
+            "parts": [{"name": p.name, "size": p.size, "sha256": p.sha256} for p in self.parts],
+        }
+        if self.filename is not None and self.display_name.encode("utf-8") != self.filename:
+            # Keep names that are not UTF-8 exactly, as the source's system wrote them.
+            record["filename_bytes"] = base64.b64encode(self.filename).decode("ascii")
+        return json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ObjectRecord:
+        """Parse and check a metadata record; raise FormatError on anything FORMAT.md rejects."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FormatError(f"metadata record is not UTF-8 JSON: {exc}") from exc
+        if not isinstance(raw, dict) or raw.get("format") != RECORD_FORMAT:
+            raise FormatError("not a desk object metadata record")
+        if raw.get("version") != FORMAT_VERSION:
+            raise FormatError(f"unsupported metadata record version: {raw.get('version')!r}")
+        try:
+            record = cls(
+                object_id=_match(OBJECT_ID_RE, raw["id"], "id"),
+                kind=_kind(raw["kind"]),
+                received_at=_instant(raw["received_at"]),
+                parts=tuple(_part(p) for p in raw["parts"]),
+                filename=_filename(raw),
+                content_type=_optional_str(raw.get("content_type"), "content_type"),
+                sha256=None if raw.get("sha256") is None
+                else _match(SHA256_RE, raw["sha256"], "sha256"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise FormatError(f"metadata record is missing or mistypes {exc}") from exc
+        expected = [part_name(i) for i in range(len(record.parts))]
+        if [p.name for p in record.parts] != expected:
+            raise FormatError("part names must run part-000000.gpg, part-000001.gpg, ... in order")
+        if raw.get("size") != record.size:
+            raise FormatError("size does not equal the sum of the part sizes")
+        return record
+
+
+def _match(pattern: re.Pattern[str], value: object, field: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise FormatError(f"bad {field}: {value!r}")
+    return value
+
+
+def _kind(value: object) -> Kind:
+    if value not in KINDS:
+        raise FormatError(f"bad kind: {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _instant(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise FormatError("received_at must be a string")
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise FormatError(f"bad received_at: {value!r}") from exc
+    if instant.utcoffset() is None:
+        raise FormatError("received_at must carry a time zone")
+    return instant
+
+
+def _optional_str(value: object, field: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise FormatError(f"{field} must be a string or null")
+    return value
+
+
+def _part(raw: object) -> PartRecord:
+    if not isinstance(raw, dict):
+        raise FormatError("each part must be an object")
+    size = raw["size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise FormatError(f"bad part size: {size!r}")
+    return PartRecord(
+        name=_match(PART_NAME_RE, raw["name"], "part name"),
+        size=size,
+        sha256=_match(SHA256_RE, raw["sha256"], "part sha256"),
+    )
+
+
+def _filename(raw: dict[str, Any]) -> bytes | None:
+    if "filename_bytes" in raw:
+        try:
+            return base64.b64decode(raw["filename_bytes"], validate=True)
+        except (ValueError, TypeError) as exc:
+            raise FormatError("bad filename_bytes") from exc
+    name = _optional_str(raw.get("filename"), "filename")
+    return None if name is None else name.encode("utf-8")

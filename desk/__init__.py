@@ -1,0 +1,1 @@
+"""desk: an anonymous evidence submission desk."""

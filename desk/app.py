@@ -1,0 +1,136 @@
+"""The Flask application factory: one app per interface, sharing the desk's services."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Literal
+
+from flask import Flask, Response, g, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from desk.config import Config
+from desk.errors import DeskError
+from desk.instance import read_secret_key
+from desk.services import Services, open_services
+
+Interface = Literal["source"]
+
+# Templates sit beside the package in a checkout, and under share/desk when installed.
+_CHECKOUT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = _CHECKOUT_TEMPLATES if _CHECKOUT_TEMPLATES.is_dir() \
+    else Path(sys.prefix) / "share" / "desk" / "templates"
+
+# A form may be opened long before a multi-hour upload is sent; the token is checked as soon as
+# the body starts arriving, so a day is generous without being forever.
+CSRF_TOKEN_SECONDS = 24 * 3600
+
+DISCARD_CHUNK = 1 << 20
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
+
+
+def create_app(config: Config, interface: Interface = "source",
+               services: Services | None = None) -> Flask:
+    """Build the Flask app for `interface` on an initialised desk."""
+    app = Flask("desk", template_folder=str(TEMPLATES),
+                static_folder=str(Path(__file__).parent / "static"))
+    services = services or open_services(config)
+    app.extensions["desk"] = services
+    app.config.update(
+        SECRET_KEY=read_secret_key(config),
+        MAX_CONTENT_LENGTH=config.max_upload_bytes,
+        SESSION_COOKIE_NAME=f"desk_{interface}",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_PERMANENT=False,
+        WTF_CSRF_TIME_LIMIT=CSRF_TOKEN_SECONDS,
+    )
+    # Strings are marked for translation now; a real catalogue plugs in here later.
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    app.jinja_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    csrf = CSRFProtect(app)
+
+    if interface == "source":
+        from desk.source import blueprint, views
+        app.register_blueprint(blueprint)
+        # CSRFProtect would parse the whole body with request.form, spooling files to plaintext
+        # temp files; the submit view checks the token itself as the first field streams in.
+        csrf.exempt(views.submit)
+
+    app.teardown_appcontext(_close_db_session)
+    app.after_request(_security_headers)
+    app.register_error_handler(DeskError, _desk_error)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def db_session() -> Session:
+    """The request's database session, opened on first use and closed at teardown."""
+    if "db" not in g:
+        from flask import current_app
+        g.db = current_app.extensions["desk"].sessions()
+    return g.db  # type: ignore[no-any-return]
+
+
+def _close_db_session(_exc: BaseException | None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _discard_unread_body() -> None:
+    """Read and drop what is left of the request body.
+
+    Answering before the body is read makes gunicorn close the socket under a client that is
+    still sending, and the browser shows a reset connection instead of our page. Nothing read
+    here is kept.
+    """
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        while stream.read(DISCARD_CHUNK):
+            pass
+
+
+def _error_page(status: int, message: str) -> tuple[str, int]:
+    _discard_unread_body()
+    return render_template("errors/error.html", status=status, message=message), status
+
+
+def _desk_error(error: DeskError) -> tuple[str, int]:
+    return _error_page(error.status, error.source_message)
+
+
+def _csrf_error(_error: CSRFError) -> tuple[str, int]:
+    return _error_page(400, "This page has expired. Please go back, reload it and try again.")
+
+
+def _http_error(error: HTTPException) -> tuple[str, int]:
+    status = error.code or 500
+    messages = {
+        404: "There is nothing here.",
+        405: "There is nothing here.",
+        413: "That was more than this desk accepts in one sending, so nothing was kept. "
+             "Please send fewer or smaller files at a time.",
+    }
+    return _error_page(status, messages.get(status, "Something went wrong. Nothing was kept."))

@@ -1,0 +1,72 @@
+"""Configuration: one frozen dataclass built from DESK_* environment variables."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from crypto.codename import PRODUCTION_KDF, KdfParams
+from desk.errors import ConfigError
+
+DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
+SIZE_RE = re.compile(r"^\s*(\d+)\s*(|B|KiB|MiB|GiB|TiB)\s*$")
+SIZE_UNITS = {"": 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the desk needs to know about where it lives and what it accepts."""
+
+    data_dir: Path
+    database_url: str
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    # Not read from the environment: only code (the tests) can choose a cheaper derivation.
+    kdf: KdfParams = field(default=PRODUCTION_KDF)
+
+    @property
+    def gnupg_home(self) -> Path:
+        """The desk's own GnuPG home: journalists' public keys only."""
+        return self.data_dir / "gnupg"
+
+    @property
+    def store_dir(self) -> Path:
+        """Where ciphertext lives."""
+        return self.data_dir / "store"
+
+    @property
+    def secret_key_file(self) -> Path:
+        """The key that signs session cookies, made by `desk init`."""
+        return self.data_dir / "secret_key"
+
+
+def load_config(env: Mapping[str, str]) -> Config:
+    """Build the configuration from `env`; raise ConfigError naming any bad variable."""
+    data_text = env.get("DESK_DATA", "./desk-data")
+    if not data_text.strip():
+        raise ConfigError("DESK_DATA must name a directory")
+    data_dir = Path(data_text).expanduser().absolute()
+    database_url = env.get("DESK_DATABASE_URL") or f"sqlite:///{data_dir / 'desk.db'}"
+    try:
+        make_url(database_url)
+    except ArgumentError as exc:
+        raise ConfigError(f"DESK_DATABASE_URL is not a database URL: {database_url!r}") from exc
+    return Config(
+        data_dir=data_dir,
+        database_url=database_url,
+        max_upload_bytes=_size(env, "DESK_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+    )
+
+
+def _size(env: Mapping[str, str], name: str, default: int) -> int:
+    if name not in env:
+        return default
+    match = SIZE_RE.match(env[name])
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigError(
+            f"{name} must be a positive size in bytes (or with KiB, MiB, GiB), not {env[name]!r}")
+    return int(match.group(1)) * SIZE_UNITS[match.group(2)]

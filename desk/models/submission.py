@@ -1,0 +1,31 @@
+"""Stored objects (a message or a file): only what a seized disk may show."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from desk.models.base import Base
+
+if TYPE_CHECKING:
+    from desk.models.source import Source
+
+
+class Submission(Base):
+    """One stored object; its name, type, hashes and receipt time live only in ciphertext."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (CheckConstraint("kind IN ('message', 'file')", name="kind"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_id: Mapped[str] = mapped_column(
+        ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ciphertext_size: Mapped[int] = mapped_column(BigInteger)
+    part_count: Mapped[int]
+    received_on: Mapped[date]
+
+    source: Mapped[Source] = relationship(back_populates="submissions")

@@ -1,0 +1,96 @@
+"""The ciphertext store: objects appear in it whole and durable, or not at all.
+
+Layout (crypto/FORMAT.md): ``objects/<id>/`` holds a published object; ``staging/<random>/`` holds
+one being written. A file is written under a ``.tmp-`` name, fsynced, renamed and its directory
+fsynced; an object is published by renaming its staging directory into ``objects/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from crypto.objects import OBJECT_ID_RE
+
+TEMP_PREFIX = ".tmp-"
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file or directory to stable storage."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Staging:
+    """A private directory where one object's files are written before publication."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def new_file(self, name: str) -> Iterator[Path]:
+        """Yield a temporary path to write; on success make it durable under `name`."""
+        temp = self.path / f"{TEMP_PREFIX}{name}"
+        try:
+            yield temp
+            fsync_path(temp)
+            os.rename(temp, self.path / name)
+            fsync_path(self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+    def size(self) -> int:
+        """Total bytes of the finished files."""
+        return sum(p.stat().st_size for p in self.path.iterdir()
+                   if not p.name.startswith(TEMP_PREFIX))
+
+
+class Store:
+    """A directory of published ciphertext objects."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.staging_root = root / "staging"
+
+    def create(self) -> None:
+        """Make the store's directories, readable by the desk's user only."""
+        for path in (self.root, self.objects, self.staging_root):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def stage(self) -> Staging:
+        """A new, empty staging directory."""
+        path = self.staging_root / secrets.token_hex(16)
+        path.mkdir(mode=0o700)
+        return Staging(path)
+
+    def discard(self, staging: Staging) -> None:
+        """Remove a staging directory and everything in it."""
+        shutil.rmtree(staging.path, ignore_errors=True)
+
+    def publish(self, staging: Staging, object_id: str) -> Path:
+        """Move a finished staging directory to ``objects/<object_id>`` durably."""
+        final = self.path(object_id)
+        fsync_path(staging.path)
+        os.rename(staging.path, final)
+        fsync_path(self.objects)
+        return final
+
+    def path(self, object_id: str) -> Path:
+        """The directory of a published object."""
+        if not OBJECT_ID_RE.match(object_id):
+            raise ValueError(f"not an object id: {object_id!r}")
+        return self.objects / object_id
+
+    def remove(self, object_id: str) -> None:
+        """Delete a published object's files."""
+        shutil.rmtree(self.path(object_id), ignore_errors=True)
+        fsync_path(self.objects)
