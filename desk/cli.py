@@ -29,11 +29,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class _Failure(click.ClickException):
+    """One clear line on stderr, prefixed `desk:`, and exit status 1."""
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"desk: {self.format_message()}", err=True)
+
+
 def _config() -> Config:
     try:
         return load_config(os.environ)
     except DeskError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _Failure(str(exc)) from exc
 
 
 def _source_app() -> Flask:
@@ -53,11 +60,6 @@ class DeskGroup(FlaskGroup):
              load_dotenv=False, set_debug_flag=False)
 def cli() -> None:
     """Run and administer a desk. The data directory is DESK_DATA (default ./desk-data)."""
-
-
-class _Failure(click.ClickException):
-    def show(self, file: object = None) -> None:
-        click.echo(f"desk: {self.format_message()}", err=True)
 
 
 def _fail_on_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -1,0 +1,66 @@
+"""Codenames: 7 EFF words from a CSPRNG, stored only as a salted Argon2id lookup id."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from sqlalchemy import select
+
+from crypto.codename import (
+    PRODUCTION_KDF,
+    Codename,
+    generate_codename,
+    lookup_id,
+    new_salt,
+    wordlist,
+)
+from desk.instance import load_instance
+from desk.models import Source
+from desk.services import Services
+from tests.conftest import SourceBrowser, find_markers
+
+
+def test_codename_is_seven_distinct_draws_from_the_eff_list() -> None:
+    words = set(wordlist())
+    assert len(words) == 7776
+    codenames = [generate_codename().reveal() for _ in range(50)]
+    assert len(set(codenames)) == 50
+    for codename in codenames:
+        assert len(codename.split()) == 7
+        assert set(codename.split()) <= words
+    assert 7 * math.log2(len(words)) > 90
+
+
+def test_codename_repr_hides_it() -> None:
+    codename = generate_codename()
+    assert codename.reveal() not in repr(codename)
+    assert codename.reveal() not in str(codename)
+    assert codename.reveal() not in f"{codename}"
+
+
+def test_lookup_id_ignores_case_and_spacing_and_depends_on_salt() -> None:
+    salt = new_salt()
+    cheap = PRODUCTION_KDF.__class__(memory_cost=8, iterations=1, lanes=1)
+    a = lookup_id(Codename("Alpha  beta\tgamma"), salt, cheap)
+    assert a == lookup_id(Codename("alpha beta gamma"), salt, cheap)
+    assert a != lookup_id(Codename("alpha beta gamma"), new_salt(), cheap)
+    assert re.fullmatch(r"[0-9a-f]{64}", a)
+
+
+def test_codename_page_shows_it_once_and_the_desk_keeps_only_the_lookup_id(
+        desk: Services, source: SourceBrowser) -> None:
+    assert source.codename is not None
+    with desk.sessions() as session:
+        (row,) = session.scalars(select(Source)).all()
+        salt = load_instance(session).lookup_salt
+    assert row.lookup_id == lookup_id(Codename(source.codename), salt, desk.config.kdf)
+    assert find_markers([source.codename.encode(), source.codename.split()[3].encode()
+                         + b" " + source.codename.split()[4].encode()],
+                        desk.config.data_dir) == []
+    # The session cookie carries a random id, not the codename.
+    cookie = source.client.get_cookie("desk_source")
+    assert cookie is not None
+    assert source.codename.split()[0] not in cookie.value
+    # Reloading the form does not show the codename again.
+    assert source.codename not in source.client.get("/submit").text
