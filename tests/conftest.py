@@ -32,6 +32,15 @@ CHEAP_KDF = KdfParams(memory_cost=8, iterations=1, lanes=1)
 DESK_COMMAND = str(Path(sys.executable).parent / "desk")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_gpg_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Stop the gpg-agent that stock gpg starts for each GnuPG home the tests made."""
+    yield
+    for keyring in tmp_path_factory.getbasetemp().rglob("pubring.kbx"):
+        subprocess.run(["gpgconf", "--homedir", str(keyring.parent), "--kill", "gpg-agent"],
+                       capture_output=True, check=False, timeout=30)
+
+
 @pytest.fixture(scope="session")
 def journalist(tmp_path_factory: pytest.TempPathFactory) -> Keypair:
     """A journalist's Ed25519/Curve25519 keypair, made once with stock gpg."""
