@@ -19,6 +19,7 @@ pytest: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # System packages the desk needs: gnupg, and Python's venv module.
 system-deps:

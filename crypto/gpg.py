@@ -10,9 +10,9 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
-import gnupg
+import gnupg  # type: ignore[import-untyped]
 
 from crypto.errors import EncryptionFailed, GpgUnavailable, KeyRefused
 from crypto.keys import KeyInfo, KeyPart, parse_fingerprint
@@ -26,6 +26,14 @@ BASE_OPTIONS = ["--auto-key-locate", "local", "--no-auto-key-retrieve", "--trust
 # Video does not compress, and zlib costs gpg six times its uncompressed speed; prefer AES-256
 # without overriding what a recipient's key says it supports.
 ENCRYPT_OPTIONS = ["--compress-algo", "none", "--personal-cipher-preferences", "AES256 AES192 AES"]
+
+
+class Readable(Protocol):
+    """Anything gpg can be fed from: a file, a request body, a part of a form."""
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to `n` bytes; b'' at the end."""
+        ...
 
 
 class GnuPG:
@@ -67,7 +75,7 @@ class GnuPG:
 
     def export_public_key(self, fingerprint: str) -> bytes:
         """The armored public key with this fingerprint."""
-        armored = self._gpg.export_keys(parse_fingerprint(fingerprint))
+        armored: str = self._gpg.export_keys(parse_fingerprint(fingerprint))
         return armored.encode("ascii")
 
     def generate_key(self, name: str, email: str) -> str:
@@ -87,7 +95,7 @@ class GnuPG:
 
     # Encryption
 
-    def encrypt_stream(self, source: BinaryIO, recipients: Sequence[str], output: Path) -> None:
+    def encrypt_stream(self, source: Readable, recipients: Sequence[str], output: Path) -> None:
         """Encrypt everything `source` yields to `recipients` into a new binary file `output`.
 
         Reading from a stream (not a named file) keeps the original filename and time out of the

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Request, Response, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from desk.config import Config
 from desk.errors import DeskError
@@ -42,11 +42,26 @@ SECURITY_HEADERS = {
 }
 
 
+class DeskRequest(Request):
+    """A request that refuses to spool an uploaded file anywhere.
+
+    Werkzeug's default stream factory writes any file part over 500 KiB to a plaintext temp
+    file. Only `ingest_form` reads uploads, streaming them into gpg; if anything else ever
+    parses a file part (request.files, request.form on a multipart body), it fails loudly here.
+    """
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None,
+                         ) -> IO[bytes]:
+        raise BadRequest("file parts are only accepted by the submit form")
+
+
 def create_app(config: Config, interface: Interface = "source",
                services: Services | None = None) -> Flask:
     """Build the Flask app for `interface` on an initialised desk."""
     app = Flask("desk", template_folder=str(TEMPLATES),
                 static_folder=str(Path(__file__).parent / "static"))
+    app.request_class = DeskRequest
     services = services or open_services(config)
     app.extensions["desk"] = services
     app.config.update(
@@ -81,7 +96,6 @@ def create_app(config: Config, interface: Interface = "source",
 def db_session() -> Session:
     """The request's database session, opened on first use and closed at teardown."""
     if "db" not in g:
-        from flask import current_app
         g.db = current_app.extensions["desk"].sessions()
     return g.db  # type: ignore[no-any-return]
 

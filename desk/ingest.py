@@ -10,7 +10,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
 
 from werkzeug.datastructures import Headers
 from werkzeug.sansio.multipart import (
@@ -25,7 +24,7 @@ from werkzeug.sansio.multipart import (
 )
 from werkzeug.sansio.multipart import MultipartDecoder as _WerkzeugDecoder
 
-from crypto.gpg import GnuPG
+from crypto.gpg import GnuPG, Readable
 from crypto.objects import METADATA_NAME, Kind, ObjectRecord, PartRecord, new_object_id, part_name
 from desk.errors import BadSubmission
 from desk.store import Staging, Store
@@ -59,7 +58,7 @@ class ObjectWriter:
         self.gpg = gpg
         self.recipients = list(recipients)
 
-    def write(self, kind: Kind, source: BinaryIO, filename: bytes | None,
+    def write(self, kind: Kind, source: Readable, filename: bytes | None,
               content_type: str | None) -> StagedObject:
         """Encrypt everything `source` yields as a one-part object with its metadata record."""
         staging = self.store.stage()
@@ -87,7 +86,7 @@ class ObjectWriter:
 class HashingReader:
     """Wraps a readable stream, counting and hashing what passes through."""
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: Readable) -> None:
         self._source = source
         self._sha256 = hashlib.sha256()
         self.size = 0
@@ -136,7 +135,7 @@ class _Decoder(_WerkzeugDecoder):
 class MultipartForm:
     """Pulls multipart/form-data parts from a request body without buffering file data."""
 
-    def __init__(self, body: BinaryIO, boundary: str) -> None:
+    def __init__(self, body: Readable, boundary: str) -> None:
         self._body = body
         try:
             self._decoder = _Decoder(boundary.encode("latin-1"), max_parts=MAX_FORM_PARTS)
@@ -218,7 +217,7 @@ class PartStream:
         return pending[:n]
 
 
-def ingest_form(body: BinaryIO, boundary: str, writer: ObjectWriter,
+def ingest_form(body: Readable, boundary: str, writer: ObjectWriter,
                 check_csrf: Callable[[str], None]) -> list[StagedObject]:
     """Encrypt the message and every file of a submit form into staging; return what was staged.
 

@@ -151,3 +151,14 @@ def test_no_plaintext_marker_or_filename_reaches_the_disk(
 
     assert len(files_under(desk.config.store_dir / "objects")) == 4
     assert find_markers(markers, desk.config.data_dir) == []
+
+
+def test_file_parts_posted_elsewhere_are_refused_not_spooled(
+        desk: Services, client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.forms import csrf_token
+
+    token = csrf_token(client.get("/").text)
+    body = FormBody().field("csrf_token", token).file("big.mp4", os.urandom(600_000))
+    page = client.post("/generate", data=body.encode(), content_type=body.content_type)
+    assert page.status_code == 400
+    assert "Traceback" not in page.text
