@@ -21,6 +21,7 @@ from werkzeug.sansio.multipart import (
     Field,
     File,
     Preamble,
+    State,
 )
 from werkzeug.sansio.multipart import MultipartDecoder as _WerkzeugDecoder
 
@@ -158,6 +159,10 @@ class MultipartForm:
         """The next part's header event, or None after the closing boundary."""
         while self._in_part:  # skip what the caller left unread
             self.read_chunk()
+        if self._decoder.state is State.EPILOGUE:
+            # The closing boundary has arrived. Reading on to learn that the body ended would
+            # read past a body of exactly the size limit, which Werkzeug refuses with a 413.
+            return None
         event = self._event()
         if isinstance(event, Preamble):
             event = self._event()
