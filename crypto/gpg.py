@@ -21,7 +21,10 @@ from crypto.keys import KeyInfo, KeyPart, parse_fingerprint
 BUFFER_SIZE = 1 << 20
 
 # Options on every gpg call: never reach the network, never guess a key from a user id.
-BASE_OPTIONS = ["--auto-key-locate", "local", "--no-auto-key-retrieve", "--trust-model", "always"]
+# Trust is not gpg's web of trust but the desk's pinning, so encryption alone passes
+# --trust-model always; listing keys keeps gpg's default model, whose trustdb gpg needs to
+# report expired and revoked keys instead of failing.
+BASE_OPTIONS = ["--auto-key-locate", "local", "--no-auto-key-retrieve"]
 
 # Video does not compress, and zlib costs gpg six times its uncompressed speed; prefer AES-256
 # without overriding what a recipient's key says it supports.

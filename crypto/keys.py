@@ -51,7 +51,9 @@ class KeyPart:
     @property
     def algorithm_name(self) -> str:
         """A readable algorithm name such as 'RSA-2048' or 'ECDH cv25519'."""
-        name = ALGORITHM_NAMES.get(self.algorithm, f"algorithm {self.algorithm}")
+        name = ALGORITHM_NAMES.get(self.algorithm)
+        if name is None:
+            return f"algorithm {self.algorithm}"
         if self.algorithm in ECC_ALGORITHMS:
             return f"{name} {self.curve}"
         return f"{name}-{self.bits}"

@@ -76,14 +76,14 @@ def create_app(config: Config, interface: Interface = "source",
     # Strings are marked for translation now; a real catalogue plugs in here later.
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
-    csrf = CSRFProtect(app)
-
     if interface == "source":
         from desk.source import blueprint, views
+        # Ahead of CSRFProtect's hook, which would read a refused request's form first.
+        app.before_request(views.refuse_without_keys)
         app.register_blueprint(blueprint)
-        # CSRFProtect would parse the whole body with request.form, spooling files to plaintext
-        # temp files; the submit view checks the token itself as the first field streams in.
-        csrf.exempt(views.submit)
+    # CSRFProtect would parse the whole body with request.form; the submit view checks the
+    # token itself as the first field streams in.
+    CSRFProtect(app).exempt("desk.source.views.submit")
 
     app.teardown_appcontext(_close_db_session)
     app.after_request(_security_headers)

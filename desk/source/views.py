@@ -26,10 +26,12 @@ def services() -> Services:
     return current_app.extensions["desk"]  # type: ignore[no-any-return]
 
 
-@blueprint.before_request
 def refuse_without_keys() -> None:
-    """With no valid journalist key every page says so, before any request body is read."""
-    if not services().recipients.current():
+    """With no valid journalist key every page says so, before any request body is read.
+
+    Registered on the app ahead of CSRFProtect, whose check would read the form first.
+    """
+    if request.endpoint != "static" and not services().recipients.current():
         raise NotAcceptingSubmissions()
 
 
