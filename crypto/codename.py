@@ -63,8 +63,12 @@ def normalize(text: str) -> str:
 
 def generate_codename() -> Codename:
     """Seven words drawn uniformly with `secrets`: about 90 bits."""
-    words = wordlist()
-    return Codename(" ".join(secrets.choice(words) for _ in range(WORDS)))
+    return Codename(generate_passphrase(WORDS))
+
+
+def generate_passphrase(words: int = 7) -> str:
+    """A passphrase of `words` EFF words, for accounts the desk creates (about 90 bits)."""
+    return " ".join(secrets.choice(wordlist()) for _ in range(words))
 
 
 def new_salt() -> bytes:

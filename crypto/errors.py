@@ -21,5 +21,20 @@ class EncryptionFailed(CryptoError):
     """GnuPG did not produce a complete ciphertext; nothing was kept."""
 
 
+class DecryptionFailed(CryptoError):
+    """GnuPG could not decrypt: wrong or missing key, or damaged ciphertext. Nothing was kept."""
+
+
 class FormatError(CryptoError):
     """A record does not follow crypto/FORMAT.md and was rejected."""
+
+
+class CustodyBroken(CryptoError):
+    """The chain of custody does not verify: `seq` names the first bad entry, or `object_id`
+    the first object whose ciphertext does not match what custody recorded."""
+
+    def __init__(self, reason: str, *, seq: int | None = None,
+                 object_id: str | None = None) -> None:
+        self.seq, self.object_id, self.reason = seq, object_id, reason
+        where = f"custody entry {seq}" if seq is not None else f"object {object_id}"
+        super().__init__(f"{where}: {reason}")

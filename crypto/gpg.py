@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import gnupg  # type: ignore[import-untyped]
 
-from crypto.errors import EncryptionFailed, GpgUnavailable, KeyRefused
+from crypto.errors import DecryptionFailed, EncryptionFailed, GpgUnavailable, KeyRefused
 from crypto.keys import KeyInfo, KeyPart, parse_fingerprint
 
 # Big reads keep the copy thread cheap; the upload path streams gigabytes through it.
@@ -76,6 +76,10 @@ class GnuPG:
         found = _key_infos(self._gpg.list_keys(keys=[parse_fingerprint(fingerprint)]))
         return found[0] if found else None
 
+    def delete_public_key(self, fingerprint: str) -> None:
+        """Remove a public key from this home (no-op if it is not there)."""
+        self._gpg.delete_keys(parse_fingerprint(fingerprint))
+
     def export_public_key(self, fingerprint: str) -> bytes:
         """The armored public key with this fingerprint."""
         armored: str = self._gpg.export_keys(parse_fingerprint(fingerprint))
@@ -118,6 +122,31 @@ class GnuPG:
         if not result.ok or result.returncode != 0:
             _remove(output)
             raise EncryptionFailed(_failure_reason(result))
+
+
+    def encrypt_bytes(self, data: bytes, recipients: Sequence[str]) -> bytes:
+        """Encrypt a small document (a manifest, a custody log) in memory."""
+        if not recipients:
+            raise EncryptionFailed("no recipient keys")
+        result = self._gpg.encrypt(
+            data, [parse_fingerprint(r) for r in recipients], armor=False, always_trust=True,
+            extra_args=ENCRYPT_OPTIONS)
+        if not result.ok or result.returncode != 0:
+            raise EncryptionFailed(_failure_reason(result))
+        ciphertext: bytes = result.data
+        return ciphertext
+
+    def decrypt_bytes(self, data: bytes) -> bytes:
+        """Decrypt a small document in memory with a secret key in this home.
+
+        Only a clean exit counts: gpg hands back the plaintext of a manipulated message before
+        it reports the damage, so anything but success returns nothing.
+        """
+        result = self._gpg.decrypt(data)
+        if not result.ok or result.returncode != 0:
+            raise DecryptionFailed(f"gpg could not decrypt ({result.status or 'no status'})")
+        plaintext: bytes = result.data
+        return plaintext
 
 
 def _failure_reason(result: Any) -> str:

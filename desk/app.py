@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from pathlib import Path
 from typing import IO, Literal
@@ -17,7 +18,7 @@ from desk.errors import DeskError
 from desk.instance import read_secret_key
 from desk.services import Services, open_services
 
-Interface = Literal["source"]
+Interface = Literal["source", "journalist"]
 
 # Templates sit beside the package in a checkout, and under share/desk when installed.
 _CHECKOUT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -29,6 +30,8 @@ TEMPLATES = _CHECKOUT_TEMPLATES if _CHECKOUT_TEMPLATES.is_dir() \
 CSRF_TOKEN_SECONDS = 24 * 3600
 
 DISCARD_CHUNK = 1 << 20
+# Journalists post forms and public keys, never footage.
+JOURNALIST_MAX_BODY = 2 * 1024 * 1024
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -42,7 +45,7 @@ SECURITY_HEADERS = {
 }
 
 
-class DeskRequest(Request):
+class SourceRequest(Request):
     """A request that refuses to spool an uploaded file anywhere.
 
     Werkzeug's default stream factory writes any file part over 500 KiB to a plaintext temp
@@ -56,41 +59,82 @@ class DeskRequest(Request):
         raise BadRequest("file parts are only accepted by the submit form")
 
 
+class JournalistRequest(Request):
+    """A request whose small file uploads (public keys) stay in memory, never on disk."""
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None,
+                         ) -> IO[bytes]:
+        return io.BytesIO()
+
+
 def create_app(config: Config, interface: Interface = "source",
                services: Services | None = None) -> Flask:
     """Build the Flask app for `interface` on an initialised desk."""
     app = Flask("desk", template_folder=str(TEMPLATES),
                 static_folder=str(Path(__file__).parent / "static"))
-    app.request_class = DeskRequest
     services = services or open_services(config)
     app.extensions["desk"] = services
     app.config.update(
         SECRET_KEY=read_secret_key(config),
-        MAX_CONTENT_LENGTH=config.max_upload_bytes,
         SESSION_COOKIE_NAME=f"desk_{interface}",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_PERMANENT=False,
-        WTF_CSRF_TIME_LIMIT=CSRF_TOKEN_SECONDS,
     )
     # Strings are marked for translation now; a real catalogue plugs in here later.
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    app.add_template_filter(human_size, "size")
     if interface == "source":
-        from desk.source import blueprint, views
-        # Ahead of CSRFProtect's hook, which would read a refused request's form first.
-        app.before_request(views.refuse_without_keys)
-        app.register_blueprint(blueprint)
-    # CSRFProtect would parse the whole body with request.form; the submit view checks the
-    # token itself as the first field streams in.
-    CSRFProtect(app).exempt("desk.source.views.submit")
-
+        _source_interface(app, config)
+    else:
+        _journalist_interface(app, services)
     app.teardown_appcontext(_close_db_session)
     app.after_request(_security_headers)
     app.register_error_handler(DeskError, _desk_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     return app
+
+
+def human_size(size: int) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as people read them)."""
+    if size < 1000:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1000
+        if value < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def _source_interface(app: Flask, config: Config) -> None:
+    from desk.source import blueprint, views
+
+    app.request_class = SourceRequest
+    app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes,
+                      WTF_CSRF_TIME_LIMIT=CSRF_TOKEN_SECONDS)
+    # Ahead of CSRFProtect's hook, which would read a refused request's form first.
+    app.before_request(views.refuse_without_keys)
+    app.before_request(views.apply_upload_limit)
+    app.register_blueprint(blueprint)
+    # CSRFProtect would parse the whole body with request.form; the submit view checks the
+    # token itself as the first field streams in.
+    CSRFProtect(app).exempt("desk.source.views.submit")
+
+
+def _journalist_interface(app: Flask, services: Services) -> None:
+    from desk.journalist import admin_blueprint, blueprint
+    from desk.sessions import DatabaseSessionInterface
+
+    app.request_class = JournalistRequest
+    app.config.update(MAX_CONTENT_LENGTH=JOURNALIST_MAX_BODY)
+    app.session_interface = DatabaseSessionInterface(services.sessions)
+    app.register_blueprint(blueprint)
+    app.register_blueprint(admin_blueprint)
+    CSRFProtect(app)
 
 
 def db_session() -> Session:

@@ -16,14 +16,28 @@ from flask.cli import FlaskGroup
 from sqlalchemy import select
 
 from crypto.errors import CryptoError
-from desk.app import create_app
+from desk.app import Interface, create_app
+from desk.auth import check_password_rules, hash_password, totp_secret_text, totp_uri
 from desk.config import Config, load_config
+from desk.custody import verify_desk
 from desk.errors import DeskError
-from desk.instance import init_desk
-from desk.journalists import add_journalist
-from desk.models import Journalist
+from desk.export import export_bundle, select_submissions
+from desk.instance import init_desk, load_instance, update_settings
+from desk.journalists import (
+    add_journalist,
+    find_journalist,
+    remove_journalist,
+    replace_key,
+    reset_two_factor,
+)
+from desk.models import Journalist, Source
 from desk.recipients import key_statuses
 from desk.services import open_services
+from desk.store import write_durably
+from desk.submissions import purge_expired
+
+DEFAULT_PORTS: dict[Interface, int] = {"source": 8080, "journalist": 8081}
+CLI_ACTOR = "desk-cli"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -95,21 +109,90 @@ def journalist_group() -> None:
 @click.argument("username")
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The journalist's OpenPGP public key (armored or binary).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file whose first line is the password (default: ask, if on a terminal).")
 @click.option("--admin", is_flag=True, help="Make this journalist an administrator.")
 @_fail_on_errors
-def journalist_add(username: str, key_file: Path, admin: bool) -> None:
-    """Add a journalist and pin the fingerprint of their public key."""
-    try:
-        key_data = key_file.read_bytes()
-    except OSError as exc:
-        raise _Failure(f"cannot read {key_file}: {exc.strerror}") from exc
+def journalist_add(username: str, key_file: Path, password_file: Path | None,
+                   admin: bool) -> None:
+    """Add a journalist, pin the fingerprint of their public key, and set up their login."""
+    key_data = _read_file(key_file)
+    password = _password(password_file)
     services = open_services(_config())
     with services.sessions() as session:
-        journalist = add_journalist(session, services.gpg, username, key_data, admin)
+        journalist = add_journalist(session, services.gpg, username, key_data, admin,
+                                    password=password, kdf=services.config.kdf)
         session.commit()
     click.echo(f"Added {journalist.username}{' (admin)' if admin else ''}.")
     click.echo(f"Pinned key fingerprint: {_spaced(journalist.fingerprint)}")
     click.echo("Compare it with the journalist over another channel before relying on it.")
+    if journalist.totp_secret is None:
+        click.echo("No password set: the key receives submissions, but this account cannot log "
+                   "in until `desk journalist set-password`.")
+    else:
+        _print_totp(journalist.username, journalist.totp_secret)
+
+
+@journalist_group.command("set-password", with_appcontext=False)
+@click.argument("username")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file whose first line is the password (default: ask).")
+@_fail_on_errors
+def journalist_set_password(username: str, password_file: Path | None) -> None:
+    """Set a journalist's password (and give them a TOTP secret if they have none)."""
+    password = _password(password_file)
+    if password is None:
+        raise _Failure("no password given: use --password-file or run on a terminal")
+    services = open_services(_config())
+    with services.sessions() as session:
+        journalist = find_journalist(session, username)
+        journalist.password_hash = hash_password(password, services.config.kdf)
+        new_secret = journalist.totp_secret is None
+        if new_secret:
+            reset_two_factor(journalist)
+        session.commit()
+    click.echo(f"Password set for {username}.")
+    if new_secret and journalist.totp_secret is not None:
+        _print_totp(username, journalist.totp_secret)
+
+
+@journalist_group.command("remove", with_appcontext=False)
+@click.argument("username")
+@_fail_on_errors
+def journalist_remove(username: str) -> None:
+    """Remove a journalist, their sessions, and their key if nobody else pins it."""
+    services = open_services(_config())
+    with services.sessions() as session:
+        remove_journalist(session, services.gpg, find_journalist(session, username))
+        session.commit()
+    click.echo(f"Removed {username}.")
+
+
+@journalist_group.command("reset-2fa", with_appcontext=False)
+@click.argument("username")
+@_fail_on_errors
+def journalist_reset_2fa(username: str) -> None:
+    """Give a journalist a new TOTP secret, printed once."""
+    services = open_services(_config())
+    with services.sessions() as session:
+        secret = reset_two_factor(find_journalist(session, username))
+        session.commit()
+    _print_totp(username, secret)
+
+
+@journalist_group.command("key", with_appcontext=False)
+@click.argument("username")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_fail_on_errors
+def journalist_key(username: str, key_file: Path) -> None:
+    """Replace a journalist's public key."""
+    key_data = _read_file(key_file)
+    services = open_services(_config())
+    with services.sessions() as session:
+        fingerprint = replace_key(session, services.gpg, find_journalist(session, username),
+                                  key_data)
+        session.commit()
+    click.echo(f"Pinned key fingerprint: {_spaced(fingerprint)}")
 
 
 @journalist_group.command("list", with_appcontext=False)
@@ -158,34 +241,141 @@ def keys_check() -> None:
 
 
 @cli.command("serve", with_appcontext=False)
-@click.argument("interface", type=click.Choice(["source"]))
+@click.argument("interface", type=click.Choice(["source", "journalist"]))
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Default 8080 for the source interface, 8081 for the journalist one.")
 @_fail_on_errors
-def serve_command(interface: str, host: str, port: int) -> None:
+def serve_command(interface: str, host: str, port: int | None) -> None:
     """Serve an interface under gunicorn with threaded workers."""
     from desk.serve import serve
 
     config = _config()
     open_services(config)  # fail here, clearly, rather than in every worker
-    serve(lambda: create_app(config, "source"), host, port)
+    which: Interface = "source" if interface == "source" else "journalist"
+    serve(lambda: create_app(config, which), host, port or DEFAULT_PORTS[which])
+
+
+@cli.command("export", with_appcontext=False)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the bundle (.tar).")
+@click.option("--all", "everything", is_flag=True, help="Every stored object.")
+@click.option("--unseen", is_flag=True, help="Objects no journalist has seen yet (default).")
+@click.option("--source", "designation", help="Everything from one source, by designation.")
+@_fail_on_errors
+def export_command(out: Path, everything: bool, unseen: bool, designation: str | None) -> None:
+    """Write an export bundle for the offline machine, as the web interface would stream it."""
+    if sum((everything, unseen, designation is not None)) > 1:
+        raise _Failure("choose one of --all, --unseen and --source")
+    services = open_services(_config())
+    with services.writers() as session:
+        source = None
+        if designation is not None:
+            source = session.scalar(select(Source).where(Source.designation == designation))
+            if source is None:
+                raise _Failure(f"no source called {designation!r}")
+        chosen = select_submissions(session, unseen=not everything and source is None,
+                                    source=source)
+        if not chosen:
+            raise _Failure("nothing to export")
+        bundle = export_bundle(services, session, chosen, CLI_ACTOR)
+    write_durably(out, bundle.chunks)
+    click.echo(f"Wrote {bundle.count} object(s), {bundle.size} bytes, to {out}")
+
+
+@cli.group("custody")
+def custody_group() -> None:
+    """The signed chain of custody."""
+
+
+@custody_group.command("verify", with_appcontext=False)
+@_fail_on_errors
+def custody_verify() -> None:
+    """Check every custody signature and link, and every stored ciphertext against it."""
+    services = open_services(_config())
+    with services.sessions() as session:
+        report = verify_desk(session, services.store, services.signing_key.public_hex)
+    click.echo(f"Custody intact: {report.entries} entries, {report.objects_checked} stored "
+               "objects match what was received.")
+
+
+@cli.command("settings", with_appcontext=False)
+@click.option("--name", help="The desk's name, shown to journalists.")
+@click.option("--max-upload", help="Largest sending, e.g. 4GiB; '' for DESK_MAX_UPLOAD_BYTES.")
+@click.option("--retention-days", help="Delete submissions older than this; '' keeps them.")
+@_fail_on_errors
+def settings_command(name: str | None, max_upload: str | None,
+                     retention_days: str | None) -> None:
+    """Show or change the desk's name, upload limit and retention."""
+    services = open_services(_config())
+    with services.sessions() as session:
+        instance = load_instance(session)
+        if name is not None or max_upload is not None or retention_days is not None:
+            update_settings(
+                session, instance.name if name is None else name,
+                str(instance.max_upload_bytes or "") if max_upload is None else max_upload,
+                str(instance.retention_days or "") if retention_days is None
+                else retention_days)
+            session.commit()
+        limit = instance.max_upload_bytes or services.config.max_upload_bytes
+        click.echo(f"name: {instance.name}")
+        click.echo(f"max upload: {limit} bytes"
+                   f"{'' if instance.max_upload_bytes else ' (DESK_MAX_UPLOAD_BYTES)'}")
+        click.echo(f"retention: {instance.retention_days or 'keep until deleted'}"
+                   f"{' days' if instance.retention_days else ''}")
+
+
+@cli.command("purge", with_appcontext=False)
+@_fail_on_errors
+def purge_command() -> None:
+    """Delete submissions older than the retention period, recording each in custody."""
+    services = open_services(_config())
+    with services.writers() as session:
+        deleted = purge_expired(session, services.store, services.signing_key)
+    click.echo(f"Purged {deleted} expired object(s).")
 
 
 @cli.command("demo", with_appcontext=False)
 @click.option("--dir", "directory", default="./desk-demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--no-serve", is_flag=True, help="Set up only; do not start the server.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
+              help="Source interface port; the journalist interface uses the next one.")
+@click.option("--no-serve", is_flag=True, help="Set up only; do not start the servers.")
 @_fail_on_errors
 def demo_command(directory: Path, port: int, no_serve: bool) -> None:
-    """Set up a demo desk with a demo journalist keypair and serve it on 127.0.0.1."""
-    from desk.demo import setup_demo
-    from desk.serve import serve
+    """Set up a demo desk with a demo journalist and serve both interfaces on 127.0.0.1."""
+    from desk.demo import run_demo, setup_demo
 
     demo = setup_demo(directory.absolute(), os.environ)
-    click.echo(demo.instructions(port))
+    click.echo(demo.instructions(port, port + 1))
     if not no_serve:
-        serve(lambda: create_app(demo.config, "source"), "127.0.0.1", port)
+        run_demo(demo, port, port + 1)
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _Failure(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _password(password_file: Path | None) -> str | None:
+    """The password from a file's first line, or asked for on a terminal, or None."""
+    if password_file is not None:
+        lines = _read_file(password_file).decode("utf-8", "replace").splitlines()
+        password = lines[0] if lines else ""
+    elif sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        return None
+    check_password_rules(password)
+    return password
+
+
+def _print_totp(username: str, secret: bytes) -> None:
+    click.echo(f"TOTP secret: {totp_secret_text(secret)}")
+    click.echo(f"Authenticator URI: {totp_uri(secret, username)}")
+    click.echo("Shown once: enter it in the journalist's authenticator app now.")
 
 
 def _spaced(fingerprint: str) -> str:

@@ -39,6 +39,11 @@ class Config:
         return self.data_dir / "store"
 
     @property
+    def signing_key_file(self) -> Path:
+        """The desk's Ed25519 custody signing key, made by `desk init`."""
+        return self.data_dir / "signing_key"
+
+    @property
     def secret_key_file(self) -> Path:
         """The key that signs session cookies, made by `desk init`."""
         return self.data_dir / "secret_key"
@@ -62,11 +67,19 @@ def load_config(env: Mapping[str, str]) -> Config:
     )
 
 
+def parse_size(text: str) -> int | None:
+    """A positive size such as '1048576', '512MiB' or '4 GiB' in bytes, or None."""
+    match = SIZE_RE.match(text)
+    if not match or int(match.group(1)) <= 0:
+        return None
+    return int(match.group(1)) * SIZE_UNITS[match.group(2)]
+
+
 def _size(env: Mapping[str, str], name: str, default: int) -> int:
     if name not in env:
         return default
-    match = SIZE_RE.match(env[name])
-    if not match or int(match.group(1)) <= 0:
+    size = parse_size(env[name])
+    if size is None:
         raise ConfigError(
             f"{name} must be a positive size in bytes (or with KiB, MiB, GiB), not {env[name]!r}")
-    return int(match.group(1)) * SIZE_UNITS[match.group(2)]
+    return size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -12,11 +12,14 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`; each SQLite connection gets WAL, synchronous=FULL, secure_delete."""
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN, so writers can ask for BEGIN IMMEDIATE.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets journalists read while a source writes; FULL makes a commit durable before the 2xx;
     # secure_delete overwrites deleted rows instead of leaving them in free pages.
@@ -26,6 +29,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    # A deferred transaction that reads and then writes fails at once if another writer
+    # committed in between; writers take the write lock up front and wait their turn instead.
+    immediate = connection.get_execution_options().get("immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit."""
+    """Sessions for reading and for writes that need no ordering."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_writer_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose transactions hold the write lock from their start (the custody log)."""
+    return sessionmaker(engine.execution_options(immediate=True), expire_on_commit=False)

@@ -25,6 +25,7 @@ from werkzeug.sansio.multipart import (
 )
 from werkzeug.sansio.multipart import MultipartDecoder as _WerkzeugDecoder
 
+from crypto.custody import ciphertext_digest, object_files
 from crypto.gpg import GnuPG, Readable
 from crypto.objects import METADATA_NAME, Kind, ObjectRecord, PartRecord, new_object_id, part_name
 from desk.errors import BadSubmission
@@ -49,6 +50,7 @@ class StagedObject:
     filename: str | None
     part_count: int
     ciphertext_size: int
+    ciphertext_sha256: str
 
 
 class ObjectWriter:
@@ -74,13 +76,16 @@ class ObjectWriter:
             )
             with staging.new_file(METADATA_NAME) as temp:
                 self.gpg.encrypt_stream(_BytesReader(record.to_json()), self.recipients, temp)
+            # Read the ciphertext back (from the page cache) for the custody digest.
+            ciphertext = object_files(staging.path)
         except BaseException:
             self.store.discard(staging)
             raise
         return StagedObject(
             object_id=record.object_id, kind=kind, staging=staging, size=record.size,
             sha256=record.parts[0].sha256, filename=record.display_name, part_count=1,
-            ciphertext_size=staging.size(),
+            ciphertext_size=sum(size for size, _ in ciphertext.values()),
+            ciphertext_sha256=ciphertext_digest(ciphertext),
         )
 
 

@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.codename import new_salt
+from crypto.custody import SigningKey
 from desk import migrations
-from desk.config import Config
+from desk.config import Config, parse_size
 from desk.db import make_engine, make_sessionmaker
-from desk.errors import NotInitialised
+from desk.errors import JournalistError, NotInitialised
 from desk.models import Instance
 from desk.store import Store
 
@@ -32,6 +33,8 @@ def init_desk(config: Config) -> bool:
         fd = os.open(config.secret_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
+    if not config.signing_key_file.exists():
+        SigningKey.generate().save(config.signing_key_file)
     engine = make_engine(config.database_url)
     try:
         migrations.upgrade(engine)
@@ -52,9 +55,49 @@ def load_instance(session: Session) -> Instance:
     return instance
 
 
+def read_signing_key(config: Config) -> SigningKey:
+    """The custody signing key made by `desk init`."""
+    try:
+        return SigningKey.load(config.signing_key_file)
+    except FileNotFoundError as exc:
+        raise NotInitialised(f"{config.signing_key_file} is missing: run `desk init`") from exc
+
+
 def read_secret_key(config: Config) -> str:
     """The cookie-signing key made by `desk init`."""
     try:
         return config.secret_key_file.read_text().strip()
     except FileNotFoundError as exc:
         raise NotInitialised(f"{config.secret_key_file} is missing: run `desk init`") from exc
+
+
+MIN_UPLOAD_BYTES = 1024 * 1024
+MAX_RETENTION_DAYS = 3650
+
+
+def update_settings(session: Session, name: str, max_upload: str, retention_days: str
+                    ) -> Instance:
+    """Check and store the admin-editable settings; raise JournalistError naming a bad one.
+
+    An empty `max_upload` means DESK_MAX_UPLOAD_BYTES applies; an empty `retention_days`
+    keeps submissions until a journalist deletes them. Not committed.
+    """
+    instance = load_instance(session)
+    name = " ".join(name.split())
+    if not 1 <= len(name) <= 100:
+        raise JournalistError("the desk's name must be 1 to 100 characters")
+    size = None
+    if max_upload.strip():
+        size = parse_size(max_upload)
+        if size is None or size < MIN_UPLOAD_BYTES:
+            raise JournalistError(
+                "the maximum upload must be a size of at least 1 MiB, such as 500MiB or 4GiB")
+    days = None
+    if retention_days.strip():
+        if not retention_days.strip().isdigit() or \
+                not 1 <= int(retention_days) <= MAX_RETENTION_DAYS:
+            raise JournalistError(
+                f"retention must be a number of days from 1 to {MAX_RETENTION_DAYS}, or empty")
+        days = int(retention_days)
+    instance.name, instance.max_upload_bytes, instance.retention_days = name, size, days
+    return instance

@@ -7,23 +7,28 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from crypto.custody import SigningKey
 from crypto.gpg import GnuPG
 from desk.config import Config
-from desk.db import make_engine, make_sessionmaker
+from desk.db import make_engine, make_sessionmaker, make_writer_sessionmaker
 from desk.errors import NotInitialised
+from desk.instance import read_signing_key
 from desk.recipients import Recipients
 from desk.store import Store
 
 
 @dataclass
 class Services:
-    """Config, database, GnuPG home, store and the recipient cache of one desk."""
+    """Config, database, GnuPG home, store, signing key and recipient cache of one desk."""
 
     config: Config
     engine: Engine
     sessions: sessionmaker[Session]
+    # Transactions that append to the custody log take the write lock from their start.
+    writers: sessionmaker[Session]
     gpg: GnuPG
     store: Store
+    signing_key: SigningKey
     recipients: Recipients = field(init=False)
 
     def __post_init__(self) -> None:
@@ -36,4 +41,5 @@ def open_services(config: Config) -> Services:
         raise NotInitialised(f"{config.data_dir} is not a desk data directory: run `desk init`")
     engine = make_engine(config.database_url)
     return Services(config=config, engine=engine, sessions=make_sessionmaker(engine),
-                    gpg=GnuPG(config.gnupg_home), store=Store(config.store_dir))
+                    writers=make_writer_sessionmaker(engine), gpg=GnuPG(config.gnupg_home),
+                    store=Store(config.store_dir), signing_key=read_signing_key(config))

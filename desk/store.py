@@ -11,7 +11,7 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from crypto.objects import OBJECT_ID_RE
@@ -26,6 +26,22 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_durably(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write `chunks` to `path` via a temporary name, fsynced, so `path` is whole or absent."""
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
+    try:
+        with temp.open("xb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temp, path)
+        fsync_path(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
 
 
 class Staging:
@@ -46,11 +62,6 @@ class Staging:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
-
-    def size(self) -> int:
-        """Total bytes of the finished files."""
-        return sum(p.stat().st_size for p in self.path.iterdir()
-                   if not p.name.startswith(TEMP_PREFIX))
 
 
 class Store:

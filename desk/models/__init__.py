@@ -1,9 +1,11 @@
 """Typed SQLAlchemy models: clear-text columns hold no names, types, hashes or instants."""
 
 from desk.models.base import Base
+from desk.models.custody import CustodyRecord
 from desk.models.instance import Instance
-from desk.models.journalist import Journalist
+from desk.models.journalist import Journalist, JournalistSession
 from desk.models.source import Source
 from desk.models.submission import Submission
 
-__all__ = ["Base", "Instance", "Journalist", "Source", "Submission"]
+__all__ = ["Base", "CustodyRecord", "Instance", "Journalist", "JournalistSession", "Source",
+           "Submission"]

@@ -2,14 +2,16 @@
 
 from datetime import date
 
-from sqlalchemy import LargeBinary
+from sqlalchemy import BigInteger, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from desk.models.base import Base
 
+DEFAULT_NAME = "desk"
+
 
 class Instance(Base):
-    """Per-desk values made by `desk init`."""
+    """Per-desk values made by `desk init` and settings admins change."""
 
     __tablename__ = "instance"
 
@@ -17,3 +19,8 @@ class Instance(Base):
     # Salt of the Argon2id lookup id: one derivation per codename, whatever the number of sources.
     lookup_salt: Mapped[bytes] = mapped_column(LargeBinary(32))
     created_on: Mapped[date]
+    name: Mapped[str] = mapped_column(String(100), default=DEFAULT_NAME)
+    # None: DESK_MAX_UPLOAD_BYTES applies.
+    max_upload_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # None: keep submissions until a journalist deletes them.
+    retention_days: Mapped[int | None]

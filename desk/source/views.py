@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime
-
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import validate_csrf
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
-from crypto.codename import generate_codename, lookup_id
+from crypto.codename import generate_codename
 from desk.app import db_session
 from desk.errors import BadSubmission, EmptySubmission, NotAcceptingSubmissions
-from desk.ingest import ObjectWriter, StagedObject, ingest_form
+from desk.ingest import ObjectWriter, ingest_form
 from desk.instance import load_instance
-from desk.models import Source, Submission
+from desk.models import Source
 from desk.services import Services
+from desk.submissions import create_source, record_submission
 
 blueprint = Blueprint("source", __name__)
 
@@ -35,15 +33,11 @@ def refuse_without_keys() -> None:
         raise NotAcceptingSubmissions()
 
 
-@blueprint.app_template_filter("size")
-def human_size(size: int) -> str:
-    """1234567 -> '1.2 MB'."""
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")  # pragma: no cover
+def apply_upload_limit() -> None:
+    """The admins' upload limit, if they set one, else DESK_MAX_UPLOAD_BYTES."""
+    limit = load_instance(db_session()).max_upload_bytes
+    if limit is not None:
+        request.max_content_length = limit
 
 
 @blueprint.get("/")
@@ -57,12 +51,7 @@ def generate() -> str:
     """Make a codename, store only its Argon2id lookup id, and show it once."""
     db = db_session()
     codename = generate_codename()
-    today = datetime.now(UTC).date()
-    source = Source(id=secrets.token_hex(16),
-                    lookup_id=lookup_id(codename, load_instance(db).lookup_salt,
-                                        services().config.kdf),
-                    created_on=today, last_activity_on=today)
-    db.add(source)
+    source = create_source(db, codename, services().config.kdf)
     db.commit()
     session.clear()
     session["source"] = source.id
@@ -75,8 +64,7 @@ def submit_form() -> Response | str:
     """The message and files form."""
     if _current_source() is None:
         return redirect(url_for("source.index"))
-    return render_template("source/submit.html",
-                           max_upload=current_app.config["MAX_CONTENT_LENGTH"])
+    return render_template("source/submit.html", max_upload=request.max_content_length)
 
 
 @blueprint.post("/submit")
@@ -85,6 +73,9 @@ def submit() -> Response | str:
     source = _current_source()
     if source is None:
         raise BadSubmission("no source session")
+    # End the read transaction now: an upload can take hours, and an open snapshot would
+    # hold back the WAL checkpoint all that time.
+    db_session().commit()
     if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
         raise BadSubmission("not a multipart form")
     writer = ObjectWriter(services().store, services().gpg, services().recipients.current())
@@ -92,7 +83,8 @@ def submit() -> Response | str:
     staged = ingest_form(request.stream, request.mimetype_params["boundary"], writer, _check_csrf)
     if not staged:
         raise EmptySubmission()
-    _publish(source, staged)
+    with services().writers() as writer:
+        record_submission(writer, services().store, services().signing_key, source.id, staged)
     return render_template("source/received.html",
                            files=[obj for obj in staged if obj.kind == "file"],
                            message_sent=any(obj.kind == "message" for obj in staged))
@@ -115,26 +107,3 @@ def _check_csrf(token: str) -> None:
         validate_csrf(token)
     except ValidationError as exc:
         raise BadSubmission("CSRF token refused") from exc
-
-
-def _publish(source: Source, staged: list[StagedObject]) -> None:
-    """Publish every staged object, then commit their rows; undo everything on failure."""
-    store, db = services().store, db_session()
-    today = datetime.now(UTC).date()
-    published: list[str] = []
-    try:
-        for obj in staged:
-            store.publish(obj.staging, obj.object_id)
-            published.append(obj.object_id)
-            db.add(Submission(id=obj.object_id, source_id=source.id, kind=obj.kind,
-                              ciphertext_size=obj.ciphertext_size, part_count=obj.part_count,
-                              received_on=today))
-        source.last_activity_on = today
-        db.commit()
-    except BaseException:
-        db.rollback()
-        for object_id in published:
-            store.remove(object_id)
-        for obj in staged[len(published):]:
-            store.discard(obj.staging)
-        raise

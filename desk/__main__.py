@@ -1,0 +1,5 @@
+"""`python -m desk` runs the `desk` command."""
+
+from desk.cli import cli
+
+cli()

@@ -1,0 +1,68 @@
+"""The desk's side of the chain of custody: appending entries and checking the whole log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crypto.custody import SigningKey, ciphertext_digest, make_entry, object_files, verify_chain
+from crypto.errors import CustodyBroken
+from desk.models import CustodyRecord, Submission
+from desk.store import Store
+
+
+def append_entry(session: Session, key: SigningKey, event: str, object_id: str | None = None,
+                 ciphertext_sha256: str | None = None, actor: str | None = None
+                 ) -> CustodyRecord:
+    """Add the next signed entry in `session`'s transaction (a writer session)."""
+    last = session.scalar(select(CustodyRecord).order_by(CustodyRecord.seq.desc()).limit(1))
+    entry = make_entry(key, None if last is None else last.entry(), datetime.now(UTC).date(),
+                       event, object_id, ciphertext_sha256, actor)
+    record = CustodyRecord.from_entry(entry)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def custody_records(session: Session) -> Iterator[CustodyRecord]:
+    """Every entry in order, streamed."""
+    yield from session.scalars(select(CustodyRecord).order_by(CustodyRecord.seq)
+                               .execution_options(yield_per=1000))
+
+
+@dataclass(frozen=True)
+class CustodyReport:
+    """What `desk custody verify` found."""
+
+    entries: int
+    objects_checked: int
+
+
+def verify_desk(session: Session, store: Store, public_hex: str) -> CustodyReport:
+    """Check every signature and link, then every stored object against its ingest entry.
+
+    Raises CustodyBroken naming the first bad entry or object.
+    """
+    chain = verify_chain((record.entry() for record in custody_records(session)), public_hex)
+    received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
+    deleted = {e.object_id for e in chain if e.event == "delete"}
+    checked = 0
+    for submission in session.scalars(select(Submission).order_by(Submission.id)):
+        oid = submission.id
+        if oid not in received:
+            raise CustodyBroken("has no ingest entry in the custody log", object_id=oid)
+        if oid in deleted:
+            raise CustodyBroken("is recorded as deleted but still present", object_id=oid)
+        directory = store.path(oid)
+        if not directory.is_dir():
+            raise CustodyBroken("is missing from the store", object_id=oid)
+        digest = ciphertext_digest(object_files(directory))
+        if digest != received[oid] or digest != submission.ciphertext_sha256:
+            raise CustodyBroken("stored ciphertext differs from what was received",
+                                object_id=oid)
+        checked += 1
+    return CustodyReport(entries=len(chain), objects_checked=checked)

@@ -1,0 +1,103 @@
+"""Export bundles for the air gap, streamed with no temp copy (crypto/FORMAT.md, "Bundles")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crypto.bundle import (
+    CUSTODY_NAME,
+    MANIFEST_NAME,
+    SIGNING_KEY_NAME,
+    VERSION_NAME,
+    ManifestObject,
+    Member,
+    manifest_json,
+    stream_tar,
+    tar_size,
+    version_line,
+)
+from crypto.objects import METADATA_NAME
+from desk.custody import append_entry, custody_records
+from desk.errors import JournalistError, NotAcceptingSubmissions
+from desk.instance import load_instance
+from desk.models import Source, Submission
+from desk.services import Services
+from desk.submissions import set_seen
+
+
+@dataclass(frozen=True)
+class Export:
+    """A bundle ready to stream: its size and its bytes, produced on demand."""
+
+    filename: str
+    size: int
+    chunks: Iterator[bytes]
+    count: int
+
+
+def select_submissions(session: Session, *, ids: Sequence[str] | None = None,
+                       unseen: bool = False, source: Source | None = None) -> list[Submission]:
+    """The objects an export covers, oldest first."""
+    query = select(Submission).order_by(Submission.received_on, Submission.id)
+    if ids is not None:
+        query = query.where(Submission.id.in_(ids))
+    if unseen:
+        query = query.where(Submission.seen.is_(False))
+    if source is not None:
+        query = query.where(Submission.source_id == source.id)
+    return list(session.scalars(query))
+
+
+def export_bundle(services: Services, session: Session, submissions: Sequence[Submission],
+                  actor: str, event: str = "export") -> Export:
+    """Record the export in custody, mark the objects seen, and prepare the bundle's stream.
+
+    `session` must be a writer session. The manifest and the custody log are encrypted to the
+    journalists' keys; the objects' ciphertext goes in as it is stored.
+    """
+    if not submissions:
+        raise JournalistError("nothing to export")
+    recipients = services.recipients.current()
+    if not recipients:
+        raise NotAcceptingSubmissions()
+    for submission in submissions:
+        append_entry(session, services.signing_key, event, submission.id,
+                     submission.ciphertext_sha256, actor)
+    set_seen(session, [s.id for s in submissions])
+    session.commit()
+
+    today = datetime.now(UTC).date()
+    designations = dict(session.execute(
+        select(Source.id, Source.designation)
+        .where(Source.id.in_({s.source_id for s in submissions}))).tuples())
+    manifest = manifest_json(
+        {"exported_on": today.isoformat(), "exported_by": actor,
+         "instance": load_instance(session).name},
+        [ManifestObject(s.id, designations[s.source_id], s.kind, s.received_on.isoformat(),
+                        s.ciphertext_sha256) for s in submissions])
+    custody = "".join(record.entry().to_json() + "\n" for record in custody_records(session))
+    gpg = services.gpg
+    members = [
+        Member(VERSION_NAME, len(version_line()), data=version_line()),
+        _data_member(SIGNING_KEY_NAME, (services.signing_key.public_hex + "\n").encode()),
+        _data_member(MANIFEST_NAME, gpg.encrypt_bytes(manifest, recipients)),
+        _data_member(CUSTODY_NAME, gpg.encrypt_bytes(custody.encode("utf-8"), recipients)),
+    ]
+    for submission in submissions:
+        directory = services.store.path(submission.id)
+        names = [METADATA_NAME, *sorted(p.name for p in directory.glob("part-*.gpg"))]
+        for name in names:
+            path = directory / name
+            members.append(Member(f"objects/{submission.id}/{name}", path.stat().st_size,
+                                  path=path))
+    return Export(filename=f"desk-bundle-{today.isoformat()}.tar", size=tar_size(members),
+                  chunks=stream_tar(members), count=len(submissions))
+
+
+def _data_member(name: str, data: bytes) -> Member:
+    return Member(name, len(data), data=data)
