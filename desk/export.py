@@ -72,9 +72,9 @@ def export_bundle(services: Services, session: Session, submissions: Sequence[Su
     session.commit()
 
     today = datetime.now(UTC).date()
-    designations = dict(session.execute(
+    designations = {source_id: name for source_id, name in session.execute(
         select(Source.id, Source.designation)
-        .where(Source.id.in_({s.source_id for s in submissions}))).tuples())
+        .where(Source.id.in_({s.source_id for s in submissions})))}
     manifest = manifest_json(
         {"exported_on": today.isoformat(), "exported_by": actor,
          "instance": load_instance(session).name},

@@ -92,6 +92,75 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+PASSWORDS = {"alice": "alice-long-passphrase-1", "bob": "bob-long-passphrase-22"}
+
+
+@pytest.fixture
+def accounts(desk: Services, second_journalist: Keypair) -> Services:
+    """`desk` with two accounts that can log in: alice (admin) and bob (not an admin)."""
+    from desk.auth import hash_password, new_totp_secret
+    from desk.journalists import find_journalist
+
+    with desk.sessions() as session:
+        alice = find_journalist(session, "alice")
+        alice.is_admin = True
+        alice.password_hash = hash_password(PASSWORDS["alice"], CHEAP_KDF)
+        alice.totp_secret = new_totp_secret()
+        add_journalist(session, desk.gpg, "bob", second_journalist.public_key.read_bytes(),
+                       password=PASSWORDS["bob"], kdf=CHEAP_KDF)
+        session.commit()
+    desk.recipients.invalidate()
+    return desk
+
+
+def fresh_code(services: Services, username: str) -> str:
+    """A TOTP code the account has not used yet (within the allowed drift of one step)."""
+    from datetime import UTC, datetime
+
+    from desk.auth import TOTP_STEP_SECONDS, totp_code
+    from desk.journalists import find_journalist
+
+    with services.sessions() as session:
+        journalist = find_journalist(session, username)
+        secret, last = journalist.totp_secret, journalist.totp_last_step
+    assert secret is not None
+    now = int(datetime.now(UTC).timestamp()) // TOTP_STEP_SECONDS
+    step = next(s for s in (now - 1, now, now + 1) if last is None or s > last)
+    return totp_code(secret, datetime.fromtimestamp(step * TOTP_STEP_SECONDS, UTC))
+
+
+@pytest.fixture
+def journalist_app(accounts: Services) -> Flask:
+    """The journalist app of `accounts`."""
+    return create_app(accounts.config, "journalist", services=accounts)
+
+
+def log_in(client: FlaskClient, services: Services, username: str,
+           password: str | None = None, code: str | None = None) -> TestResponse:
+    """Post the login form."""
+    token = csrf_token(client.get("/login").text)
+    return client.post("/login", data={
+        "csrf_token": token, "username": username,
+        "password": PASSWORDS.get(username, "") if password is None else password,
+        "code": fresh_code(services, username) if code is None else code})
+
+
+@pytest.fixture
+def alice(journalist_app: Flask, accounts: Services) -> FlaskClient:
+    """A client logged in as alice, an admin."""
+    client = journalist_app.test_client()
+    assert log_in(client, accounts, "alice").status_code == 302
+    return client
+
+
+@pytest.fixture
+def bob(journalist_app: Flask, accounts: Services) -> FlaskClient:
+    """A client logged in as bob, who is not an admin."""
+    client = journalist_app.test_client()
+    assert log_in(client, accounts, "bob").status_code == 302
+    return client
+
+
 class SourceBrowser:
     """A source walking through the interface in one browser session."""
 
