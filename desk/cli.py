@@ -17,7 +17,13 @@ from sqlalchemy import select
 
 from crypto.errors import CryptoError
 from desk.app import Interface, create_app
-from desk.auth import check_password_rules, hash_password, totp_secret_text, totp_uri
+from desk.auth import (
+    check_password_rules,
+    hash_password,
+    totp_code,
+    totp_secret_text,
+    totp_uri,
+)
 from desk.config import Config, load_config
 from desk.custody import verify_desk
 from desk.errors import DeskError
@@ -341,12 +347,17 @@ def purge_command() -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
               help="Source interface port; the journalist interface uses the next one.")
 @click.option("--no-serve", is_flag=True, help="Set up only; do not start the servers.")
+@click.option("--code", is_flag=True,
+              help="Print the demo account's current two-factor code and exit.")
 @_fail_on_errors
-def demo_command(directory: Path, port: int, no_serve: bool) -> None:
+def demo_command(directory: Path, port: int, no_serve: bool, code: bool) -> None:
     """Set up a demo desk with a demo journalist and serve both interfaces on 127.0.0.1."""
     from desk.demo import run_demo, setup_demo
 
     demo = setup_demo(directory.absolute(), os.environ)
+    if code:
+        click.echo(totp_code(demo.totp_secret, datetime.now(UTC)))
+        return
     click.echo(demo.instructions(port, port + 1))
     if not no_serve:
         run_demo(demo, port, port + 1)
