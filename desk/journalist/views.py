@@ -132,7 +132,7 @@ def star(source_id: str) -> Response:
     found = _source_or_404(source_id)
     found.starred = request.form.get("starred") == "1"
     db_session().commit()
-    return redirect(request.form.get("next") or url_for("journalist.sources"))
+    return redirect(_local_path(request.form.get("next")) or url_for("journalist.sources"))
 
 
 @blueprint.post("/sources/<source_id>/delete")
@@ -208,7 +208,7 @@ def _export(ids: list[str] | None = None, unseen: bool = False,
             if ids is not None and event == "download":
                 abort(404)
             flash("There is nothing to export.", "error")
-            return redirect(request.referrer or url_for("journalist.sources"))
+            return redirect(url_for("journalist.sources"))
         try:
             bundle = export_bundle(services(), writer, chosen, g.journalist.username, event)
         except JournalistError as exc:
@@ -223,6 +223,13 @@ def _stream(bundle: Export) -> Response:
     response.headers["Content-Length"] = str(bundle.size)
     response.headers["Content-Disposition"] = f'attachment; filename="{bundle.filename}"'
     return response
+
+
+def _local_path(target: str | None) -> str | None:
+    """`target` if it is a path on this site, never another host (an open redirect)."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return None
 
 
 def _source_or_404(source_id: str) -> Source:
