@@ -111,10 +111,11 @@ class Bundle:
     objects: dict[str, BundleObject]
 
 
-def read_bundle(source: IO[bytes], sha256_of: Callable[[IO[bytes]], tuple[int, str]],
-                ) -> Bundle:
-    """Read a bundle's layout and hash every ciphertext file; raise FormatError on anything
-    FORMAT.md rejects. `sha256_of(fileobj)` returns (size, hex sha256) of a member."""
+def read_bundle(source: IO[bytes],
+                take_file: Callable[[str, str, IO[bytes]], tuple[int, str]]) -> Bundle:
+    """Read a bundle's layout, handing each ciphertext file to `take_file(object_id, name,
+    fileobj)`, which returns its (size, hex sha256) and may copy it while hashing. Raise
+    FormatError on anything FORMAT.md rejects. Nothing is trusted until verify_bundle."""
     version: bytes | None = None
     signing_key = manifest = custody = None
     objects: dict[str, BundleObject] = {}
@@ -139,7 +140,9 @@ def read_bundle(source: IO[bytes], sha256_of: Callable[[IO[bytes]], tuple[int, s
                     OBJECT_ID_RE.match(relative[1]) and \
                     (relative[2] == METADATA_NAME or PART_NAME_RE.match(relative[2])):
                 obj = objects.setdefault(relative[1], BundleObject(relative[1]))
-                obj.files[relative[2]] = sha256_of(handle)
+                if relative[2] in obj.files:
+                    raise FormatError(f"duplicate member {info.name!r}")
+                obj.files[relative[2]] = take_file(relative[1], relative[2], handle)
             else:
                 raise FormatError(f"unexpected member {info.name!r}")
     if version != version_line():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -164,6 +164,43 @@ class GnuPG:
             raise DecryptionFailed(f"gpg could not decrypt ({result.status or 'no status'})")
         plaintext: bytes = result.data
         return plaintext
+
+
+    def decrypt_stream(self, source: Path, sink: Callable[[bytes], None]) -> None:
+        """Decrypt the file `source`, handing the plaintext to `sink` a chunk at a time.
+
+        The plaintext is not trustworthy until this returns: gpg writes out a manipulated
+        message's data before it reports the damage, so on DecryptionFailed the caller must
+        discard everything `sink` received.
+        """
+        def take(chunk: bytes) -> bool:
+            if chunk:
+                sink(chunk)
+            return False  # python-gnupg keeps nothing in memory
+
+        with source.open("rb") as handle:
+            self._gpg.on_data = take
+            try:
+                result = self._gpg.decrypt_file(handle)
+            finally:
+                self._gpg.on_data = None
+        if not result.ok or result.returncode != 0:
+            raise DecryptionFailed(_decryption_problem(result))
+
+
+def _decryption_problem(result: Any) -> str:
+    """Why gpg could not decrypt, in words a journalist can act on."""
+    stderr = str(getattr(result, "stderr", "") or "")
+    lowered = stderr.lower()
+    if "NO_SECKEY" in stderr and "DECRYPTION_KEY" not in stderr:
+        return "no secret key for it in this GnuPG home (or the smartcard is not inserted)"
+    if "BAD_PASSPHRASE" in stderr:
+        return "the passphrase for the secret key was wrong"
+    if any(word in lowered for word in ("read error", "premature", "invalid packet")):
+        return "the ciphertext is truncated or damaged"
+    if "BADMDC" in stderr or "manipulated" in lowered or "DECRYPTION_FAILED" in stderr:
+        return "the ciphertext has been modified (integrity check failed)"
+    return f"gpg could not decrypt it ({result.status or 'no status'})"
 
 
 def _failure_reason(result: Any) -> str:

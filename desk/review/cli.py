@@ -1,0 +1,184 @@
+"""`desk-review`: the offline review console.
+
+Terminal rules: only requested data goes to stdout; diagnostics go to stderr as one line
+prefixed `desk-review:` in lower case without a full stop, then an optional `hint:` line;
+progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+from sqlalchemy import select
+
+from crypto.errors import CryptoError
+from crypto.gpg import GnuPG
+from desk.review.decrypt import open_item, wipe_item
+from desk.review.errors import ReviewError
+from desk.review.importer import import_bundle
+from desk.review.index import Item
+from desk.review.workspace import Workspace, default_workspace
+
+P = ParamSpec("P")
+R = TypeVar("R")
+stderr = Console(stderr=True)
+
+
+class ConsoleFailure(click.ClickException):
+    """One diagnostic line and an optional hint, exit status 1."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def show(self, file: object = None) -> None:
+        """Print in the console's style."""
+        message = self.format_message().rstrip(".")
+        click.echo(f"desk-review: {message[:1].lower()}{message[1:]}", err=True)
+        if self.hint:
+            click.echo(f"hint: {self.hint}", err=True)
+
+
+def failures(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn console and crypto errors into the console's one-line diagnostics."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ReviewError as exc:
+            raise ConsoleFailure(str(exc), exc.hint) from exc
+        except CryptoError as exc:
+            raise ConsoleFailure(str(exc)) from exc
+
+    return wrapper
+
+
+class Context:
+    """The workspace and GnuPG home chosen on the command line."""
+
+    def __init__(self, workspace: Path, gnupghome: Path | None) -> None:
+        self.workspace_path = workspace
+        self.gnupghome = gnupghome
+
+    def workspace(self) -> Workspace:
+        """Open the workspace."""
+        return Workspace.open(self.workspace_path)
+
+    def gpg(self) -> GnuPG:
+        """The local GnuPG with the journalist's secret key."""
+        home = self.gnupghome or Path(os.environ.get("GNUPGHOME") or Path.home() / ".gnupg")
+        if not home.is_dir():
+            raise ReviewError(f"no GnuPG home at {home}",
+                              "pass --gnupghome DIR, or set GNUPGHOME, to the folder that "
+                              "holds your journalist secret key")
+        return GnuPG(home)
+
+
+@click.group()
+@click.option("--workspace", type=click.Path(file_okay=False, path_type=Path),
+              help="Workspace folder (default $DESK_REVIEW_HOME or ~/.desk-review).")
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
+              help="GnuPG home with your secret key (default $GNUPGHOME or ~/.gnupg).")
+@click.pass_context
+def main(ctx: click.Context, workspace: Path | None, gnupghome: Path | None) -> None:
+    """Review desk bundles on the offline machine: import, verify, decrypt, inspect."""
+    ctx.obj = Context(workspace or default_workspace(os.environ), gnupghome)
+
+
+@contextmanager
+def _progress(total: int, what: str) -> Iterator[Callable[[int], None]]:
+    """A byte progress bar on stderr (hidden when stderr is not a terminal)."""
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=stderr, transient=True,
+                  disable=not stderr.is_terminal) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@main.command("import")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--accept-new-desk-key", is_flag=True,
+              help="Accept a bundle signed by a desk key this workspace has not seen.")
+@click.pass_obj
+@failures
+def import_command(obj: Context, bundle: Path, accept_new_desk_key: bool) -> None:
+    """Verify a bundle completely, then import it; a bundle that fails imports nothing."""
+    size = bundle.stat().st_size if bundle.exists() else 0
+    with _progress(size, "verifying") as advance:
+        result = import_bundle(obj.workspace(), obj.gpg(), bundle, advance,
+                               accept_new_desk_key)
+    click.echo(f"imported {result.new_items} new item(s) from {result.desk_name}"
+               f"{f', {result.known_items} already here' if result.known_items else ''}; "
+               f"custody verified ({result.custody_entries} entries)")
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array for scripts.")
+@click.pass_obj
+@failures
+def list_command(obj: Context, as_json: bool) -> None:
+    """Sources and items in this workspace."""
+    workspace = obj.workspace()
+    with workspace.session() as session:
+        items = list(session.scalars(select(Item).order_by(Item.source, Item.received_at)))
+        rows = [{
+            "id": i.id, "source": i.source, "kind": i.kind, "filename": i.filename,
+            "content_type": i.content_type, "size": i.size, "sha256": i.sha256,
+            "received_on": i.received_on.isoformat(), "decrypted": i.decrypted_path is not None,
+            "decrypted_path": i.decrypted_path, "verified": i.verified,
+        } for i in items]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    if not rows:
+        click.echo("no items yet: desk-review import BUNDLE.tar", err=True)
+        return
+    table = Table("id", "source", "kind", "filename", "size", "received", "decrypted",
+                  "custody")
+    for row in rows:
+        table.add_row(str(row["id"]), str(row["source"]), str(row["kind"]),
+                      str(row["filename"] or "-"), f"{row['size']:,}", str(row["received_on"]),
+                      "yes" if row["decrypted"] else "no",
+                      "verified" if row["verified"] else "NOT VERIFIED")
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+@main.command("open")
+@click.argument("item")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the decrypted file (default: the workspace).")
+@click.pass_obj
+@failures
+def open_command(obj: Context, item: str, out_dir: Path | None) -> None:
+    """Decrypt an item, check every part's SHA-256, and print the file's SHA-256."""
+    workspace = obj.workspace()
+    with workspace.session() as session:
+        size = workspace.item(session, item).size
+    with _progress(size, "decrypting") as advance:
+        opened = open_item(workspace, obj.gpg(), item, out_dir, advance)
+    if opened.text is not None:
+        click.echo(opened.text)
+        return
+    click.echo(f"{opened.sha256}  {opened.path}")
+
+
+@main.command("wipe")
+@click.argument("item")
+@click.pass_obj
+@failures
+def wipe_command(obj: Context, item: str) -> None:
+    """Delete an item's decrypted copy from this machine (the ciphertext stays)."""
+    removed = wipe_item(obj.workspace(), item)
+    click.echo(f"removed {len(removed)} decrypted file(s)", err=True)

@@ -1,0 +1,150 @@
+"""`desk-review open` and `wipe`: streaming decryption that keeps nothing unless it all checks.
+
+Each part is decrypted by the local GnuPG straight into one temporary file, hashed on the way
+and checked against the SHA-256 in the encrypted metadata record. gpg hands over a manipulated
+message's plaintext before it reports the damage, so only a clean exit and matching hashes let
+the file take its real name; any failure deletes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from crypto.errors import DecryptionFailed
+from crypto.gpg import GnuPG
+from desk.review.errors import ReviewError
+from desk.review.index import Item
+from desk.review.workspace import Workspace, log_action
+
+MAX_NAME_BYTES = 200
+UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:]")
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A decrypted item: where it is (None for a message shown only) and its SHA-256."""
+
+    path: Path | None
+    sha256: str
+    size: int
+    text: str | None = None
+
+
+def safe_filename(name: str | None, item_id: str) -> str:
+    """A file name that cannot leave its folder or hide: the last path element, no control
+    characters, no leading dot, at most 200 bytes; 'item-<id>' when nothing is left."""
+    if name:
+        name = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
+        name = UNSAFE_NAME.sub("_", name).lstrip(". ").strip()
+        while len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            stem, dot, ext = name.rpartition(".")
+            name = f"{stem[:-1]}{dot}{ext}" if dot and len(ext) < 16 and stem else name[:-1]
+    return name or f"item-{item_id}"
+
+
+def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | None = None,
+              progress: Callable[[int], None] = lambda _n: None) -> Opened:
+    """Decrypt an item into `out_dir` (default: the workspace's decrypted/<id>/), or, for a
+    message with no `out_dir`, into memory to be shown."""
+    with workspace.session() as session:
+        item = workspace.item(session, item_id)
+        parts = [(p.name, p.size, p.sha256) for p in item.parts]
+        if item.kind == "message" and out_dir is None:
+            data, digest = _decrypt_to_memory(workspace, gpg, item, parts)
+            log_action(session, item.id, "read-message", sha256=digest)
+            return Opened(None, digest, len(data), data.decode("utf-8", "replace"))
+        folder = out_dir or workspace.decrypted(item.id)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        final = folder / safe_filename(item.filename, item.id)
+        temp = folder / f".partial-{os.urandom(6).hex()}"
+        try:
+            digest, size = _decrypt_parts(workspace, gpg, item, parts, temp, progress)
+            os.replace(temp, final)
+        finally:
+            temp.unlink(missing_ok=True)
+        item.decrypted_path, item.decrypted_sha256 = str(final), digest
+        log_action(session, item.id, "decrypt", sha256=digest, size=size, path=str(final))
+        return Opened(final, digest, size)
+
+
+def _decrypt_parts(workspace: Workspace, gpg: GnuPG, item: Item,
+                   parts: list[tuple[str, int, str]], temp: Path,
+                   progress: Callable[[int], None]) -> tuple[str, int]:
+    whole, total = hashlib.sha256(), 0
+    with temp.open("xb") as out:
+        for name, size, sha256 in parts:
+            digest, count = hashlib.sha256(), 0
+
+            def sink(chunk: bytes, digest: hashlib._Hash = digest) -> None:
+                nonlocal count
+                out.write(chunk)
+                digest.update(chunk)
+                whole.update(chunk)
+                count += len(chunk)
+                progress(len(chunk))
+
+            _decrypt_part(gpg, workspace.objects(item.id) / name, sink, item.id, name)
+            if count != size or digest.hexdigest() != sha256:
+                raise ReviewError(
+                    f"item {item.id}: {name} decrypted to data that does not match its "
+                    "recorded SHA-256; nothing was kept", "the ciphertext was altered after it "
+                    "was encrypted; keep the bundle as evidence")
+            total += count
+        out.flush()
+        os.fsync(out.fileno())
+    if item.sha256 is not None and whole.hexdigest() != item.sha256:
+        raise ReviewError(f"item {item.id}: the reassembled file does not match its recorded "
+                          "SHA-256; nothing was kept")
+    return whole.hexdigest(), total
+
+
+def _decrypt_to_memory(workspace: Workspace, gpg: GnuPG, item: Item,
+                       parts: list[tuple[str, int, str]]) -> tuple[bytes, str]:
+    chunks: list[bytes] = []
+    for name, _size, sha256 in parts:
+        start = len(chunks)
+        _decrypt_part(gpg, workspace.objects(item.id) / name, chunks.append, item.id, name)
+        if hashlib.sha256(b"".join(chunks[start:])).hexdigest() != sha256:
+            raise ReviewError(f"item {item.id}: {name} does not match its recorded SHA-256")
+    data = b"".join(chunks)
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _decrypt_part(gpg: GnuPG, path: Path, sink: Callable[[bytes], None], item_id: str,
+                  name: str) -> None:
+    if not path.is_file():
+        raise ReviewError(f"item {item_id}: {name} is missing from the workspace",
+                          "import the bundle again")
+    try:
+        gpg.decrypt_stream(path, sink)
+    except DecryptionFailed as exc:
+        raise ReviewError(f"cannot decrypt item {item_id} ({name}): {exc}; nothing was kept",
+                          "use --gnupghome (or GNUPGHOME) for the GnuPG home that holds your "
+                          "journalist secret key" if "secret key" in str(exc) else None
+                          ) from exc
+
+
+def wipe_item(workspace: Workspace, item_id: str) -> list[Path]:
+    """Delete an item's decrypted file and the workspace folder made for it."""
+    removed: list[Path] = []
+    with workspace.session() as session:
+        item = workspace.item(session, item_id)
+        if item.decrypted_path:
+            path = Path(item.decrypted_path)
+            if path.exists():
+                path.unlink()
+                removed.append(path)
+        folder = workspace.decrypted(item.id)
+        if folder.exists():
+            removed += [p for p in folder.rglob("*") if p.is_file()]
+            shutil.rmtree(folder)
+        item.decrypted_path = item.decrypted_sha256 = None
+        log_action(session, item.id, "wipe", removed=[str(p) for p in removed])
+    return removed

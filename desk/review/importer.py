@@ -1,0 +1,181 @@
+"""`desk-review import`: verify a bundle completely, then take it into the workspace.
+
+Nothing is accepted before everything checks out: every member is copied into a private
+staging folder while it is hashed, the manifest and custody log are decrypted and verified,
+every object's ciphertext is checked against what the desk recorded at receipt, and every
+metadata record is decrypted and parsed. Only then do objects move into the workspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crypto.bundle import Bundle, parse_manifest, read_bundle, verify_bundle
+from crypto.custody import CustodyEntry
+from crypto.errors import CustodyBroken, DecryptionFailed, FormatError
+from crypto.gpg import GnuPG
+from crypto.objects import METADATA_NAME, ObjectRecord
+from desk.review.errors import ReviewError
+from desk.review.index import CustodyLine, Item, KnownDesk, Part
+from desk.review.workspace import Workspace, log_action
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import added."""
+
+    new_items: int
+    known_items: int
+    desk_name: str
+    custody_entries: int
+
+
+def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
+                  progress: Callable[[int], None] = lambda _n: None,
+                  accept_new_desk_key: bool = False) -> ImportResult:
+    """Verify and import one bundle; raise ReviewError with the exact reason otherwise."""
+    staging = workspace.root / "staging" / os.urandom(8).hex()
+    staging.mkdir(mode=0o700)
+    try:
+        bundle = _read(bundle_path, staging, progress)
+        manifest, custody = (_decrypt(gpg, bundle.manifest, "manifest"),
+                             _decrypt(gpg, bundle.custody, "custody log"))
+        try:
+            listed, chain = verify_bundle(bundle, manifest, custody)
+        except CustodyBroken as exc:
+            raise ReviewError(f"bundle refused: {exc}", "nothing was imported; ask the desk "
+                              "for a fresh export and keep this bundle as evidence") from exc
+        except FormatError as exc:
+            raise ReviewError(f"bundle refused: {exc}", "nothing was imported") from exc
+        records = {o.object_id: _record(gpg, staging / o.object_id) for o in listed}
+        with workspace.session() as session:
+            desk = _pin_desk(session, bundle, manifest, accept_new_desk_key)
+            _check_and_store_custody(session, desk.signing_key, chain)
+            new = known = 0
+            for obj in listed:
+                if session.get(Item, obj.object_id) is not None:
+                    known += 1
+                    continue
+                record = records[obj.object_id]
+                target = workspace.objects(obj.object_id)
+                if target.exists():
+                    shutil.rmtree(target)
+                os.rename(staging / obj.object_id, target)
+                session.add(_item(record, obj.source, desk.signing_key, obj.received_on,
+                                  obj.ciphertext_sha256))
+                log_action(session, obj.object_id, "import", bundle=bundle_path.name,
+                           ciphertext_sha256=obj.ciphertext_sha256, desk=desk.signing_key)
+                new += 1
+        return ImportResult(new, known, desk.name, len(chain))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read(bundle_path: Path, staging: Path, progress: Callable[[int], None]) -> Bundle:
+    def take(object_id: str, name: str, handle: IO[bytes]) -> tuple[int, str]:
+        folder = staging / object_id
+        folder.mkdir(mode=0o700, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        with (folder / name).open("xb") as out:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                progress(len(chunk))
+        return size, digest.hexdigest()
+
+    try:
+        with bundle_path.open("rb") as source:
+            return read_bundle(source, take)
+    except FileNotFoundError as exc:
+        raise ReviewError(f"no such file: {bundle_path}") from exc
+    except (FormatError, tarfile.TarError, EOFError, OSError) as exc:
+        raise ReviewError(f"bundle refused: {exc}", "nothing was imported") from exc
+
+
+def _decrypt(gpg: GnuPG, data: bytes, what: str) -> bytes:
+    try:
+        return gpg.decrypt_bytes(data)
+    except DecryptionFailed as exc:
+        raise ReviewError(f"cannot decrypt the bundle's {what}: {exc}",
+                          "use --gnupghome (or GNUPGHOME) for the GnuPG home that holds your "
+                          "journalist secret key") from exc
+
+
+def _record(gpg: GnuPG, folder: Path) -> ObjectRecord:
+    data = _decrypt(gpg, (folder / METADATA_NAME).read_bytes(), "metadata record")
+    try:
+        record = ObjectRecord.from_json(data)
+    except FormatError as exc:
+        raise ReviewError(f"bundle refused: object {folder.name}: {exc}",
+                          "nothing was imported") from exc
+    if record.object_id != folder.name:
+        raise ReviewError(f"bundle refused: object {folder.name} carries the metadata of "
+                          f"{record.object_id}", "nothing was imported")
+    names = sorted(p.name for p in folder.iterdir() if p.name != METADATA_NAME)
+    if names != [p.name for p in record.parts]:
+        raise ReviewError(f"bundle refused: object {folder.name} has parts {names}, its "
+                          "record lists others", "nothing was imported")
+    return record
+
+
+def _pin_desk(session: Session, bundle: Bundle, manifest: bytes,
+              accept_new_desk_key: bool) -> KnownDesk:
+    header, _ = parse_manifest(manifest)
+    name = str(header.get("instance") or "desk")
+    desk = session.get(KnownDesk, bundle.signing_key)
+    if desk is not None:
+        return desk
+    others = session.scalars(select(KnownDesk)).all()
+    if others and not accept_new_desk_key:
+        raise ReviewError(
+            f"bundle refused: it is signed by a desk key this workspace has not seen "
+            f"({bundle.signing_key[:16]}...)",
+            "if your desk's signing key really changed, check with its admins, then import "
+            "again with --accept-new-desk-key")
+    desk = KnownDesk(signing_key=bundle.signing_key, name=name,
+                     first_imported=datetime.now(UTC).replace(tzinfo=None))
+    session.add(desk)
+    return desk
+
+
+def _check_and_store_custody(session: Session, desk_key: str,
+                             chain: list[CustodyEntry]) -> None:
+    stored = {line.seq: line.entry for line in session.scalars(
+        select(CustodyLine).where(CustodyLine.desk_key == desk_key))}
+    for entry in chain:
+        text = entry.to_json()
+        if entry.seq in stored and stored[entry.seq] != text:
+            raise ReviewError(
+                f"bundle refused: custody entry {entry.seq} differs from the one imported "
+                "before: the desk's log was rewritten", "nothing was imported; tell the desk's "
+                "admins and keep both bundles")
+        if entry.seq not in stored:
+            session.add(CustodyLine(desk_key=desk_key, seq=entry.seq, entry=text))
+
+
+def _item(record: ObjectRecord, source: str, desk_key: str, received_on: str,
+          ciphertext_sha256: str) -> Item:
+    item = Item(
+        id=record.object_id, desk_key=desk_key, source=source, kind=record.kind,
+        filename=record.display_name, content_type=record.content_type, size=record.size,
+        sha256=record.sha256, received_on=datetime.fromisoformat(received_on).date(),
+        received_at=record.received_at.astimezone(UTC).replace(tzinfo=None),
+        ciphertext_sha256=ciphertext_sha256, verified=True,
+        imported_at=datetime.now(UTC).replace(tzinfo=None))
+    item.parts = [Part(name=p.name, size=p.size, sha256=p.sha256) for p in record.parts]
+    return item
+

@@ -1,0 +1,88 @@
+"""The workspace's own small SQLite index: desks, items, parts, custody, and the action log."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, ForeignKey, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class IndexBase(DeclarativeBase):
+    """Base of the console's index models (separate from the online desk's)."""
+
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+
+
+class KnownDesk(IndexBase):
+    """A desk whose custody signing key this workspace pinned on first import."""
+
+    __tablename__ = "desks"
+
+    signing_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    first_imported: Mapped[datetime]
+
+
+class CustodyLine(IndexBase):
+    """One verified custody entry of a desk, as imported (JSON line)."""
+
+    __tablename__ = "custody"
+
+    desk_key: Mapped[str] = mapped_column(ForeignKey("desks.signing_key"), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    entry: Mapped[str] = mapped_column(Text)
+
+
+class Item(IndexBase):
+    """An imported object: ciphertext in the workspace, plaintext only where asked."""
+
+    __tablename__ = "items"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    desk_key: Mapped[str] = mapped_column(ForeignKey("desks.signing_key"))
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    filename: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # Whole-file SHA-256 from the metadata record, when the desk could compute it.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    received_on: Mapped[date]
+    received_at: Mapped[datetime]
+    ciphertext_sha256: Mapped[str] = mapped_column(String(64))
+    verified: Mapped[bool] = mapped_column(default=False)
+    imported_at: Mapped[datetime]
+    decrypted_path: Mapped[str | None] = mapped_column(Text)
+    decrypted_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    parts: Mapped[list[Part]] = relationship(order_by="Part.name", cascade="all, delete-orphan")
+
+
+class Part(IndexBase):
+    """One part's plaintext size and SHA-256, from the encrypted metadata record."""
+
+    __tablename__ = "parts"
+
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Action(IndexBase):
+    """The console's own log of what was done to each item, hash-chained."""
+
+    __tablename__ = "actions"
+
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    item_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
