@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,13 +23,16 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 from sqlalchemy import select
 
+from crypto.custody import file_sha256
 from crypto.errors import CryptoError
 from crypto.gpg import GnuPG
 from desk.review.decrypt import open_item, wipe_item
 from desk.review.errors import ReviewError
 from desk.review.importer import import_bundle
 from desk.review.index import Item
-from desk.review.workspace import Workspace, default_workspace
+from desk.review.inspect import inspect_file
+from desk.review.publish import looks_like_image, publish_copy
+from desk.review.workspace import Workspace, default_workspace, log_action
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -182,3 +186,86 @@ def wipe_command(obj: Context, item: str) -> None:
     """Delete an item's decrypted copy from this machine (the ciphertext stays)."""
     removed = wipe_item(obj.workspace(), item)
     click.echo(f"removed {len(removed)} decrypted file(s)", err=True)
+
+
+@contextmanager
+def _plaintext(obj: Context, workspace: Workspace, item_id: str) -> Iterator[tuple[Item, Path]]:
+    """The item's decrypted file: the one `open` made, or a temporary one deleted after use."""
+    with workspace.session() as session:
+        item = workspace.item(session, item_id)
+    if item.kind != "file":
+        raise ReviewError(f"item {item.id} is a message, not a file",
+                          f"read it with `desk-review open {item.id}`")
+    if item.decrypted_path and Path(item.decrypted_path).is_file():
+        yield item, Path(item.decrypted_path)
+        return
+    scratch = workspace.root / "staging" / f"open-{os.urandom(6).hex()}"
+    try:
+        with _progress(item.size, "decrypting") as advance:
+            opened = open_item(workspace, obj.gpg(), item.id, scratch, advance)
+        if opened.path is None:  # pragma: no cover - files always decrypt to a path
+            raise ReviewError(f"item {item.id} did not decrypt to a file")
+        yield item, opened.path
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        with workspace.session() as session:
+            record = workspace.item(session, item_id)
+            if record.decrypted_path and Path(record.decrypted_path).is_relative_to(scratch):
+                record.decrypted_path = record.decrypted_sha256 = None
+
+
+@main.command("inspect")
+@click.argument("item")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+@failures
+def inspect_command(obj: Context, item: str, as_json: bool) -> None:
+    """Container and stream facts, and everything that could identify the source."""
+    workspace = obj.workspace()
+    with _plaintext(obj, workspace, item) as (record, path):
+        report = inspect_file(path, workspace.root / "staging")
+    with workspace.session() as session:
+        log_action(session, record.id, "inspect", findings=len(report.findings))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=1, default=str))
+        return
+    out = Console(width=200 if not sys.stdout.isatty() else None)
+    out.print(f"[bold]{record.filename or record.id}[/bold]  {record.size:,} bytes")
+    facts = Table("fact", "value", title="file")
+    for key, value in report.facts.items():
+        if value not in (None, "", 0):
+            facts.add_row(key.replace("_", " "), str(value))
+    out.print(facts)
+    streams = Table("#", "type", "codec", "size", "frame rate", "duration", "created",
+                    "encoder", "rotation", title="streams")
+    for s in report.streams:
+        streams.add_row(*(str(v) if v not in (None, "") else "-" for v in (
+            s["index"], s["type"], s["codec"],
+            f"{s['width']}x{s['height']}" if s["width"] else None, s["frame_rate"],
+            s["duration_seconds"], s["creation_time"], s["encoder"], s["rotation"])))
+    out.print(streams)
+    if not report.findings:
+        out.print("[green]could identify the source: nothing found[/green]")
+        return
+    found = Table("what", "where", "value", title="[bold red]could identify the source[/bold red]")
+    for finding in report.findings:
+        found.add_row(finding.category, finding.where, finding.value)
+    out.print(found)
+
+
+@main.command("publish-copy")
+@click.argument("item")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the cleaned copy (.mp4, .mov, .mkv, .webm, .jpg, .png).")
+@click.pass_obj
+@failures
+def publish_copy_command(obj: Context, item: str, out: Path) -> None:
+    """Write a copy without identifying metadata, proven clean by inspecting it again."""
+    workspace = obj.workspace()
+    with _plaintext(obj, workspace, item) as (record, path):
+        publish_copy(path, out, workspace.root / "staging",
+                     is_image=looks_like_image(Path(record.filename or ""), record.content_type))
+    digest = file_sha256(out)[1]
+    with workspace.session() as session:
+        log_action(session, record.id, "publish-copy", out=str(out), sha256=digest)
+    click.echo(f"{digest}  {out}")
