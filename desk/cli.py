@@ -19,7 +19,6 @@ from crypto.errors import CryptoError
 from desk.app import Interface, create_app
 from desk.auth import (
     check_password_rules,
-    hash_password,
     totp_code,
     totp_secret_text,
     totp_uri,
@@ -35,6 +34,7 @@ from desk.journalists import (
     remove_journalist,
     replace_key,
     reset_two_factor,
+    set_password,
 )
 from desk.models import Journalist, Source
 from desk.recipients import key_statuses
@@ -151,15 +151,12 @@ def journalist_set_password(username: str, password_file: Path | None) -> None:
         raise _Failure("no password given: use --password-file or run on a terminal")
     services = open_services(_config())
     with services.sessions() as session:
-        journalist = find_journalist(session, username)
-        journalist.password_hash = hash_password(password, services.config.kdf)
-        new_secret = journalist.totp_secret is None
-        if new_secret:
-            reset_two_factor(journalist)
+        new_secret = set_password(session, find_journalist(session, username), password,
+                                  services.config.kdf)
         session.commit()
-    click.echo(f"Password set for {username}.")
-    if new_secret and journalist.totp_secret is not None:
-        _print_totp(username, journalist.totp_secret)
+    click.echo(f"Password set for {username}; their sessions have ended.")
+    if new_secret is not None:
+        _print_totp(username, new_secret)
 
 
 @journalist_group.command("remove", with_appcontext=False)
@@ -181,7 +178,7 @@ def journalist_reset_2fa(username: str) -> None:
     """Give a journalist a new TOTP secret, printed once."""
     services = open_services(_config())
     with services.sessions() as session:
-        secret = reset_two_factor(find_journalist(session, username))
+        secret = reset_two_factor(session, find_journalist(session, username))
         session.commit()
     _print_totp(username, secret)
 

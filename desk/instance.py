@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -94,7 +95,7 @@ def update_settings(session: Session, name: str, max_upload: str, retention_days
                 "the maximum upload must be a size of at least 1 MiB, such as 500MiB or 4GiB")
     days = None
     if retention_days.strip():
-        if not retention_days.strip().isdigit() or \
+        if not re.fullmatch(r"[0-9]{1,5}", retention_days.strip()) or \
                 not 1 <= int(retention_days) <= MAX_RETENTION_DAYS:
             raise JournalistError(
                 f"retention must be a number of days from 1 to {MAX_RETENTION_DAYS}, or empty")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from crypto.codename import PRODUCTION_KDF, KdfParams
@@ -14,7 +14,7 @@ from crypto.gpg import GnuPG
 from crypto.keys import check_key, single_public_key
 from desk.auth import hash_password, new_totp_secret
 from desk.errors import JournalistError
-from desk.models import Journalist
+from desk.models import Journalist, JournalistSession
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -63,10 +63,29 @@ def remove_journalist(session: Session, gpg: GnuPG, journalist: Journalist) -> N
     _forget_key(session, gpg, journalist.fingerprint, journalist)
 
 
-def reset_two_factor(journalist: Journalist) -> bytes:
-    """Give `journalist` a new TOTP secret and return it. Not committed."""
+def reset_two_factor(session: Session, journalist: Journalist) -> bytes:
+    """Give `journalist` a new TOTP secret, end their sessions, return the secret. Not
+    committed."""
     journalist.totp_secret, journalist.totp_last_step = new_totp_secret(), None
+    end_sessions(session, journalist)
     return journalist.totp_secret
+
+
+def set_password(session: Session, journalist: Journalist, password: str,
+                 kdf: KdfParams = PRODUCTION_KDF) -> bytes | None:
+    """Set a new password and end the journalist's sessions; give them a TOTP secret if they
+    had none, and return it (None if they kept theirs). Not committed."""
+    journalist.password_hash = hash_password(password, kdf)
+    end_sessions(session, journalist)
+    if journalist.totp_secret is None:
+        return reset_two_factor(session, journalist)
+    return None
+
+
+def end_sessions(session: Session, journalist: Journalist) -> None:
+    """Log the journalist out everywhere."""
+    session.execute(delete(JournalistSession)
+                    .where(JournalistSession.journalist_id == journalist.id))
 
 
 def find_journalist(session: Session, username: str) -> Journalist:

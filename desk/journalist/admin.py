@@ -83,7 +83,7 @@ def change_key(journalist_id: int) -> Response:
 def reset_2fa(journalist_id: int) -> str:
     """A new TOTP secret, shown once."""
     journalist = _journalist_or_404(journalist_id)
-    reset_two_factor(journalist)
+    reset_two_factor(db_session(), journalist)
     db_session().commit()
     return _credentials(journalist, None)
 
