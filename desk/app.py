@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 from pathlib import Path
 from typing import IO, Literal
 
@@ -16,14 +15,11 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from desk.config import Config
 from desk.errors import DeskError
 from desk.instance import read_secret_key
+from desk.paths import TEMPLATES
 from desk.services import Services, open_services
 
 Interface = Literal["source", "journalist"]
 
-# Templates sit beside the package in a checkout, and under share/desk when installed.
-_CHECKOUT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-TEMPLATES = _CHECKOUT_TEMPLATES if _CHECKOUT_TEMPLATES.is_dir() \
-    else Path(sys.prefix) / "share" / "desk" / "templates"
 
 # A form may be opened long before a multi-hour upload is sent; the token is checked as soon as
 # the body starts arriving, so a day is generous without being forever.

@@ -270,6 +270,11 @@ def export_command(out: Path, everything: bool, unseen: bool, designation: str |
     """Write an export bundle for the offline machine, as the web interface would stream it."""
     if sum((everything, unseen, designation is not None)) > 1:
         raise _Failure("choose one of --all, --unseen and --source")
+    # Check the destination first: the export is recorded in custody before it is written.
+    if out.exists():
+        raise _Failure(f"{out} already exists: choose another --out")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise _Failure(f"cannot write to {out.parent}: it is not a writable folder")
     services = open_services(_config())
     with services.writers() as session:
         source = None
@@ -282,7 +287,11 @@ def export_command(out: Path, everything: bool, unseen: bool, designation: str |
         if not chosen:
             raise _Failure("nothing to export")
         bundle = export_bundle(services, session, chosen, CLI_ACTOR)
-    write_durably(out, bundle.chunks)
+    try:
+        write_durably(out, bundle.chunks)
+    except OSError as exc:
+        raise _Failure(f"writing {out} failed ({exc.strerror}); the export was recorded in "
+                       "custody but no bundle was written, so run it again") from exc
     click.echo(f"Wrote {bundle.count} object(s), {bundle.size} bytes, to {out}")
 
 

@@ -50,9 +50,13 @@ def verify_desk(session: Session, store: Store, public_hex: str) -> CustodyRepor
     chain = verify_chain((record.entry() for record in custody_records(session)), public_hex)
     received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
     deleted = {e.object_id for e in chain if e.event == "delete"}
+    rows = {s.id: s for s in session.scalars(select(Submission))}
+    vanished = sorted(set(received) - deleted - set(rows))
+    if vanished:
+        raise CustodyBroken("was received but is gone without a delete entry",
+                            object_id=vanished[0])
     checked = 0
-    for submission in session.scalars(select(Submission).order_by(Submission.id)):
-        oid = submission.id
+    for oid, submission in sorted(rows.items()):
         if oid not in received:
             raise CustodyBroken("has no ingest entry in the custody log", object_id=oid)
         if oid in deleted:

@@ -95,7 +95,8 @@ def export_bundle(services: Services, session: Session, submissions: Sequence[Su
             path = directory / name
             members.append(Member(f"objects/{submission.id}/{name}", path.stat().st_size,
                                   path=path))
-    return Export(filename=f"desk-bundle-{today.isoformat()}.tar", size=tar_size(members),
+    # No date in the name: the name is visible on the transfer stick.
+    return Export(filename="desk-bundle.tar", size=tar_size(members),
                   chunks=stream_tar(members), count=len(submissions))
 
 

@@ -156,6 +156,11 @@ def _check_and_store_custody(session: Session, desk_key: str,
                              chain: list[CustodyEntry]) -> None:
     stored = {line.seq: line.entry for line in session.scalars(
         select(CustodyLine).where(CustodyLine.desk_key == desk_key))}
+    if stored and len(chain) < max(stored):
+        raise ReviewError(
+            f"bundle refused: its custody log ends at entry {len(chain)}, but a bundle "
+            f"imported before had entries up to {max(stored)}: the desk's log lost entries",
+            "nothing was imported; tell the desk's admins and keep both bundles")
     for entry in chain:
         text = entry.to_json()
         if entry.seq in stored and stored[entry.seq] != text:
