@@ -32,6 +32,8 @@ from desk.review.importer import import_bundle
 from desk.review.index import Item
 from desk.review.inspect import inspect_file
 from desk.review.publish import looks_like_image, publish_copy
+from desk.review.report import render_report, write_report
+from desk.review.sheet import contact_sheet
 from desk.review.workspace import Workspace, default_workspace, log_action
 
 P = ParamSpec("P")
@@ -269,3 +271,52 @@ def publish_copy_command(obj: Context, item: str, out: Path) -> None:
     with workspace.session() as session:
         log_action(session, record.id, "publish-copy", out=str(out), sha256=digest)
     click.echo(f"{digest}  {out}")
+
+
+@main.command("sheet")
+@click.argument("item")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the contact sheet (.png).")
+@click.option("--frames", "frames_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also save each keyframe here, for reverse image search elsewhere.")
+@click.pass_obj
+@failures
+def sheet_command(obj: Context, item: str, out: Path, frames_dir: Path | None) -> None:
+    """A contact sheet of keyframes with their timestamps."""
+    workspace = obj.workspace()
+    with _plaintext(obj, workspace, item) as (record, path):
+        frames = contact_sheet(path, out, frames_dir, is_image=looks_like_image(
+            Path(record.filename or ""), record.content_type))
+    with workspace.session() as session:
+        log_action(session, record.id, "sheet", out=str(out), frames=len(frames))
+    click.echo(str(out))
+
+
+@main.command("report")
+@click.argument("item")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the evidence report (.html).")
+@click.pass_obj
+@failures
+def report_command(obj: Context, item: str, out: Path) -> None:
+    """An evidence report a verifier can check independently."""
+    if out.exists():
+        raise ReviewError(f"{out} already exists", "choose another --out")
+    workspace = obj.workspace()
+    staging = workspace.root / "staging"
+    with _plaintext(obj, workspace, item) as (record, path):
+        digest = file_sha256(path)[1]
+        report = inspect_file(path, staging)
+        sheet = staging / f"report-sheet-{os.urandom(6).hex()}.png"
+        try:
+            contact_sheet(path, sheet, is_image=looks_like_image(
+                Path(record.filename or ""), record.content_type))
+            sheet_png = sheet.read_bytes()
+        except ReviewError:
+            sheet_png = None  # no picture to show (a document, say); the rest still stands
+        finally:
+            sheet.unlink(missing_ok=True)
+    with workspace.session() as session:
+        log_action(session, record.id, "report", out=str(out), sha256=digest)
+    write_report(render_report(workspace, record.id, digest, report, sheet_png), out)
+    click.echo(str(out))
