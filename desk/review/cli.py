@@ -7,6 +7,7 @@ progress bars go to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -33,6 +34,7 @@ from desk.review.index import Item
 from desk.review.inspect import inspect_file
 from desk.review.publish import looks_like_image, publish_copy
 from desk.review.report import render_report, write_report
+from desk.review.server import start_viewer
 from desk.review.sheet import contact_sheet
 from desk.review.workspace import Workspace, default_workspace, log_action
 
@@ -320,3 +322,25 @@ def report_command(obj: Context, item: str, out: Path) -> None:
         log_action(session, record.id, "report", out=str(out), sha256=digest)
     write_report(render_report(workspace, record.id, digest, report, sheet_png), out)
     click.echo(str(out))
+
+
+@main.command("serve")
+@click.option("--no-browser", is_flag=True, help="Print the address; do not open a browser.")
+@click.pass_obj
+@failures
+def serve_command(obj: Context, no_browser: bool) -> None:
+    """A local viewer on 127.0.0.1, at a random port and a random secret address."""
+    workspace = obj.workspace()
+    try:
+        gpg: GnuPG | None = obj.gpg()
+    except ReviewError:
+        gpg = None  # messages then show as "not decrypted"; files still preview
+    server, url = start_viewer(workspace, gpg)
+    click.echo(url)
+    click.echo("only this machine can reach it; stop with Ctrl-C", err=True)
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
