@@ -127,16 +127,22 @@ def _journalist_interface(app: Flask, services: Services) -> None:
 
     app.request_class = JournalistRequest
     app.config.update(MAX_CONTENT_LENGTH=JOURNALIST_MAX_BODY)
-    app.session_interface = DatabaseSessionInterface(services.sessions)
+    app.session_interface = DatabaseSessionInterface(services.sessions, services.writers)
     app.register_blueprint(blueprint)
     app.register_blueprint(admin_blueprint)
     CSRFProtect(app)
 
 
 def db_session() -> Session:
-    """The request's database session, opened on first use and closed at teardown."""
+    """The request's database session, opened on first use and closed at teardown.
+
+    POST requests change things, so their transactions take SQLite's write lock when they
+    begin: a deferred transaction that reads and then writes fails at once ("database is
+    locked") if another writer committed in between, and busy_timeout cannot help it.
+    """
     if "db" not in g:
-        g.db = current_app.extensions["desk"].sessions()
+        services = current_app.extensions["desk"]
+        g.db = (services.writers if request.method == "POST" else services.sessions)()
     return g.db  # type: ignore[no-any-return]
 
 

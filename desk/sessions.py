@@ -21,12 +21,15 @@ from werkzeug.datastructures import CallbackDict
 from desk.models import JournalistSession
 
 IDLE_TIMEOUT = timedelta(minutes=30)
+# An unchanged session's expiry is pushed back at most this often: not a durable write per GET.
+REFRESH_AFTER = timedelta(minutes=1)
 
 
 class ServerSession(CallbackDict[str, Any], SessionMixin):
     """Session data with the hash of its token; `rotate()` asks for a new token."""
 
-    def __init__(self, data: dict[str, Any] | None = None, sid: str | None = None) -> None:
+    def __init__(self, data: dict[str, Any] | None = None, sid: str | None = None,
+                 expires_at: datetime | None = None) -> None:
         def on_update(session: ServerSession) -> None:
             session.modified = True
 
@@ -35,6 +38,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.new = sid is None
         self.rotated = False
         self.modified = False
+        self.expires_at = expires_at
 
     def rotate(self) -> None:
         """Drop the old token and issue a new one when the response is sent (at login)."""
@@ -53,9 +57,10 @@ def _now() -> datetime:
 class DatabaseSessionInterface(SessionInterface):
     """Flask sessions stored as JournalistSession rows."""
 
-    def __init__(self, sessions: sessionmaker[Session], idle_timeout: timedelta = IDLE_TIMEOUT
-                 ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], writers: sessionmaker[Session],
+                 idle_timeout: timedelta = IDLE_TIMEOUT) -> None:
         self._sessions = sessions
+        self._writers = writers
         self.idle_timeout = idle_timeout
 
     def open_session(self, app: Flask, request: Request) -> ServerSession:
@@ -65,7 +70,7 @@ class DatabaseSessionInterface(SessionInterface):
             with self._sessions() as db:
                 row = db.get(JournalistSession, _hash(token))
                 if row is not None and row.expires_at > _now():
-                    return ServerSession(json.loads(row.data), row.id)
+                    return ServerSession(json.loads(row.data), row.id, row.expires_at)
         return ServerSession()
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -73,7 +78,11 @@ class DatabaseSessionInterface(SessionInterface):
         if not isinstance(session, ServerSession):  # pragma: no cover - open_session made it
             raise TypeError("not a server-side session")
         name, now = self.get_cookie_name(app), _now()
-        with self._sessions() as db:
+        fresh = session.expires_at is not None and \
+            session.expires_at - now > self.idle_timeout - REFRESH_AFTER
+        if session.sid is not None and not session.modified and fresh:
+            return
+        with self._writers() as db:
             if session.sid is not None and (session.rotated or not session):
                 db.execute(delete(JournalistSession).where(JournalistSession.id == session.sid))
                 session.sid = None
