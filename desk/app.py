@@ -86,6 +86,7 @@ def create_app(config: Config, interface: Interface = "source",
         _source_interface(app, config)
     else:
         _journalist_interface(app, services)
+    app.after_request(_end_db_transaction)
     app.teardown_appcontext(_close_db_session)
     app.after_request(_security_headers)
     app.register_error_handler(DeskError, _desk_error)
@@ -144,6 +145,15 @@ def db_session() -> Session:
         services = current_app.extensions["desk"]
         g.db = (services.writers if request.method == "POST" else services.sessions)()
     return g.db  # type: ignore[no-any-return]
+
+
+def _end_db_transaction(response: Response) -> Response:
+    # Views commit what they change. Ending the transaction here, before Flask saves the
+    # session, releases a POST's write lock so the session save does not wait on it.
+    session = g.get("db")
+    if session is not None:
+        session.rollback()
+    return response
 
 
 def _close_db_session(_exc: BaseException | None) -> None:

@@ -5,8 +5,9 @@ Journalists get specific messages. Everything works without JavaScript.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 from flask import (
@@ -23,6 +24,7 @@ from flask import (
     url_for,
 )
 from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
@@ -144,11 +146,8 @@ def remove_source(source_id: str) -> Response:
     if request.form.get("confirm") != "yes":
         flash("Tick the box to confirm: deletion is final.", "error")
         return redirect(url_for("journalist.source", source_id=source_id))
-    with services().writers() as writer:
-        target = writer.get(Source, found.id)
-        if target is not None:
-            delete_source(writer, services().store, services().signing_key, target,
-                          g.journalist.username)
+    delete_source(db_session(), services().store, services().signing_key, found,
+                  g.journalist.username)
     flash(f"Deleted {found.designation} and everything it sent.", "info")
     return redirect(url_for("journalist.sources"))
 
@@ -173,10 +172,9 @@ def items_action(source_id: str) -> Response:
         if request.form.get("confirm") != "yes":
             flash("Tick the box to confirm: deletion is final.", "error")
             return back
-        with services().writers() as writer:
-            delete_submissions(writer, services().store, services().signing_key,
-                               select_submissions(writer, ids=selected),
-                               g.journalist.username)
+        delete_submissions(db_session(), services().store, services().signing_key,
+                           select_submissions(db_session(), ids=selected),
+                           g.journalist.username)
         flash(f"Deleted {len(selected)} item(s).", "info")
         return back
     if action == "export":
@@ -203,7 +201,8 @@ def export() -> Response:
 
 def _export(ids: list[str] | None = None, unseen: bool = False,
             event: str = "export") -> Response:
-    with services().writers() as writer:
+    # A POST's request session already holds the write lock; a GET (download) needs its own.
+    with _writer() as writer:
         chosen = select_submissions(writer, ids=ids, unseen=unseen)
         if not chosen:
             if ids is not None and event == "download":
@@ -216,6 +215,15 @@ def _export(ids: list[str] | None = None, unseen: bool = False,
             flash(str(exc), "error")
             return redirect(url_for("journalist.sources"))
     return _stream(bundle)
+
+
+@contextlib.contextmanager
+def _writer() -> Iterator[Session]:
+    if request.method == "POST":
+        yield db_session()
+        return
+    with services().writers() as writer:
+        yield writer
 
 
 def _stream(bundle: Export) -> Response:
