@@ -200,7 +200,7 @@ def _plaintext(obj: Context, workspace: Workspace, item_id: str) -> Iterator[tup
     if item.kind != "file":
         raise ReviewError(f"item {item.id} is a message, not a file",
                           f"read it with `desk-review open {item.id}`")
-    if item.decrypted_path and Path(item.decrypted_path).is_file():
+    if item.decrypted_path and _still_intact(Path(item.decrypted_path), item):
         yield item, Path(item.decrypted_path)
         return
     scratch = workspace.root / "staging" / f"open-{os.urandom(6).hex()}"
@@ -216,6 +216,12 @@ def _plaintext(obj: Context, workspace: Workspace, item_id: str) -> Iterator[tup
             record = workspace.item(session, item_id)
             if record.decrypted_path and Path(record.decrypted_path).is_relative_to(scratch):
                 record.decrypted_path = record.decrypted_sha256 = None
+
+
+def _still_intact(path: Path, item: Item) -> bool:
+    """True when the decrypted file is still exactly what `open` wrote."""
+    return path.is_file() and path.stat().st_size == item.size and \
+        file_sha256(path)[1] == item.decrypted_sha256
 
 
 @main.command("inspect")

@@ -63,6 +63,9 @@ def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | No
         folder = out_dir or workspace.decrypted(item.id)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         final = folder / safe_filename(item.filename, item.id)
+        if final.exists() and item.decrypted_path != str(final):
+            # Another item (or another file) already has this name here: never overwrite it.
+            final = final.with_name(f"{final.stem}-{item.id[:12]}{final.suffix}")
         temp = folder / f".partial-{os.urandom(6).hex()}"
         try:
             digest, size = _decrypt_parts(workspace, gpg, item, parts, temp, progress)
