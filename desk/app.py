@@ -108,7 +108,7 @@ def human_size(size: int) -> str:
 
 
 def _source_interface(app: Flask, config: Config) -> None:
-    from desk.source import blueprint, views
+    from desk.source import blueprint, uploads, views
 
     app.request_class = SourceRequest
     app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes,
@@ -117,6 +117,7 @@ def _source_interface(app: Flask, config: Config) -> None:
     app.before_request(views.refuse_without_keys)
     app.before_request(views.apply_upload_limit)
     app.register_blueprint(blueprint)
+    app.register_blueprint(uploads.blueprint)
     # CSRFProtect would parse the whole body with request.form; the submit view checks the
     # token itself as the first field streams in.
     CSRFProtect(app).exempt("desk.source.views.submit")

@@ -41,6 +41,7 @@ from desk.recipients import key_statuses
 from desk.services import open_services
 from desk.store import write_durably
 from desk.submissions import purge_expired
+from desk.tus import purge_expired_uploads
 
 DEFAULT_PORTS: dict[Interface, int] = {"source": 8080, "journalist": 8081}
 CLI_ACTOR = "desk-cli"
@@ -340,11 +341,13 @@ def settings_command(name: str | None, max_upload: str | None,
 @cli.command("purge", with_appcontext=False)
 @_fail_on_errors
 def purge_command() -> None:
-    """Delete submissions older than the retention period, recording each in custody."""
+    """Delete submissions past the retention period (recording each in custody) and
+    resumable uploads past their expiry."""
     services = open_services(_config())
     with services.writers() as session:
         deleted = purge_expired(session, services.store, services.signing_key)
-    click.echo(f"Purged {deleted} expired object(s).")
+        uploads = purge_expired_uploads(session, services.store)
+    click.echo(f"Purged {deleted} expired object(s) and {uploads} expired upload(s).")
 
 
 @cli.command("demo", with_appcontext=False)

@@ -46,7 +46,7 @@ class StagedObject:
     kind: Kind
     staging: Staging
     size: int
-    sha256: str
+    sha256: str | None
     filename: str | None
     part_count: int
     ciphertext_size: int
@@ -66,43 +66,66 @@ class ObjectWriter:
         """Encrypt everything `source` yields as a one-part object with its metadata record."""
         staging = self.store.stage()
         try:
-            reader = HashingReader(source)
-            with staging.new_file(part_name(0)) as temp:
-                self.gpg.encrypt_stream(reader, self.recipients, temp)
-            record = ObjectRecord(
-                object_id=new_object_id(), kind=kind, received_at=datetime.now(UTC),
-                parts=(PartRecord(part_name(0), reader.size, reader.hexdigest()),),
-                filename=filename, content_type=content_type, sha256=reader.hexdigest(),
-            )
-            with staging.new_file(METADATA_NAME) as temp:
-                self.gpg.encrypt_stream(_BytesReader(record.to_json()), self.recipients, temp)
-            # Read the ciphertext back (from the page cache) for the custody digest.
-            ciphertext = object_files(staging.path)
+            part, _ = self.write_part(staging, 0, source)
+            return self.finish(staging, kind, (part,), filename, content_type, part.sha256)
         except BaseException:
             self.store.discard(staging)
             raise
+
+    def write_part(self, staging: Staging, index: int, source: Readable,
+                   checksum: str | None = None) -> tuple[PartRecord, bytes | None]:
+        """Encrypt `source` into part `index`, durable under its final name.
+
+        Also returns the plaintext's digest of the kind `checksum` names ("sha1", "sha256"),
+        for a client's Upload-Checksum; None without one.
+        """
+        reader = HashingReader(source, checksum)
+        with staging.new_file(part_name(index)) as temp:
+            self.gpg.encrypt_stream(reader, self.recipients, temp)
+        return (PartRecord(part_name(index), reader.size, reader.hexdigest()),
+                reader.checksum_digest())
+
+    def finish(self, staging: Staging, kind: Kind, parts: tuple[PartRecord, ...],
+               filename: bytes | None, content_type: str | None,
+               sha256: str | None) -> StagedObject:
+        """Write the metadata record beside the parts; the object is then ready to publish."""
+        record = ObjectRecord(
+            object_id=new_object_id(), kind=kind, received_at=datetime.now(UTC), parts=parts,
+            filename=filename, content_type=content_type, sha256=sha256)
+        with staging.new_file(METADATA_NAME) as temp:
+            self.gpg.encrypt_stream(_BytesReader(record.to_json()), self.recipients, temp)
+        # Read the ciphertext back (from the page cache) for the custody digest.
+        ciphertext = object_files(staging.path)
         return StagedObject(
             object_id=record.object_id, kind=kind, staging=staging, size=record.size,
-            sha256=record.parts[0].sha256, filename=record.display_name, part_count=1,
+            sha256=sha256, filename=record.display_name, part_count=len(parts),
             ciphertext_size=sum(size for size, _ in ciphertext.values()),
             ciphertext_sha256=ciphertext_digest(ciphertext),
         )
 
 
 class HashingReader:
-    """Wraps a readable stream, counting and hashing what passes through."""
+    """Wraps a readable stream, counting and hashing (SHA-256, and optionally a second
+    digest a client asked to be checked) what passes through."""
 
-    def __init__(self, source: Readable) -> None:
+    def __init__(self, source: Readable, checksum: str | None = None) -> None:
         self._source = source
         self._sha256 = hashlib.sha256()
+        self._checksum = None if checksum is None else hashlib.new(checksum)
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         """Read up to `n` bytes from the wrapped stream."""
         data = self._source.read(n)
         self._sha256.update(data)
+        if self._checksum is not None:
+            self._checksum.update(data)
         self.size += len(data)
         return data
+
+    def checksum_digest(self) -> bytes | None:
+        """The requested second digest, raw."""
+        return None if self._checksum is None else self._checksum.digest()
 
     def hexdigest(self) -> str:
         """SHA-256 of everything read so far."""

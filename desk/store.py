@@ -71,10 +71,11 @@ class Store:
         self.root = root
         self.objects = root / "objects"
         self.staging_root = root / "staging"
+        self.uploads = root / "uploads"
 
     def create(self) -> None:
         """Make the store's directories, readable by the desk's user only."""
-        for path in (self.root, self.objects, self.staging_root):
+        for path in (self.root, self.objects, self.staging_root, self.uploads):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def stage(self) -> Staging:

@@ -6,6 +6,7 @@ from desk.models.instance import Instance
 from desk.models.journalist import Journalist, JournalistSession
 from desk.models.source import Source
 from desk.models.submission import Submission
+from desk.models.upload import Upload
 
 __all__ = ["Base", "CustodyRecord", "Instance", "Journalist", "JournalistSession", "Source",
-           "Submission"]
+           "Submission", "Upload"]

@@ -15,6 +15,7 @@ from desk.instance import load_instance
 from desk.models import Source
 from desk.services import Services
 from desk.submissions import create_source, record_submission
+from desk.tus import OWNER_FIELD, new_owner_secret
 
 blueprint = Blueprint("source", __name__)
 
@@ -55,6 +56,8 @@ def generate() -> str:
     db.commit()
     session.clear()
     session["source"] = source.id
+    # Made now, so a tus client given this cookie once keeps a cookie that owns its uploads.
+    session[OWNER_FIELD] = new_owner_secret()
     # Rendered in the POST response, never redirected to: the codename is in no URL or cookie.
     return render_template("source/codename.html", codename=codename.reveal())
 
@@ -64,6 +67,7 @@ def submit_form() -> Response | str:
     """The message and files form."""
     if _current_source() is None:
         return redirect(url_for("source.index"))
+    session.setdefault(OWNER_FIELD, new_owner_secret())
     return render_template("source/submit.html", max_upload=request.max_content_length)
 
 

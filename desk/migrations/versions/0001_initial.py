@@ -1,4 +1,4 @@
-"""Initial schema: instance, journalists and sessions, sources, submissions, custody log.
+"""Initial schema: instance, journalists and sessions, sources, submissions, uploads, custody.
 
 Revision ID: 0001
 Revises:
@@ -94,6 +94,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_submissions_source_id_seen", "submissions", ["source_id", "seen"])
     op.create_table(
+        "uploads",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("source_id", sa.String(length=32), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("length", sa.BigInteger(), nullable=False),
+        sa.Column("offset", sa.BigInteger(), nullable=False),
+        sa.Column("part_count", sa.Integer(), nullable=False),
+        sa.Column("sealed", sa.LargeBinary(), nullable=False),
+        sa.Column("created_on", sa.Date(), nullable=False),
+        sa.Column("expires_on", sa.Date(), nullable=False),
+        sa.ForeignKeyConstraint(["source_id"], ["sources.id"],
+                                name=op.f("fk_uploads_source_id_sources"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_uploads")),
+    )
+    op.create_index(op.f("ix_uploads_expires_on"), "uploads", ["expires_on"])
+    op.create_index(op.f("ix_uploads_source_id"), "uploads", ["source_id"])
+    op.create_table(
         "custody_entries",
         sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("on", sa.Date(), nullable=False),
@@ -116,6 +133,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_custody_entries_object_id"), table_name="custody_entries")
     op.drop_table("custody_entries")
+    op.drop_index(op.f("ix_uploads_source_id"), table_name="uploads")
+    op.drop_index(op.f("ix_uploads_expires_on"), table_name="uploads")
+    op.drop_table("uploads")
     op.drop_index("ix_submissions_source_id_seen", table_name="submissions")
     op.drop_table("submissions")
     op.drop_index("ix_sources_starred_activity", table_name="sources")
