@@ -69,6 +69,10 @@ def failures(func: Callable[P, R]) -> Callable[P, R]:
             raise ConsoleFailure(str(exc), exc.hint) from exc
         except CryptoError as exc:
             raise ConsoleFailure(str(exc)) from exc
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            raise ConsoleFailure(f"cannot use{where}: {exc.strerror or exc}",
+                                 "check the path and its permissions") from exc
 
     return wrapper
 

@@ -9,6 +9,7 @@ the file take its real name; any failure deletes it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -17,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
+
 from crypto.errors import DecryptionFailed
 from crypto.gpg import GnuPG
 from desk.review.errors import ReviewError
-from desk.review.index import Item
+from desk.review.index import Action, Item
 from desk.review.workspace import Workspace, log_action
 
 MAX_NAME_BYTES = 200
@@ -135,13 +138,14 @@ def _decrypt_part(gpg: GnuPG, path: Path, sink: Callable[[bytes], None], item_id
 
 
 def wipe_item(workspace: Workspace, item_id: str) -> list[Path]:
-    """Delete an item's decrypted file and the workspace folder made for it."""
+    """Delete every decrypted copy `open` made of an item (each one is in the action log)."""
     removed: list[Path] = []
     with workspace.session() as session:
         item = workspace.item(session, item_id)
-        if item.decrypted_path:
-            path = Path(item.decrypted_path)
-            if path.exists():
+        made = {json.loads(a.detail).get("path") for a in session.scalars(
+            select(Action).where(Action.item_id == item.id, Action.action == "decrypt"))}
+        for path in sorted(Path(p) for p in made | {item.decrypted_path} if p):
+            if path.is_file():
                 path.unlink()
                 removed.append(path)
         folder = workspace.decrypted(item.id)

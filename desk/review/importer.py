@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.bundle import Bundle, parse_manifest, read_bundle, verify_bundle
-from crypto.custody import CustodyEntry
+from crypto.custody import CustodyEntry, ciphertext_digest, object_files
 from crypto.errors import CustodyBroken, DecryptionFailed, FormatError
 from crypto.gpg import GnuPG
 from crypto.objects import METADATA_NAME, ObjectRecord
@@ -66,11 +66,17 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
             _check_and_store_custody(session, desk.signing_key, chain)
             new = known = 0
             for obj in listed:
+                target = workspace.objects(obj.object_id)
                 if session.get(Item, obj.object_id) is not None:
                     known += 1
+                    if not target.is_dir() or \
+                            ciphertext_digest(object_files(target)) != obj.ciphertext_sha256:
+                        # The verified copy replaces ciphertext lost or damaged since.
+                        shutil.rmtree(target, ignore_errors=True)
+                        os.rename(staging / obj.object_id, target)
+                        log_action(session, obj.object_id, "restore", bundle=bundle_path.name)
                     continue
                 record = records[obj.object_id]
-                target = workspace.objects(obj.object_id)
                 if target.exists():
                     shutil.rmtree(target)
                 os.rename(staging / obj.object_id, target)

@@ -37,8 +37,10 @@ SOFTWARE = re.compile(r"^(software|encoder|encodedby|encoding|writer|creatortool
                       re.IGNORECASE)
 THUMBNAIL = re.compile(r"thumbnailimage|previewimage|jpgfromraw|otherimage|coverart|"
                        r"^picture$|embeddedimage", re.IGNORECASE)
-# Bookkeeping of timed samples, not their content.
-SAMPLE_BOOKKEEPING = {"SampleTime", "SampleDuration"}
+# Tags that say nothing about the source: format versions, flags, colour profiles' makers.
+NOT_IDENTIFYING = re.compile(r"^(GPSVersionID|.*Flag)$", re.IGNORECASE)
+# Embedded documents (-ee) whose text is timed metadata such as subtitles or telemetry.
+TIMED_TEXT = re.compile(r"text|subtitle|telemetry|caption", re.IGNORECASE)
 # Tags exiftool reports about the file on this machine, not about its making.
 OURS = re.compile(r"^(SourceFile|ExifTool:|System:|File:)")
 # Encoders write their name and settings into the video stream itself (H.264/HEVC user-data
@@ -153,7 +155,8 @@ def _tag_findings(report: Report) -> None:
     for key, value in report.tags.items():
         name = key.rsplit(":", 1)[-1]
         text = _text(value)
-        if not text or text in {"0", "Unknown", "None"}:
+        if not text or text in {"0", "Unknown", "None"} or NOT_IDENTIFYING.search(name) or \
+                key.startswith("ICC"):
             continue
         if LOCATION.search(name) and not name.lower().startswith("geotiff"):
             report.findings.append(Finding("location", key, text))
@@ -165,7 +168,7 @@ def _tag_findings(report: Report) -> None:
             report.findings.append(Finding("embedded image", key, text[:80]))
         elif SOFTWARE.search(name):
             report.findings.append(Finding("software or encoder", key, text))
-        elif key.startswith("Doc") and name not in SAMPLE_BOOKKEEPING:
+        elif key.startswith("Doc") and TIMED_TEXT.search(name):
             # Embedded documents (-ee): timed metadata samples such as telemetry.
             report.findings.append(Finding("timed metadata", key, text[:120]))
 
