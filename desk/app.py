@@ -138,6 +138,11 @@ def _journalist_interface(app: Flask, services: Services) -> None:
     CSRFProtect(app)
 
 
+def services() -> Services:
+    """The desk's services for the current app."""
+    return current_app.extensions["desk"]  # type: ignore[no-any-return]
+
+
 def db_session() -> Session:
     """The request's database session, opened on first use and closed at teardown.
 
@@ -146,8 +151,8 @@ def db_session() -> Session:
     locked") if another writer committed in between, and busy_timeout cannot help it.
     """
     if "db" not in g:
-        services = current_app.extensions["desk"]
-        g.db = (services.writers if request.method == "POST" else services.sessions)()
+        desk = services()
+        g.db = (desk.writers if request.method == "POST" else desk.sessions)()
     return g.db  # type: ignore[no-any-return]
 
 

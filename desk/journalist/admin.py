@@ -10,11 +10,11 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from crypto.codename import generate_passphrase
-from desk.app import db_session
+from desk.app import db_session, services
 from desk.auth import totp_secret_text, totp_uri
 from desk.errors import JournalistError
 from desk.instance import load_instance, update_settings
-from desk.journalist.views import login_required, services
+from desk.journalist.views import login_required
 from desk.journalists import add_journalist, remove_journalist, replace_key, reset_two_factor
 from desk.models import Journalist
 from desk.recipients import key_statuses

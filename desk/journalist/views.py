@@ -13,7 +13,6 @@ from typing import ParamSpec, TypeVar
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     g,
     redirect,
@@ -28,13 +27,12 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
-from desk.app import db_session
+from desk.app import db_session, services
 from desk.auth import LoginFailed, authenticate
 from desk.errors import JournalistError
 from desk.export import Export, export_bundle, select_submissions
 from desk.instance import load_instance
 from desk.models import Journalist, Source, Submission
-from desk.services import Services
 from desk.submissions import delete_source, delete_submissions, set_seen
 
 blueprint = Blueprint("journalist", __name__)
@@ -42,11 +40,6 @@ blueprint = Blueprint("journalist", __name__)
 PAGE_SIZE = 50
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def services() -> Services:
-    """The desk's services for this app."""
-    return current_app.extensions["desk"]  # type: ignore[no-any-return]
 
 
 def login_required(view: Callable[P, R]) -> Callable[P, R | Response]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import shutil
 
-from flask import Blueprint, Response, current_app, request, session
+from flask import Blueprint, Response, request, session
 from werkzeug.http import http_date
 
-from desk.app import db_session
+from desk.app import db_session, services
 from desk.ingest import ObjectWriter
 from desk.models import Upload
-from desk.services import Services
 from desk.tus import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -36,11 +35,6 @@ from desk.tus import (
 )
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/uploads")
-
-
-def services() -> Services:
-    """The desk's services for this app."""
-    return current_app.extensions["desk"]  # type: ignore[no-any-return]
 
 
 @blueprint.before_request

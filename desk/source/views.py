@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import validate_csrf
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from crypto.codename import generate_codename
-from desk.app import db_session
+from desk.app import db_session, services
 from desk.errors import BadSubmission, EmptySubmission, NotAcceptingSubmissions
 from desk.ingest import ObjectWriter, ingest_form
 from desk.instance import load_instance
 from desk.models import Source
-from desk.services import Services
 from desk.submissions import create_source, record_submission
 from desk.tus import OWNER_FIELD, new_owner_secret
 
 blueprint = Blueprint("source", __name__)
-
-
-def services() -> Services:
-    """The desk's services for this app."""
-    return current_app.extensions["desk"]  # type: ignore[no-any-return]
 
 
 def refuse_without_keys() -> None:
