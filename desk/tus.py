@@ -189,27 +189,41 @@ class BodyReader:
     """The PATCH body, at most `limit` bytes; a dropped connection reads as the end.
 
     A client that disconnects mid-PATCH keeps what arrived: the bytes so far become a finished
-    part, and the client resumes from the new offset.
+    part, and the client resumes from the new offset. `cut_short` says the body ended before
+    its Content-Length; `overflow` that a body without one ran past the upload's length.
     """
 
-    def __init__(self, stream: Readable, limit: int) -> None:
+    # Small reads: a reset connection loses what gunicorn had buffered for the current read.
+    MAX_READ = 256 * 1024
+
+    def __init__(self, stream: Readable, limit: int, declared: int | None) -> None:
         self._stream = stream
         self._left = limit
+        self._declared = declared
+        self.received = 0
         self.cut_short = False
+        self.overflow = False
 
     def read(self, n: int = -1) -> bytes:
         """Up to `n` bytes of the body."""
         if self._left <= 0:
+            if self._declared is None and not self.overflow:
+                self.overflow = bool(self._read(1))
             return b""
-        want = self._left if n < 0 else min(n, self._left)
-        try:
-            data = self._stream.read(want)
-        except (OSError, ValueError, ClientDisconnected):
-            data = b""
-        if not data:
+        want = min(self._left if n < 0 else n, self._left, self.MAX_READ)
+        data = self._read(want)
+        if not data and self._declared is not None and self.received < self._declared:
             self.cut_short = True
         self._left -= len(data)
+        self.received += len(data)
         return data
+
+    def _read(self, n: int) -> bytes:
+        try:
+            return self._stream.read(n)
+        except (OSError, ValueError, ClientDisconnected):
+            self.cut_short = True
+            return b""
 
 
 @dataclass(frozen=True)
@@ -221,8 +235,8 @@ class PatchResult:
 
 
 def append_part(session: Session, writer: ObjectWriter, key: SigningKey, upload: Upload,
-                secret: str, body: Readable, checksum: tuple[str, bytes] | None
-                ) -> PatchResult:
+                secret: str, body: Readable, declared: int | None,
+                checksum: tuple[str, bytes] | None) -> PatchResult:
     """Encrypt one PATCH body as the upload's next part, then advance the offset (committed).
 
     The caller holds `locked()`. With a checksum, a part that does not match, or that was cut
@@ -230,11 +244,16 @@ def append_part(session: Session, writer: ObjectWriter, key: SigningKey, upload:
     arrives, the upload is published as an object.
     """
     folder = Staging(upload_dir(writer.store, upload.id))
-    reader = BodyReader(body, upload.length - upload.offset)
+    reader = BodyReader(body, upload.length - upload.offset, declared)
     part, digest = writer.write_part(folder, upload.part_count, reader,
                                      checksum[0] if checksum else None)
     part_path = folder.path / part.name
-    if part.size == 0 or (checksum is not None and (reader.cut_short or digest != checksum[1])):
+    if reader.overflow:
+        part_path.unlink(missing_ok=True)
+        raise TusError(400, "this body goes past Upload-Length; the part was discarded")
+    # An empty part only for an empty file; a checksummed part must arrive whole and match.
+    empty = part.size == 0 and upload.length > 0
+    if empty or (checksum is not None and (reader.cut_short or digest != checksum[1])):
         part_path.unlink(missing_ok=True)
         if checksum is not None and part.size and not reader.cut_short:
             raise TusError(460, "checksum mismatch: the part was discarded")
@@ -254,7 +273,6 @@ def append_part(session: Session, writer: ObjectWriter, key: SigningKey, upload:
 def _publish(session: Session, writer: ObjectWriter, key: SigningKey, upload: Upload,
              record: dict[str, object], parts: list[list[object]]) -> None:
     folder = Staging(upload_dir(writer.store, upload.id))
-    (folder.path / LOCK_NAME).unlink(missing_ok=True)
     records = tuple(PartRecord(str(n), int(str(s)), str(h)) for n, s, h in parts)
     name = record.get("filename")
     staged = writer.finish(
@@ -265,7 +283,10 @@ def _publish(session: Session, writer: ObjectWriter, key: SigningKey, upload: Up
         records[0].sha256 if len(records) == 1 else None)
     source_id = upload.source_id
     session.delete(upload)
+    # The lock file moves with the folder and goes only now: removing it before would let
+    # another request lock a fresh one while this upload is being published.
     record_submission(session, writer.store, key, source_id, [staged])
+    (writer.store.path(staged.object_id) / LOCK_NAME).unlink(missing_ok=True)
 
 
 def terminate(session: Session, store: Store, upload: Upload) -> None:
@@ -276,12 +297,15 @@ def terminate(session: Session, store: Store, upload: Upload) -> None:
 
 
 def purge_expired_uploads(session: Session, store: Store) -> int:
-    """Remove uploads past their expiry, and stray upload folders without a row."""
+    """Remove uploads past their expiry, and stray upload folders without a row; return how
+    many uploads went."""
     today = datetime.now(UTC).date()
     expired = list(session.scalars(select(Upload).where(Upload.expires_on < today)))
     for upload in expired:
         session.delete(upload)
     session.commit()
+    for upload in expired:
+        shutil.rmtree(upload_dir(store, upload.id), ignore_errors=True)
     known = set(session.scalars(select(Upload.id)))
     removed = 0
     root = store.uploads
@@ -292,4 +316,4 @@ def purge_expired_uploads(session: Session, store: Store) -> int:
             if folder.name not in known and folder.stat().st_mtime < settled:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
-    return removed
+    return len(expired) + removed

@@ -149,7 +149,7 @@ def _append(upload: Upload, secret: str,
     writer = ObjectWriter(services().store, services().gpg, services().recipients.current())
     with services().writers() as session:
         return append_part(session, writer, services().signing_key, session.merge(upload),
-                           secret, request.stream, checksum)
+                           secret, request.stream, request.content_length, checksum)
 
 
 def _http_date(upload: Upload) -> str:
