@@ -7,14 +7,14 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test lint pytest system-deps clean
+.PHONY: run test lint pytest system-deps test-deps clean
 
 run: $(VENV)/.installed
 	$(BIN)/desk demo
 
 test: lint pytest
 
-pytest: $(VENV)/.installed
+pytest: $(VENV)/.installed | test-deps
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed
@@ -33,6 +33,10 @@ system-deps:
 	  echo "installing:$$missing"; \
 	  $(APT) update -q && $(APT) install -y -q $$missing; \
 	fi
+
+# The browser tests drive Debian's Chromium; only the tests need it.
+test-deps:
+	@[ -x /usr/bin/chromium ] || { $(APT) update -q && $(APT) install -y -q chromium; }
 
 $(VENV)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)

@@ -1,0 +1,353 @@
+/*
+ * Resumable uploads for the submit page (progressive enhancement).
+ *
+ * Without JavaScript the page is a plain multipart form and nothing here runs. With it, and
+ * with tus-js-client (desk/static/vendor/tus.min.js) supported, each chosen file is sent to
+ * /uploads/ in pieces that survive a dropped Tor circuit, one file at a time, with progress
+ * and a Pause/Resume button. When every file has arrived, the message (if any) is posted to
+ * /submit on its own, and the page shows what was received.
+ *
+ * Nothing is written to browser storage: tus-js-client is told not to remember uploads, so
+ * no file name, size or desk address outlives the tab. All text comes from the page
+ * (data-* attributes on #upload-progress), so it can be translated with the templates.
+ * No inline script or style, no eval: the page's Content-Security-Policy holds.
+ */
+(function () {
+  "use strict";
+
+  var CHUNK_SIZE = 16 * 1024 * 1024;
+
+  // tus-js-client retries only as many times as this list is long (and starts over whenever
+  // a piece arrives). Tor circuits drop and take a while to rebuild: back off, then keep
+  // trying every five minutes for about two hours before asking the source to press Resume.
+  var RETRY_DELAYS = [0, 3000, 10000, 30000, 60000, 120000, 300000];
+  (function extendRetries() {
+    var total = RETRY_DELAYS.reduce(function (a, b) { return a + b; }, 0);
+    while (total < 2 * 60 * 60 * 1000) {
+      RETRY_DELAYS.push(300000);
+      total += 300000;
+    }
+  })();
+
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, function (whole, key) {
+      return Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : whole;
+    });
+  }
+
+  // Decimal units, as the desk's own pages write them ("1.2 MB").
+  var UNITS = ["KB", "MB", "GB"];
+
+  function unitFor(size) {
+    if (size < 1000) return { divisor: 1, name: "bytes", decimals: 0 };
+    var divisor = 1;
+    for (var i = 0; i < UNITS.length; i++) {
+      divisor *= 1000;
+      if (size / divisor < 1000 || i === UNITS.length - 1) {
+        return { divisor: divisor, name: UNITS[i], decimals: 1 };
+      }
+    }
+    return { divisor: divisor, name: "GB", decimals: 1 };
+  }
+
+  function inUnit(size, unit) {
+    return (size / unit.divisor).toFixed(unit.decimals);
+  }
+
+  function humanSize(size) {
+    var unit = unitFor(size);
+    return inUnit(size, unit) + " " + unit.name;
+  }
+
+  function statusOf(error) {
+    var response = error && error.originalResponse;
+    return response && typeof response.getStatus === "function" ? response.getStatus() : 0;
+  }
+
+  function Page(form, panel) {
+    this.form = form;
+    this.panel = panel;
+    this.text = panel.dataset;
+    this.fileInput = form.querySelector('input[type="file"]');
+    this.message = form.querySelector("textarea[name=message]");
+    this.sendButton = form.querySelector('button[type="submit"]');
+    this.list = document.getElementById("upload-list");
+    this.status = document.getElementById("upload-status");
+    this.retryMessage = document.getElementById("retry-message");
+    this.itemTemplate = document.getElementById("upload-item");
+    this.items = [];
+    this.token = "";
+    this.finished = false;
+    this.onBeforeUnload = this.warnBeforeLeaving.bind(this);
+  }
+
+  Page.prototype.start = function (files) {
+    var page = this;
+    this.token = this.form.elements.csrf_token.value;
+    this.fileInput.disabled = true;
+    this.sendButton.hidden = true;
+    this.panel.hidden = false;
+    files.forEach(function (file) {
+      page.items.push(new Item(page, file));
+    });
+    window.addEventListener("beforeunload", this.onBeforeUnload);
+    this.retryMessage.addEventListener("click", function () {
+      page.sendMessage();
+    });
+    this.pump();
+  };
+
+  Page.prototype.warnBeforeLeaving = function (event) {
+    event.preventDefault();
+    event.returnValue = this.text.leaveWarning;
+    return this.text.leaveWarning;
+  };
+
+  // One file at a time: over Tor, parallel uploads share one slow circuit and all finish late.
+  Page.prototype.pump = function () {
+    if (this.finished) return;
+    var waiting = null;
+    for (var i = 0; i < this.items.length; i++) {
+      var state = this.items[i].state;
+      if (state === "sending") return;
+      if (state === "waiting" && waiting === null) waiting = this.items[i];
+    }
+    if (waiting !== null) {
+      waiting.send();
+      return;
+    }
+    // Done when every file has arrived or was refused for good (a paused or interrupted file
+    // still counts as on its way).
+    var settled = this.items.every(function (item) {
+      return item.state === "done" || item.state === "refused";
+    });
+    if (settled) this.allSettled();
+  };
+
+  Page.prototype.allSettled = function () {
+    var arrived = this.items.some(function (item) { return item.state === "done"; });
+    var hasMessage = this.message.value.trim() !== "";
+    window.removeEventListener("beforeunload", this.onBeforeUnload);
+    if (!arrived && !hasMessage) {
+      this.status.textContent = this.text.nothingSent;
+      return;
+    }
+    this.finished = true;
+    if (hasMessage) {
+      this.sendMessage();
+    } else {
+      this.showReceived(false);
+    }
+  };
+
+  // The message goes through the ordinary form endpoint, without files; csrf_token must be
+  // the first field, since the desk checks it before it reads anything else.
+  Page.prototype.sendMessage = function () {
+    var page = this;
+    var body = new FormData();
+    body.append("csrf_token", this.token);
+    body.append("message", this.message.value);
+    this.retryMessage.hidden = true;
+    this.message.readOnly = true;
+    this.status.textContent = this.text.sendingMessage;
+    fetch(this.form.action, { method: "POST", body: body, credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("status " + response.status);
+        page.showReceived(true);
+      })
+      .catch(function () {
+        page.message.readOnly = false;
+        page.status.textContent = page.text.messageFailed;
+        page.retryMessage.hidden = false;
+      });
+  };
+
+  Page.prototype.showReceived = function (messageSent) {
+    var received = document.getElementById("upload-received");
+    var table = document.getElementById("received-files");
+    var rows = table.querySelector("tbody");
+    var arrived = this.items.filter(function (item) { return item.state === "done"; });
+    var refused = this.items.filter(function (item) { return item.state === "refused"; });
+    arrived.forEach(function (item) {
+      var row = document.createElement("tr");
+      var name = document.createElement("td");
+      var size = document.createElement("td");
+      name.textContent = item.file.name;
+      name.dir = "auto";
+      size.textContent = humanSize(item.file.size);
+      row.appendChild(name);
+      row.appendChild(size);
+      rows.appendChild(row);
+    });
+    table.hidden = arrived.length === 0;
+    if (refused.length > 0) {
+      var missing = document.getElementById("received-missing");
+      var list = missing.querySelector("ul");
+      refused.forEach(function (item) {
+        var entry = document.createElement("li");
+        entry.textContent = item.file.name;
+        entry.dir = "auto";
+        list.appendChild(entry);
+      });
+      missing.hidden = false;
+    }
+    document.getElementById("received-message").hidden = !messageSent;
+    document.getElementById("submit-area").hidden = true;
+    received.hidden = false;
+    // Let go of the files and the message now that they are with the desk.
+    this.fileInput.value = "";
+    this.message.value = "";
+    var heading = received.querySelector("h1");
+    heading.tabIndex = -1;
+    heading.focus();
+    window.scrollTo(0, 0);
+  };
+
+  function Item(page, file) {
+    var item = this;
+    this.page = page;
+    this.file = file;
+    this.state = "waiting";
+    var node = page.itemTemplate.content.firstElementChild.cloneNode(true);
+    this.progress = node.querySelector("progress");
+    this.amount = node.querySelector(".upload-amount");
+    this.note = node.querySelector(".upload-note");
+    this.toggle = node.querySelector(".upload-toggle");
+    this.node = node;
+    node.querySelector(".upload-name").textContent = file.name;
+    this.progress.setAttribute("aria-label", file.name);
+    this.toggle.addEventListener("click", function () {
+      item.pressed();
+    });
+    page.list.appendChild(node);
+    this.upload = new window.tus.Upload(file, {
+      endpoint: "/uploads/",
+      headers: { "X-CSRFToken": page.token },
+      metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+      chunkSize: CHUNK_SIZE,
+      retryDelays: RETRY_DELAYS,
+      // Never leave a trace of the file in the browser's storage.
+      storeFingerprintForResuming: false,
+      removeFingerprintOnSuccess: true,
+      onProgress: function (sent, total) {
+        item.showProgress(sent, total);
+      },
+      onShouldRetry: function (error) {
+        var status = statusOf(error);
+        // Connection trouble and server hiccups are worth waiting out; a refusal is not.
+        var retry = status === 0 || status >= 500 || status === 409 || status === 423 ||
+          status === 429;
+        if (retry) item.setNote(page.text.retrying, "retrying");
+        return retry;
+      },
+      onError: function (error) {
+        item.failed(statusOf(error));
+      },
+      onSuccess: function () {
+        item.arrived();
+      }
+    });
+    this.showProgress(0, file.size);
+    this.setNote(page.text.waiting, "");
+    this.setButton(page.text.pause);
+  }
+
+  Item.prototype.showProgress = function (sent, total) {
+    var percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
+    var unit = unitFor(total);
+    this.progress.value = percent;
+    this.amount.textContent = fill(this.page.text.of, {
+      done: inUnit(sent, unit),
+      total: inUnit(total, unit) + " " + unit.name,
+      percent: percent
+    });
+    if (this.state === "sending" && this.note.dataset.kind === "retrying" && sent > 0) {
+      this.setNote(this.page.text.sending, "");
+    }
+  };
+
+  Item.prototype.setNote = function (text, kind) {
+    this.note.textContent = text;
+    this.note.dataset.kind = kind;
+    this.node.dataset.state = this.state;
+  };
+
+  Item.prototype.setButton = function (label) {
+    this.toggle.textContent = label;
+  };
+
+  Item.prototype.send = function () {
+    this.state = "sending";
+    this.setNote(this.page.text.sending, "");
+    this.setButton(this.page.text.pause);
+    this.upload.start();
+  };
+
+  Item.prototype.pressed = function () {
+    var text = this.page.text;
+    if (this.state === "sending") {
+      // abort() keeps the upload on the desk; start() later asks the desk where it stopped.
+      this.upload.abort();
+      this.state = "paused";
+      this.setNote(text.paused, "");
+      this.setButton(text.resume);
+      this.page.pump();
+    } else if (this.state === "waiting") {
+      this.state = "paused";
+      this.setNote(text.paused, "");
+      this.setButton(text.resume);
+    } else if (this.state === "paused" || this.state === "failed") {
+      this.state = "waiting";
+      this.setNote(text.waiting, "");
+      this.setButton(text.pause);
+      this.page.pump();
+    }
+  };
+
+  Item.prototype.failed = function (status) {
+    var text = this.page.text;
+    if (status === 413 || status === 400 || status === 403) {
+      // Refused for good: too large, or this page's session or token is no longer valid.
+      // Pressing Resume would only be refused again.
+      this.state = "refused";
+      this.setNote(status === 413 ? text.tooLarge : text.sessionEnded, "failed");
+      this.toggle.hidden = true;
+    } else {
+      this.state = "failed";
+      this.setNote(status === 507 ? text.noSpace : text.failed, "failed");
+      this.setButton(text.resume);
+    }
+    this.page.pump();
+  };
+
+  Item.prototype.arrived = function () {
+    this.state = "done";
+    this.showProgress(this.file.size, this.file.size);
+    this.setNote(this.page.text.done, "done");
+    this.toggle.hidden = true;
+    this.page.pump();
+  };
+
+  function init() {
+    var form = document.getElementById("submit-form");
+    var panel = document.getElementById("upload-progress");
+    var tus = window.tus;
+    if (!form || !panel || !tus || !tus.isSupported) return;
+    if (typeof window.fetch !== "function" || typeof window.FormData !== "function") return;
+    if (!("content" in document.createElement("template"))) return;
+    var page = new Page(form, panel);
+    form.addEventListener("submit", function (event) {
+      if (page.items.length > 0) {
+        event.preventDefault(); // already sending
+        return;
+      }
+      var files = Array.prototype.slice.call(page.fileInput.files || []);
+      // No files: the ordinary form sends the message.
+      if (files.length === 0) return;
+      event.preventDefault();
+      page.start(files);
+    });
+  }
+
+  init();
+})();
