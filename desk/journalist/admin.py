@@ -32,6 +32,14 @@ def require_admin() -> None:
         abort(403)
 
 
+@blueprint.errorhandler(JournalistError)
+def refused(error: JournalistError) -> Response:
+    """A refused change: say why on the admin page (the request's transaction is rolled
+    back after the request)."""
+    flash(str(error), "error")
+    return redirect(url_for("admin.index"))
+
+
 @blueprint.get("/")
 def index() -> str:
     """Journalists, key health and settings."""
@@ -44,20 +52,15 @@ def index() -> str:
 
 
 @blueprint.post("/journalists")
-def add() -> Response | str:
+def add() -> str:
     """Add a journalist with a generated passphrase and a new TOTP secret, shown once."""
     db = db_session()
     password = generate_passphrase()
-    try:
-        journalist = add_journalist(
-            db, services().gpg, request.form.get("username", "").strip(), _uploaded_key(),
-            is_admin=request.form.get("is_admin") == "1", password=password,
-            kdf=services().config.kdf)
-        db.commit()
-    except JournalistError as exc:
-        db.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("admin.index"))
+    journalist = add_journalist(
+        db, services().gpg, request.form.get("username", "").strip(), _uploaded_key(),
+        is_admin=request.form.get("is_admin") == "1", password=password,
+        kdf=services().config.kdf)
+    db.commit()
     services().recipients.invalidate()
     return _credentials(journalist, password)
 
@@ -66,13 +69,8 @@ def add() -> Response | str:
 def change_key(journalist_id: int) -> Response:
     """Replace a journalist's key; show the new fingerprint for comparison."""
     db, journalist = db_session(), _journalist_or_404(journalist_id)
-    try:
-        fingerprint = replace_key(db, services().gpg, journalist, _uploaded_key())
-        db.commit()
-    except JournalistError as exc:
-        db.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("admin.index"))
+    fingerprint = replace_key(db, services().gpg, journalist, _uploaded_key())
+    db.commit()
     services().recipients.invalidate()
     flash(f"{journalist.username} now has key {fingerprint}. Compare it with them over "
           "another channel.", "info")
@@ -108,14 +106,10 @@ def remove(journalist_id: int) -> Response:
 def settings() -> Response:
     """The desk's name, upload limit and retention."""
     db = db_session()
-    try:
-        update_settings(db, request.form.get("name", ""), request.form.get("max_upload", ""),
-                        request.form.get("retention_days", ""))
-        db.commit()
-        flash("Settings saved.", "info")
-    except JournalistError as exc:
-        db.rollback()
-        flash(str(exc), "error")
+    update_settings(db, request.form.get("name", ""), request.form.get("max_upload", ""),
+                    request.form.get("retention_days", ""))
+    db.commit()
+    flash("Settings saved.", "info")
     return redirect(url_for("admin.index"))
 
 

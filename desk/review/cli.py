@@ -222,6 +222,10 @@ def _plaintext(obj: Context, workspace: Workspace, item_id: str) -> Iterator[tup
                 record.decrypted_path = record.decrypted_sha256 = None
 
 
+def _is_image(item: Item) -> bool:
+    return looks_like_image(Path(item.filename or ""), item.content_type)
+
+
 def _still_intact(path: Path, item: Item) -> bool:
     """True when the decrypted file is still exactly what `open` wrote."""
     return path.is_file() and path.stat().st_size == item.size and \
@@ -278,7 +282,7 @@ def publish_copy_command(obj: Context, item: str, out: Path) -> None:
     workspace = obj.workspace()
     with _plaintext(obj, workspace, item) as (record, path):
         publish_copy(path, out, workspace.root / "staging",
-                     is_image=looks_like_image(Path(record.filename or ""), record.content_type))
+                     is_image=_is_image(record))
     digest = file_sha256(out)[1]
     with workspace.session() as session:
         log_action(session, record.id, "publish-copy", out=str(out), sha256=digest)
@@ -297,8 +301,7 @@ def sheet_command(obj: Context, item: str, out: Path, frames_dir: Path | None) -
     """A contact sheet of keyframes with their timestamps."""
     workspace = obj.workspace()
     with _plaintext(obj, workspace, item) as (record, path):
-        frames = contact_sheet(path, out, frames_dir, is_image=looks_like_image(
-            Path(record.filename or ""), record.content_type))
+        frames = contact_sheet(path, out, frames_dir, is_image=_is_image(record))
     with workspace.session() as session:
         log_action(session, record.id, "sheet", out=str(out), frames=len(frames))
     click.echo(str(out))
@@ -321,8 +324,7 @@ def report_command(obj: Context, item: str, out: Path) -> None:
         report = inspect_file(path, staging)
         sheet = staging / f"report-sheet-{os.urandom(6).hex()}.png"
         try:
-            contact_sheet(path, sheet, is_image=looks_like_image(
-                Path(record.filename or ""), record.content_type))
+            contact_sheet(path, sheet, is_image=_is_image(record))
             sheet_png = sheet.read_bytes()
         except ReviewError:
             sheet_png = None  # no picture to show (a document, say); the rest still stands
