@@ -237,7 +237,12 @@
         // Connection trouble and server hiccups are worth waiting out; a refusal is not.
         var retry = status === 0 || status >= 500 || status === 409 || status === 423 ||
           status === 429;
-        if (retry) item.setNote(page.text.retrying, "retrying");
+        if (retry) {
+          // Say why when the desk said why: no valid journalist key, or a full disk.
+          var note = status === 503 ? page.text.notAccepting
+            : status === 507 ? page.text.noSpace : page.text.retrying;
+          item.setNote(note, "retrying");
+        }
         return retry;
       },
       onError: function (error) {
