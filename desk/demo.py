@@ -45,8 +45,8 @@ class Demo:
             f"  journalist login:      username {DEMO_USER}, password {self.password}",
             f"  TOTP secret:           {totp_secret_text(self.totp_secret)}",
             f"  authenticator URI:     {totp_uri(self.totp_secret, DEMO_USER)}",
-            f"  current code, without an authenticator app: desk demo --dir {self.directory} "
-            "--code",
+            f"  current code, without an authenticator app: {Path(sys.argv[0]).absolute()} demo "
+            f"--dir {self.directory} --code",
             f"  demo journalist key {self.fingerprint}",
             f"  its secret key (standing in for the offline machine): {self.journalist_home}",
             "Read a submission with stock gpg:",
