@@ -47,12 +47,14 @@ PIPE_BYTES = 1 << 20
 
 
 class _GPG(gnupg.GPG):  # type: ignore[misc]
-    """python-gnupg, with a large stdin pipe to every gpg process it starts."""
+    """python-gnupg, with large pipes to and from every gpg process it starts."""
 
     def _open_subprocess(self, *args: Any, **kwargs: Any) -> Any:
         process = super()._open_subprocess(*args, **kwargs)
-        with contextlib.suppress(OSError, AttributeError, ValueError):
-            fcntl.fcntl(process.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        # Both ways: encryption reads stdin, the review console's decryption reads stdout.
+        for pipe in (process.stdin, process.stdout):
+            with contextlib.suppress(OSError, AttributeError, ValueError):
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         return process
 
 
