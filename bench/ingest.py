@@ -23,232 +23,54 @@ with a summary printed. See bench/README.md and bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
-import hashlib
 import http.client
 import json
-import linecache
-import os
-import platform
-import re
-import resource
 import secrets
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# bench/common.py; importing it also puts the repository on sys.path (for `tests`).
+import common
+from common import CHUNK, MiB, Monitor, Run, Server, mbps, median, proc_stat
 
-import requests  # noqa: E402
-
-from tests.forms import csrf_token  # noqa: E402
-from tests.gpgtool import Keypair, make_keypair  # noqa: E402
-
-MiB = 1 << 20
-CHUNK = MiB
-DESK = Path(sys.executable).parent / "desk"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PROFILE_RATE = 250  # py-spy samples per second and thread
-B_MAX_SECONDS = 90.0  # above this projected time per run, baseline B runs on a prefix
-
-
-# --------------------------------------------------------------------------- helpers
-
-def mbps(size: int, seconds: float) -> float:
-    return size / seconds / 1e6
-
-
-def write_random(path: Path, size: int) -> str:
-    """Write `size` random bytes to `path` in 1 MiB chunks; return their SHA-256."""
-    digest = hashlib.sha256()
-    with path.open("wb") as out:
-        left = size
-        while left:
-            chunk = os.urandom(min(CHUNK, left))
-            digest.update(chunk)
-            out.write(chunk)
-            left -= len(chunk)
-    return digest.hexdigest()
-
-
-def child_cpu() -> tuple[float, float]:
-    """(user, system) CPU seconds of this process's reaped children so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime, usage.ru_stime
-
-
-def proc_stat(pid: int) -> tuple[float, float, float, float]:
-    """CPU seconds of a process: (user, system, reaped children's user, their system)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    rest = text[text.rfind(")") + 2:].split()
-    utime, stime, cutime, cstime = (int(x) / CLK_TCK for x in rest[11:15])
-    return utime, stime, cutime, cstime
-
-
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds of every thread of `pid` right now."""
-    out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            text = (task / "stat").read_text()
-            rest = text[text.rfind(")") + 2:].split()
-            out[int(task.name)] = (int(rest[11]) + int(rest[12])) / CLK_TCK
-    return out
-
-
-def status_kib(pid: int, key: str) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def children(pid: int, all_threads: bool = False) -> list[int]:
-    """Child processes of `pid`'s main thread, or of any of its threads."""
-    tasks = [str(pid)]
-    if all_threads:
-        with contextlib.suppress(OSError):
-            tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
-    found = []
-    for task in tasks:
-        with contextlib.suppress(OSError):
-            found += [int(p) for p in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def gpg_encrypt_command(home: Path, fingerprint: str, output: Path, compress: bool) -> list[str]:
-    command = ["gpg", "--homedir", str(home), "--batch", "--trust-model", "always"]
-    if not compress:
-        command += ["--compress-algo", "none"]
-    return [*command, "--encrypt", "-r", fingerprint, "-o", str(output)]
-
-
-def decrypt_sha256(keypair: Keypair, path: Path) -> tuple[str, int, str]:
-    """Decrypt `path` with stock gpg and the journalist's home, streaming.
-
-    Returns (SHA-256 of the plaintext, its size, gpg's DECRYPTION_INFO status line)."""
-    process = subprocess.Popen(
-        ["gpg", "--homedir", str(keypair.home), "--batch", "--pinentry-mode", "loopback",
-         "--passphrase", "", "--status-fd", "2", "--decrypt", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    digest, size = hashlib.sha256(), 0
-    assert process.stdout is not None
-    assert process.stderr is not None
-    stderr_chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: stderr_chunks.append(process.stderr.read()))
-    reader.start()
-    while chunk := process.stdout.read(CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    reader.join()
-    if process.wait() != 0:
-        raise RuntimeError(f"gpg --decrypt {path} failed: {b''.join(stderr_chunks)!r}")
-    info = next((line for line in b"".join(stderr_chunks).decode(errors="replace").splitlines()
-                 if "DECRYPTION_INFO" in line), "")
-    return digest.hexdigest(), size, info.replace("[GNUPG:] ", "")
-
+from tests.gpgtool import Keypair
 
 # --------------------------------------------------------------------------- the server
-
-class Monitor(threading.Thread):
-    """Samples the gunicorn processes: peak RSS (VmHWM) and per-thread CPU of the workers."""
-
-    def __init__(self, arbiter: int, interval: float = 0.05) -> None:
-        super().__init__(daemon=True)
-        self.arbiter = arbiter
-        self.interval = interval
-        self.stop_event = threading.Event()
-        self.lock = threading.Lock()
-        self.hwm: dict[int, int] = {}          # pid -> max VmHWM seen (KiB)
-        self.gpg_hwm: dict[int, int] = {}      # gpg children of workers -> max VmHWM (KiB)
-        self.threads: dict[tuple[int, int], float] = {}  # (worker, tid) -> last CPU seconds
-        self.window: dict[int, list[int]] | None = None  # pid -> [VmRSS at start, max VmRSS]
-
-    def sample(self) -> None:
-        pids = [self.arbiter, *children(self.arbiter)]
-        with self.lock:
-            for pid in pids:
-                hwm = status_kib(pid, "VmHWM")
-                if hwm is not None:
-                    self.hwm[pid] = max(self.hwm.get(pid, 0), hwm)
-                rss = status_kib(pid, "VmRSS")
-                if self.window is not None and rss is not None:
-                    entry = self.window.setdefault(pid, [rss, rss])
-                    entry[1] = max(entry[1], rss)
-            for worker in pids[1:]:
-                with contextlib.suppress(OSError):
-                    for tid, cpu in thread_cpu(worker).items():
-                        self.threads[(worker, tid)] = cpu
-                # gpg is started by a request thread, not the worker's main thread.
-                for grandchild in children(worker, all_threads=True):
-                    hwm = status_kib(grandchild, "VmHWM")
-                    if hwm is not None:
-                        self.gpg_hwm[grandchild] = max(self.gpg_hwm.get(grandchild, 0), hwm)
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            self.sample()
-            time.sleep(self.interval)
-
-    def snapshot(self) -> dict[tuple[int, int], float]:
-        self.sample()
-        with self.lock:
-            return dict(self.threads)
-
-    def begin_window(self) -> None:
-        """Start tracking each process's VmRSS (at the start, and the largest sampled)."""
-        with self.lock:
-            self.window = {}
-        self.sample()
-
-    def end_window(self) -> dict[int, list[int]]:
-        self.sample()
-        with self.lock:
-            window, self.window = self.window or {}, None
-        return window
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.is_alive():
-            self.join(timeout=5)
 
 
 @dataclass
 class Desk:
     root: Path
     data: Path
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
+    server: Server
     server_tmp: Path
-    fingerprint: str
     journalist: Keypair
 
     @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def log(self) -> Path:
+        return self.server.log
+
+    @property
     def arbiter(self) -> int:
-        return self.process.pid
+        return self.server.arbiter
+
+    @property
+    def fingerprint(self) -> str:
+        return self.journalist.fingerprint
 
     def workers(self) -> list[int]:
-        return children(self.arbiter)
+        return self.server.workers()
 
     @property
     def gnupg_home(self) -> Path:
@@ -259,115 +81,36 @@ class Desk:
         return self.data / "store" / "objects"
 
 
-def desk_env(data: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
-    return {**env, "DESK_DATA": str(data), **extra}
-
-
 def start_desk(root: Path, max_upload: int) -> Desk:
-    journalist = make_keypair(root / "journalist" / "home", "Bench")
+    """A throwaway desk (stock-gpg keypair, `desk init`, `desk journalist add bench`) and
+    `desk serve source` with its temp files in a dir of their own."""
     data = root / "desk-data"
-    for args in (["init"], ["journalist", "add", "bench", "--key", str(journalist.public_key)]):
-        subprocess.run([str(DESK), *args], env=desk_env(data), check=True, capture_output=True,
-                       timeout=120)
-    port = free_port()
+    common.init_desk(data)
+    journalist = common.add_journalist(data, "bench", root / "journalist" / "home", "Bench")
     server_tmp = root / "server-tmp"
     server_tmp.mkdir()
-    log = root / "server.log"
-    env = desk_env(data, DESK_MAX_UPLOAD_BYTES=str(max_upload), TMPDIR=str(server_tmp))
-    with log.open("wb") as log_file:
-        process = subprocess.Popen([str(DESK), "serve", "source", "--port", str(port)],
-                                   env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    desk = Desk(root, data, f"http://127.0.0.1:{port}", port, process, log, server_tmp,
-                journalist.fingerprint, journalist)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"desk serve did not start:\n{log.read_text()}") from None
-                time.sleep(0.1)
-                continue
-            if len(desk.workers()) >= 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-    except BaseException:
-        stop_desk(desk)
-        raise
-    return desk
+    server = common.start_server(data, "source", root / "server.log",
+                                 DESK_MAX_UPLOAD_BYTES=str(max_upload), TMPDIR=str(server_tmp))
+    return Desk(root, data, server, server_tmp, journalist.keypair)
 
 
 def stop_desk(desk: Desk) -> None:
-    if desk.process.poll() is None:
-        desk.process.send_signal(signal.SIGTERM)
-        try:
-            desk.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            desk.process.kill()
-            desk.process.wait(timeout=30)
+    desk.server.stop()
 
 
 # --------------------------------------------------------------------------- the methods
 
-@dataclass
-class Run:
-    seconds: float
-    cpu: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, float] = field(default_factory=dict)
-
-
 def run_baseline_a(desk: Desk, file: Path, out: Path) -> Run:
-    command = gpg_encrypt_command(desk.gnupg_home, desk.fingerprint, out, compress=False)
-    cpu0 = child_cpu()
-    with file.open("rb") as stdin:
-        t0 = time.perf_counter()
-        subprocess.run(command, stdin=stdin, check=True, capture_output=True, timeout=600)
-        seconds = time.perf_counter() - t0
-    cpu1 = child_cpu()
-    t1 = time.perf_counter()
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync = time.perf_counter() - t1
-    user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
-    return Run(seconds, {"gpg": user + system, "gpg_user": user, "gpg_sys": system},
-               {"fsync": fsync, "ciphertext": out.stat().st_size})
+    return common.run_baseline_a(desk.gnupg_home, desk.fingerprint, file, out)
 
 
 def run_baseline_b(desk: Desk, file: Path, out: Path) -> Run:
-    gpg = gpg_encrypt_command(desk.gnupg_home, desk.fingerprint, out, compress=True)
-    cpu0 = child_cpu()
-    with file.open("rb") as stdin:
-        t0 = time.perf_counter()
-        gzip = subprocess.Popen(["gzip", "-9"], stdin=stdin, stdout=subprocess.PIPE)
-        assert gzip.stdout is not None
-        encrypt = subprocess.Popen(gpg, stdin=gzip.stdout, stderr=subprocess.DEVNULL)
-        gzip.stdout.close()
-        rc_gpg, rc_gzip = encrypt.wait(timeout=3600), gzip.wait(timeout=60)
-        seconds = time.perf_counter() - t0
-    if rc_gpg or rc_gzip:
-        raise RuntimeError(f"gzip | gpg failed: gzip {rc_gzip}, gpg {rc_gpg}")
-    cpu1 = child_cpu()
-    return Run(seconds, {"gzip+gpg": cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1]},
-               {"ciphertext": out.stat().st_size})
+    return common.run_baseline_b(desk.gnupg_home, desk.fingerprint, file, out)
 
 
 def source_session(desk: Desk) -> tuple[str, str]:
     """Walk a source through /, /generate and /submit; return (Cookie header, CSRF token)."""
-    with requests.Session() as browser:
-        page = browser.get(desk.url + "/", timeout=60)
-        assert page.status_code == 200, page.status_code
-        page = browser.post(desk.url + "/generate", data={"csrf_token": csrf_token(page.text)},
-                            timeout=60)
-        assert page.status_code == 200, page.status_code
-        page = browser.get(desk.url + "/submit", timeout=60)
-        assert page.status_code == 200, page.status_code
-        cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
-        return cookie, csrf_token(page.text)
+    return common.source_session(desk.url)
 
 
 def upload(desk: Desk, file: Path, size: int, sha256: str, monitor: Monitor,
@@ -443,7 +186,7 @@ def newest_object(desk: Desk, known: set[str]) -> Path:
 # --------------------------------------------------------------------------- profiling
 
 def profile_upload(desk: Desk, file: Path, size: int, sha256: str, monitor: Monitor,
-                   out_dir: Path, spy: Path) -> dict[str, Path]:
+                   out_dir: Path) -> dict[str, Path]:
     """One upload per py-spy mode; raw collapsed stacks of every gunicorn process."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -453,18 +196,10 @@ def profile_upload(desk: Desk, file: Path, size: int, sha256: str, monitor: Moni
              "native": ["--threads", "--native"]}
     for name, flags in modes.items():
         path = out_dir / f"pyspy-{name}.txt"
-        spy_process = subprocess.Popen(
-            [str(spy), "record", "--pid", str(desk.arbiter), "--subprocesses",
-             "--rate", str(PROFILE_RATE), "--format", "raw", "--output", str(path), *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            time.sleep(1.5)  # let py-spy attach
+        with common.pyspy(desk.arbiter, path, flags) as said:
             run = upload(desk, file, size, sha256, monitor)
-        finally:
-            spy_process.send_signal(signal.SIGINT)
-            output = spy_process.communicate(timeout=120)[0]
         print(f"  py-spy {name}: upload {run.seconds:.2f} s ({mbps(size, run.seconds):.0f} MB/s)"
-              f" under profiling; {output.decode(errors='replace').strip().splitlines()[-1:]}")
+              f" under profiling; {said}")
         results[name] = path
     return results
 
@@ -480,104 +215,11 @@ def _role(label: str, frames: list[str]) -> str:
 
 
 def summarise_profile(path: Path, top: int = 10) -> str:
-    """Where the upload's threads spent their samples, from py-spy raw output.
-
-    Samples are grouped by thread role; for the upload threads the deepest Python frame (with
-    its line, and the source text of that line) is the "self" position, and native frames under
-    it (py-spy --native) are kept as the leaf library.
-    """
-    if not path.exists():
-        return f"(no profile at {path})"
-    roles: collections.Counter[str] = collections.Counter()
-    leaves: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    inclusive: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        label = next((f for f in frames if f.startswith("thread ")), "?")
-        body = [f for f in frames if not f.startswith(("process ", "thread "))]
-        role = _role(label, body)
-        roles[role] += count
-        if role.startswith("other"):
-            continue
-        python = [f for f in body if ".py:" in f]
-        leaf = _frame(python[-1]) if python else "?"
-        native = body[body.index(python[-1]) + 1:] if python else body
-        if native:
-            libs = [m.group(1) for f in native if (m := re.search(r"\(([^)]*\.so[^)]*)\)", f))]
-            named = [f.split(" (")[0] for f in native if not f.startswith("0x")]
-            leaf += f"  -> native {named[-1] if named else ''} [{libs[-1] if libs else '?'}]"
-        leaves[role][leaf] += count
-        for fn in {re.sub(r":\d+\)$", ")", _frame(f)) for f in python}:
-            inclusive[role][fn] += count
-    lines = [f"{path.name} ({sum(roles.values())} samples at {PROFILE_RATE}/s per thread):"]
-    lines += [f"  {n / PROFILE_RATE:6.2f} s  {role}" for role, n in roles.most_common()]
-    for role, counter in leaves.items():
-        total = sum(counter.values())
-        lines.append(f"  {role}: {total} samples; deepest Python frame:")
-        lines += [f"    {n / total:6.1%}  {k}" for k, n in counter.most_common(top)]
-        lines.append("   inclusive:")
-        lines += [f"    {n / total:6.1%}  {k}" for k, n in inclusive[role].most_common(top)]
-    return "\n".join(lines)
-
-
-def _frame(frame: str) -> str:
-    """'read (/abs/gnupg.py:156)' -> 'read (gnupg.py:156) `data = instream.read(n)`'."""
-    match = re.match(r"(.*) \((.*):(\d+)\)$", frame)
-    if not match:
-        return frame
-    name, filename, lineno = match.groups()
-    source = ""
-    for base in ("", str(REPO) + "/", sys.prefix + "/lib/python3.11/site-packages/",
-                 sys.base_prefix + "/lib/python3.11/"):
-        if Path(base + filename).is_file():
-            source = linecache.getline(base + filename, int(lineno)).strip()
-            break
-    return f"{name} ({filename}:{lineno})" + (f" `{source}`" if source else "")
-
-
-# --------------------------------------------------------------------------- reporting
-
-def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               "?")
-    mem = next(line.split(":", 1)[1].strip() for line in
-               Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-    gpg = subprocess.run(["gpg", "--version"], capture_output=True, text=True).stdout
-    gzip = subprocess.run(["gzip", "--version"], capture_output=True, text=True).stdout
-    revision = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True).stdout.strip()
-    tmp = tempfile.gettempdir()
-    df = subprocess.run(["df", "-hT", tmp], capture_output=True, text=True).stdout.splitlines()
-    return {
-        "nproc": str(os.cpu_count()), "cpu": cpu, "memory": mem, "kernel": platform.release(),
-        "gpg": gpg.splitlines()[0], "gzip": gzip.splitlines()[0],
-        "python": platform.python_version(), "tempdir": tmp,
-        "tempdir_fs": df[-1] if df else "?", "revision": revision or "unknown (not a checkout)",
-    }
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+    """Where the upload's threads spent their samples, from py-spy raw output (by role)."""
+    return common.summarise_profile(path, _role, top)
 
 
 # --------------------------------------------------------------------------- main
-
-@contextlib.contextmanager
-def workspace() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="desk-bench-"))
-    try:
-        yield root
-    finally:
-        for home in [*root.rglob("pubring.kbx")]:
-            subprocess.run(["gpgconf", "--homedir", str(home.parent), "--kill", "gpg-agent"],
-                           capture_output=True, check=False, timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -590,23 +232,23 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write all measurements here")
     args = parser.parse_args()
     # A plain `kill` still stops the server and removes the temp dir (the finally blocks run).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    common.exit_on_sigterm()
     size = args.size_mib * MiB
-    info = machine()
+    info = common.machine(tools=("gpg", "gzip"))
     print("machine:", json.dumps(info, indent=1))
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
 
-    with workspace() as root:
+    with common.workspace("desk-bench-") as root:
         file = root / "random.bin"
         t0 = time.perf_counter()
-        sha256 = write_random(file, size)
+        sha256 = common.write_random(file, size)
         print(f"wrote {size} random bytes in {time.perf_counter() - t0:.1f} s; sha256 {sha256}")
         desk = start_desk(root, max_upload=size + 64 * MiB)
         monitor = Monitor(desk.arbiter)
         try:
             return bench(args, info, root, desk, monitor, file, size, sha256)
         except BaseException:
-            print("---- server log ----\n" + desk.log.read_text(errors="replace")[-5000:])
+            print("---- server log ----\n" + desk.server.log_tail())
             raise
         finally:
             try:
@@ -619,22 +261,9 @@ def bench(args: argparse.Namespace, info: dict[str, str], root: Path, desk: Desk
           monitor: Monitor, file: Path, size: int, sha256: str) -> int:
     out = root / "out.gpg"
     # Baseline B: measure a prefix first, to decide whether the full file is affordable.
+    b_file, b_size, probe_run, projected = common.choose_b_input(
+        desk.gnupg_home, desk.fingerprint, file, size, root)
     probe_size = min(size, 32 * MiB)
-    probe = root / "probe.bin"
-    with file.open("rb") as src, probe.open("wb") as dst:
-        dst.write(src.read(probe_size))
-    probe_run = run_baseline_b(desk, probe, out)
-    out.unlink()
-    projected = probe_run.seconds * size / probe_size
-    b_size = size
-    if projected > B_MAX_SECONDS:
-        b_size = max(probe_size, int(size * B_MAX_SECONDS / projected) // MiB * MiB)
-        with file.open("rb") as src, probe.open("wb") as dst:
-            dst.write(src.read(b_size))
-        b_file = probe
-    else:
-        probe.unlink()
-        b_file = file
     print(f"baseline B probe: {probe_size} bytes in {probe_run.seconds:.2f} s, projected "
           f"{projected:.1f} s for the whole file; running B on {b_size} bytes")
 
@@ -653,7 +282,7 @@ def bench(args: argparse.Namespace, info: dict[str, str], root: Path, desk: Desk
         run = run_baseline_a(desk, file, out)
         results["A"].append(run)
         if i == 0:
-            got, n, cipher = decrypt_sha256(desk.journalist, out)
+            got, n, cipher = common.decrypt_sha256(desk.journalist, out)
             assert (got, n) == (sha256, size), "baseline A does not decrypt to the file"
             verified["A"] = cipher
         out.unlink()
@@ -668,13 +297,10 @@ def bench(args: argparse.Namespace, info: dict[str, str], root: Path, desk: Desk
             parts = sorted(obj.glob("part-*.gpg"))
             assert len(parts) == 1, parts
             run.extra["part_ciphertext"] = parts[0].stat().st_size
-            got, n, cipher = decrypt_sha256(desk.journalist, parts[0])
+            got, n, cipher = common.decrypt_sha256(desk.journalist, parts[0])
             assert (got, n) == (sha256, size), "the stored part does not decrypt to the file"
             verified["desk"] = cipher
-            meta = subprocess.run(
-                ["gpg", "--homedir", str(desk.journalist.home), "--batch", "--decrypt",
-                 str(obj / "meta.gpg")], capture_output=True, check=True, timeout=60).stdout
-            record = json.loads(meta)
+            record = json.loads(common.decrypt_bytes(desk.journalist, obj / "meta.gpg"))
             assert record.get("sha256") == sha256, record
             print(f"verified: stored part decrypts to the file ({cipher}); metadata sha256 ok")
         shutil.rmtree(obj, ignore_errors=True)  # keep the disk small
@@ -742,12 +368,11 @@ def bench(args: argparse.Namespace, info: dict[str, str], root: Path, desk: Desk
 
     profiles = {}
     if args.profile_dir:
-        spy = Path(sys.executable).parent / "py-spy"
-        if not spy.exists():
+        if not common.PYSPY.exists():
             print("py-spy is not installed in the venv: skipping profiling")
         else:
             print("\nprofiling (py-spy, every gunicorn process):")
-            profiles = profile_upload(desk, file, size, sha256, monitor, args.profile_dir, spy)
+            profiles = profile_upload(desk, file, size, sha256, monitor, args.profile_dir)
             for path in profiles.values():
                 print(summarise_profile(path))
 

@@ -27,117 +27,40 @@ See bench/README.md and bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
-import contextlib
 import cProfile
 import io
 import json
-import os
-import platform
 import pstats
 import random
 import re
-import shutil
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# bench/common.py; importing it also puts the repository on sys.path (for `desk`, `tests`).
+import common
+import requests
+from common import PROFILE_RATE, Server, cpu_seconds, summary
+from sqlalchemy import event, insert, select
 
-import requests  # noqa: E402
-from sqlalchemy import event, insert, select  # noqa: E402
+from desk.db import make_engine
+from desk.designations import random_designation
+from desk.models import Journalist, Source, Submission
 
-from desk.auth import totp_code  # noqa: E402
-from desk.db import make_engine  # noqa: E402
-from desk.designations import random_designation  # noqa: E402
-from desk.models import Journalist, Source, Submission  # noqa: E402
-from tests.forms import csrf_token  # noqa: E402
-from tests.gpgtool import make_keypair  # noqa: E402
-
-DESK = Path(sys.executable).parent / "desk"
 PAGE_SIZE = 50  # desk.journalist.views.PAGE_SIZE
 PASSWORD = "bench-long-passphrase-for-alice"  # noqa: S105 - a throwaway desk
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PROFILE_RATE = 250
 INDEXES = ("ix_sources_starred_activity", "ix_submissions_source_id_seen")
 ROW_RE = re.compile(r'class="designation">([^<]+)</a></td>\s*<td>(\d+)</td><td>(\d+)</td>'
                     r"<td>([0-9-]+)</td>")
 ITEM_RE = re.compile(r'name="item" value="([0-9a-f]{32})"')
-
-
-# --------------------------------------------------------------------------- helpers
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def children(pid: int) -> list[int]:
-    with contextlib.suppress(OSError):
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return []
-
-
-def cpu_seconds(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        text = Path(f"/proc/{pid}/stat").read_text()
-        rest = text[text.rfind(")") + 2:].split()
-        return (int(rest[11]) + int(rest[12])) / CLK_TCK
-    return 0.0
-
-
-def desk_env(data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
-    return {**env, "DESK_DATA": str(data)}
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    return {"n": len(ms), "median": statistics.median(ms), "p95": percentile(ms, 95),
-            "max": max(ms), "min": min(ms)}
-
-
-def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               "?")
-    mem = next(line.split(":", 1)[1].strip() for line in
-               Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-    revision = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True).stdout.strip()
-    tmp = tempfile.gettempdir()
-    df = subprocess.run(["df", "-hT", tmp], capture_output=True, text=True).stdout.splitlines()
-    versions = {}
-    for name in ("sqlalchemy", "flask", "werkzeug", "jinja2", "gunicorn", "requests"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    return {
-        "nproc": str(os.cpu_count()), "cpu": cpu, "memory": mem, "kernel": platform.release(),
-        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-        "packages": ", ".join(f"{k} {v}" for k, v in versions.items()),
-        "tempdir_fs": df[-1] if df else "?", "revision": revision or "unknown",
-    }
 
 
 # --------------------------------------------------------------------------- the desk
@@ -147,86 +70,48 @@ class Desk:
     root: Path
     data: Path
     totp_secret: bytes
-    process: subprocess.Popen[bytes] | None = None
-    port: int = 0
-    log: Path | None = None
+    server: Server | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        assert self.server is not None
+        return self.server.url
+
+    @property
+    def log(self) -> Path | None:
+        return self.server.log if self.server else None
 
     @property
     def db_path(self) -> Path:
         return self.data / "desk.db"
 
     def workers(self) -> list[int]:
-        return children(self.process.pid) if self.process else []
+        return self.server.workers() if self.server else []
 
 
 def add_journalist(desk: Desk, username: str, admin: bool = False) -> bytes:
     """`desk journalist add` with a fresh stock-gpg keypair; return the printed TOTP secret."""
-    keypair = make_keypair(desk.root / "keys" / username, username.capitalize())
-    password_file = desk.root / "password"
-    password_file.write_text(PASSWORD + "\n")
-    added = subprocess.run(
-        [str(DESK), "journalist", "add", username, "--key", str(keypair.public_key),
-         "--password-file", str(password_file), *(["--admin"] if admin else [])],
-        env=desk_env(desk.data), check=True, capture_output=True, text=True, timeout=120)
-    line = next(x for x in added.stdout.splitlines() if x.startswith("TOTP secret:"))
-    return base64.b32decode(line.split(":", 1)[1].strip())
+    added = common.add_journalist(desk.data, username, desk.root / "keys" / username,
+                                  username.capitalize(), password=PASSWORD, admin=admin)
+    assert added.totp_secret is not None
+    return added.totp_secret
 
 
 def make_desk(root: Path) -> Desk:
     data = root / "desk-data"
-    subprocess.run([str(DESK), "init"], env=desk_env(data), check=True, capture_output=True,
-                   timeout=120)
+    common.init_desk(data)
     desk = Desk(root, data, b"")
     desk.totp_secret = add_journalist(desk, "alice", admin=True)
     return desk
 
 
 def start_server(desk: Desk) -> None:
-    desk.port = free_port()
-    desk.log = desk.root / "server.log"
-    with desk.log.open("wb") as log_file:
-        desk.process = subprocess.Popen(
-            [str(DESK), "serve", "journalist", "--port", str(desk.port)],
-            env=desk_env(desk.data), stdout=log_file, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", desk.port), timeout=1).close()
-        except OSError:
-            if desk.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"desk serve did not start:\n{desk.log.read_text()}") from None
-            time.sleep(0.1)
-            continue
-        if len(desk.workers()) >= 2 or time.monotonic() > deadline:
-            return
-        time.sleep(0.1)
+    desk.server = common.start_server(desk.data, "journalist", desk.root / "server.log")
 
 
 def stop_server(desk: Desk) -> None:
-    if desk.process is None or desk.process.poll() is not None:
-        return
-    desk.process.send_signal(signal.SIGTERM)
-    try:
-        desk.process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        desk.process.kill()
-        desk.process.wait(timeout=30)
-
-
-@contextlib.contextmanager
-def workspace() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="desk-bench-pages-"))
-    try:
-        yield root
-    finally:
-        for keyring in root.rglob("pubring.kbx"):
-            subprocess.run(["gpgconf", "--homedir", str(keyring.parent), "--kill", "gpg-agent"],
-                           capture_output=True, check=False, timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
+    if desk.server is not None:
+        desk.server.stop()
 
 
 # --------------------------------------------------------------------------- seeding
@@ -330,14 +215,7 @@ def expected_order(seeded: Seeded) -> list[str]:
 
 def log_in(desk: Desk, username: str = "alice", secret: bytes | None = None
            ) -> requests.Session:
-    browser = requests.Session()
-    page = browser.get(desk.url + "/login", timeout=60)
-    assert page.status_code == 200, page.status_code
-    answer = browser.post(desk.url + "/login", allow_redirects=False, timeout=120, data={
-        "csrf_token": csrf_token(page.text), "username": username, "password": PASSWORD,
-        "code": totp_code(secret or desk.totp_secret, datetime.now(UTC))})
-    assert answer.status_code == 302, (answer.status_code, answer.text[:500])
-    return browser
+    return common.log_in(desk.url, username, PASSWORD, secret or desk.totp_secret)
 
 
 @dataclass
@@ -645,21 +523,12 @@ def cprofile_page(desk: Desk, page: Page, runs: int) -> str:
 
 def pyspy_page(desk: Desk, browser: requests.Session, page: Page, n: int, out: Path
                ) -> str:
-    spy = Path(sys.executable).parent / "py-spy"
-    if not spy.exists():
+    if not common.PYSPY.exists():
         return "py-spy is not installed in the venv: skipped"
-    assert desk.process is not None
-    process = subprocess.Popen(
-        [str(spy), "record", "--pid", str(desk.process.pid), "--subprocesses", "--threads",
-         "--idle", "--nonblocking", "--rate", str(PROFILE_RATE), "--format", "raw",
-         "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        time.sleep(1.5)  # let py-spy attach
+    assert desk.server is not None
+    with common.pyspy(desk.server.arbiter, out, ["--threads", "--idle", "--nonblocking"]):
         for _ in range(n):
             get(browser, desk.url + page.path)
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=120)
     return summarise_pyspy(out)
 
 
@@ -708,17 +577,18 @@ def main() -> int:
     args = parser.parse_args()
     if args.submissions < args.sources:
         parser.error("--submissions must be at least --sources (every source gets one item)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    info = machine()
+    common.exit_on_sigterm()
+    info = common.machine(packages=("sqlalchemy", "flask", "werkzeug", "jinja2", "gunicorn",
+                                    "requests"), sqlite=True)
     print("machine:", json.dumps(info, indent=1))
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    with workspace() as root:
+    with common.workspace("desk-bench-pages-") as root:
         desk = make_desk(root)
         try:
             return bench(args, info, desk)
         except BaseException:
-            if desk.log and desk.log.exists():
-                print("---- server log ----\n" + desk.log.read_text(errors="replace")[-5000:])
+            if desk.server is not None:
+                print("---- server log ----\n" + desk.server.log_tail())
             raise
         finally:
             stop_server(desk)

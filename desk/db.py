@@ -23,8 +23,9 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets journalists read while a source writes; FULL makes a commit durable before the 2xx;
     # secure_delete overwrites deleted rows instead of leaving them in free pages.
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON",
-                   "foreign_keys=ON", "busy_timeout=10000"):
+    # busy_timeout first, so that even the journal_mode pragma waits for a busy database.
+    for pragma in ("busy_timeout=10000", "journal_mode=WAL", "synchronous=FULL",
+                   "secure_delete=ON", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import ClientDisconnected
 
 from crypto.custody import SigningKey
@@ -234,14 +234,16 @@ class PatchResult:
     finished: bool
 
 
-def append_part(session: Session, writer: ObjectWriter, key: SigningKey, upload: Upload,
-                secret: str, body: Readable, declared: int | None,
+def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: SigningKey,
+                upload: Upload, secret: str, body: Readable, declared: int | None,
                 checksum: tuple[str, bytes] | None) -> PatchResult:
     """Encrypt one PATCH body as the upload's next part, then advance the offset (committed).
 
-    The caller holds `locked()`. With a checksum, a part that does not match, or that was cut
-    short, is discarded (460 or a resumable 409 on the next HEAD/PATCH). When the last byte
-    arrives, the upload is published as an object.
+    The caller holds `locked()`. The body is encrypted with no database transaction open (a
+    slow client would otherwise hold SQLite's write lock for the whole body); a writer
+    transaction then records the part. With a checksum, a part that does not match, or that
+    was cut short, is discarded (460, or a resumable offset). When the last byte arrives, the
+    upload is published as an object.
     """
     folder = Staging(upload_dir(writer.store, upload.id))
     reader = BodyReader(body, upload.length - upload.offset, declared)
@@ -258,16 +260,22 @@ def append_part(session: Session, writer: ObjectWriter, key: SigningKey, upload:
         if checksum is not None and part.size and not reader.cut_short:
             raise TusError(460, "checksum mismatch: the part was discarded")
         return PatchResult(upload.offset, False)
-    record = unseal(secret, upload.id, upload.sealed)
-    parts = [*record["parts"], [part.name, part.size, part.sha256]]  # type: ignore[misc]
-    upload.sealed = seal(secret, upload.id, {**record, "parts": parts})
-    upload.offset += part.size
-    upload.part_count += 1
-    if upload.offset < upload.length:
-        session.commit()
-        return PatchResult(upload.offset, False)
-    _publish(session, writer, key, upload, record, parts)
-    return PatchResult(upload.offset, True)
+    with sessions() as session:
+        current = session.get(Upload, upload.id)
+        if current is None or current.offset != upload.offset:  # pragma: no cover - locked
+            part_path.unlink(missing_ok=True)
+            raise TusError(409, "the upload changed while this part arrived")
+        record = unseal(secret, current.id, current.sealed)
+        parts = [*record["parts"], [part.name, part.size, part.sha256]]  # type: ignore[misc]
+        current.sealed = seal(secret, current.id, {**record, "parts": parts})
+        current.offset += part.size
+        current.part_count += 1
+        if current.offset < current.length:
+            session.commit()
+            return PatchResult(current.offset, False)
+        offset = current.offset
+        _publish(session, writer, key, current, record, parts)
+        return PatchResult(offset, True)
 
 
 def _publish(session: Session, writer: ObjectWriter, key: SigningKey, upload: Upload,

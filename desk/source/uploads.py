@@ -147,9 +147,8 @@ def delete(upload_id: str) -> Response:
 def _append(upload: Upload, secret: str,
             checksum: tuple[str, bytes] | None = None) -> PatchResult:
     writer = ObjectWriter(services().store, services().gpg, services().recipients.current())
-    with services().writers() as session:
-        return append_part(session, writer, services().signing_key, session.merge(upload),
-                           secret, request.stream, request.content_length, checksum)
+    return append_part(services().writers, writer, services().signing_key, upload, secret,
+                       request.stream, request.content_length, checksum)
 
 
 def _http_date(upload: Upload) -> str:
