@@ -68,6 +68,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from common import children, frame_text, mbps, status_kib  # noqa: E402
+
 from tests.forms import csrf_token  # noqa: E402
 from tests.gpgtool import Keypair, make_keypair  # noqa: E402
 
@@ -299,24 +301,12 @@ def run_variant(names: str, argv: list[str]) -> int:
 
 # --------------------------------------------------------------------------- helpers
 
-def mbps(size: int, seconds: float) -> float:
-    return size / seconds / 1e6
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def status_kib(pid: int, key: str) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
 
 
 def proc_cpu(pid: int) -> float | None:
@@ -326,16 +316,6 @@ def proc_cpu(pid: int) -> float | None:
         rest = text[text.rfind(")") + 2:].split()
         return (int(rest[11]) + int(rest[12])) / CLK_TCK
     return None
-
-
-def children(pid: int) -> list[int]:
-    """Child processes started by any thread of `pid`."""
-    found = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                found += [int(p) for p in (task / "children").read_text().split()]
-    return found
 
 
 class Poller(threading.Thread):
@@ -357,14 +337,14 @@ class Poller(threading.Thread):
 
     def sample(self) -> None:
         if self.target is None:
-            found = children(self.pid)
+            found = children(self.pid, all_threads=True)
             if not found:
                 return
             self.target = found[0]
         hwm = status_kib(self.target, "VmHWM")
         if hwm is not None:
             self.hwm = max(self.hwm, hwm)
-        for child in children(self.target):
+        for child in children(self.target, all_threads=True):
             if child not in self.child_name:
                 with contextlib.suppress(OSError):
                     self.child_name[child] = Path(f"/proc/{child}/comm").read_text().strip()
@@ -721,8 +701,8 @@ def summarise_profile(path: Path, top: int = 8) -> str:
         role = _role(body)
         roles[role] += count
         threads[role].add(label)
-        leaves[role][_short(body[-1]) if body else "?"] += count
-        for name in {re.sub(r":\d+\)$", ")", _short(f)) for f in body}:
+        leaves[role][frame_text(body[-1]) if body else "?"] += count
+        for name in {re.sub(r":\d+\)$", ")", frame_text(f)) for f in body}:
             inclusive[role][name] += count
     lines = [f"{path.name} ({sum(roles.values())} samples at {PROFILE_RATE}/s per thread):"]
     for role, n in roles.most_common():
@@ -734,22 +714,6 @@ def summarise_profile(path: Path, top: int = 8) -> str:
         lines += [f"      {k_n / total:6.1%}  {k}" for k, k_n in
                   inclusive[role].most_common(top)]
     return "\n".join(lines)
-
-
-def _short(frame: str) -> str:
-    """'read (/abs/site-packages/gnupg.py:156)' -> 'read (gnupg.py:156) `source line`'."""
-    match = re.match(r"(.*) \((.*):(\d+)\)$", frame)
-    if not match:
-        return frame
-    name, filename, lineno = match.groups()
-    source = ""
-    import linecache
-    for base in ("", str(REPO) + "/", sys.prefix + "/lib/python3.11/site-packages/",
-                 sys.base_prefix + "/lib/python3.11/"):
-        if Path(base + filename).is_file():
-            source = linecache.getline(base + filename, int(lineno)).strip()
-            break
-    return f"{name} ({Path(filename).name}:{lineno})" + (f" `{source}`" if source else "")
 
 
 # --------------------------------------------------------------------------- reporting
