@@ -69,8 +69,8 @@ def create_viewer(workspace: Workspace, gpg: GnuPG | None, token: str) -> Flask:
             sheet = _sheet(path, record, staging)
             with workspace.session() as session:
                 log_action(session, record.id, "view", findings=len(report.findings))
-        preview = (path is not None and path.is_file() and (record.content_type or "").startswith(
-            PREVIEW_TYPES)) or (path is not None and looks_like_image(path, None))
+        preview = path is not None and path.is_file() and (
+            (record.content_type or "").startswith(PREVIEW_TYPES) or looks_like_image(path, None))
         return render_template("viewer_item.html", item=record, text=text, report=report,
                                sheet=sheet, preview=preview, token=token)
 
