@@ -25,6 +25,10 @@ class DecryptionFailed(CryptoError):
     """GnuPG could not decrypt: wrong or missing key, or damaged ciphertext. Nothing was kept."""
 
 
+class SigningFailed(CryptoError):
+    """GnuPG could not sign: no usable secret key, or its passphrase was not given."""
+
+
 class FormatError(CryptoError):
     """A record does not follow crypto/FORMAT.md and was rejected."""
 

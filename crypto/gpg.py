@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,13 @@ from typing import Any, Protocol
 
 import gnupg  # type: ignore[import-untyped]
 
-from crypto.errors import DecryptionFailed, EncryptionFailed, GpgUnavailable, KeyRefused
+from crypto.errors import (
+    DecryptionFailed,
+    EncryptionFailed,
+    GpgUnavailable,
+    KeyRefused,
+    SigningFailed,
+)
 from crypto.keys import KeyInfo, KeyPart, parse_fingerprint
 
 # Big reads keep the copy thread cheap; the upload path streams gigabytes through it.
@@ -190,6 +197,36 @@ class GnuPG:
             raise DecryptionFailed(_decryption_problem(result))
 
 
+    # Signatures and recipients
+
+    def sign_detached(self, data: bytes, signer: str | None = None) -> bytes:
+        """A binary detached signature over `data` by `signer` (a fingerprint), or by gpg's
+        default secret key. The console signs reply files with the journalist's key."""
+        result = self._gpg.sign(data, keyid=parse_fingerprint(signer) if signer else None,
+                                detach=True, binary=True)
+        signature: bytes = result.data or b""
+        if result.returncode != 0 or not signature:
+            raise SigningFailed(_signing_problem(result))
+        return signature
+
+    def verify_detached(self, data: bytes, signature: bytes) -> str | None:
+        """The primary fingerprint of the key in this home whose good signature over `data`
+        `signature` is, or None if it is not one (bad, damaged, or by an unknown key)."""
+        with tempfile.TemporaryDirectory(prefix="desk-sig-") as folder:
+            # gpg reads a detached signature from a file; it holds no plaintext.
+            path = Path(folder) / "signature"
+            path.write_bytes(signature)
+            result = self._gpg.verify_data(str(path), data)
+        if not result.valid or result.returncode != 0 or not result.pubkey_fingerprint:
+            return None
+        return parse_fingerprint(result.pubkey_fingerprint)
+
+    def recipient_key_ids(self, message: bytes) -> set[str]:
+        """The 16-hex key ids an OpenPGP message is encrypted to, read from its packets
+        without decrypting anything."""
+        return {key_id.upper() for key_id in self._gpg.get_recipients(message)}
+
+
 def _decryption_problem(result: Any) -> str:
     """Why gpg could not decrypt, in words a journalist can act on."""
     stderr = str(getattr(result, "stderr", "") or "")
@@ -203,6 +240,16 @@ def _decryption_problem(result: Any) -> str:
     if "BADMDC" in stderr or "manipulated" in lowered or "DECRYPTION_FAILED" in stderr:
         return "the ciphertext has been modified (integrity check failed)"
     return f"gpg could not decrypt it ({result.status or 'no status'})"
+
+
+def _signing_problem(result: Any) -> str:
+    stderr = str(getattr(result, "stderr", "") or "")
+    if "NO_SECKEY" in stderr or "secret key not available" in stderr or \
+            "No secret key" in stderr:
+        return "no secret key to sign with in this GnuPG home"
+    if "BAD_PASSPHRASE" in stderr or "PINENTRY" in stderr:
+        return "the passphrase for the secret key was not given or was wrong"
+    return f"gpg could not sign ({getattr(result, 'status', None) or 'no status'})"
 
 
 def _failure_reason(result: Any) -> str:

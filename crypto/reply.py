@@ -41,7 +41,9 @@ MLKEM_SEED_BYTES = 64
 X25519_SEED_BYTES = 32
 MLKEM_PUBLIC_BYTES = 1184
 PUBLIC_KEY_BYTES = MLKEM_PUBLIC_BYTES + 32
-MAX_REPLY_BYTES = 1 << 20
+# A reply is a question or an answer typed by a journalist, not a document.
+MAX_REPLY_BYTES = 64 * 1024
+SEED_BYTES = MLKEM_SEED_BYTES + X25519_SEED_BYTES
 SUITE = Suite(KEM.MLKEM768_X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
 ENC_BYTES = KEM.MLKEM768_X25519.enc_length()
 HEADER_BYTES = len(MAGIC) + 1 + REPLY_ID_BYTES + 32
@@ -63,6 +65,24 @@ class ReplyKey:
         return open_reply(self, box)
 
 
+def reply_seed(codename: Codename, salt: bytes, params: KdfParams = PRODUCTION_KDF) -> bytes:
+    """The 96 secret bytes a source's reply key is made from (see derive_reply_key)."""
+    return Argon2id(salt=salt, length=SEED_BYTES, iterations=params.iterations,
+                    lanes=params.lanes, memory_cost=params.memory_cost,
+                    ).derive(codename.reveal().encode("utf-8"))
+
+
+def key_from_seed(seed: bytes) -> tuple[ReplyKey, bytes]:
+    """The reply keypair (private key, public key bytes) made from a 96-byte seed."""
+    if len(seed) != SEED_BYTES:
+        raise FormatError(f"a reply key seed has {SEED_BYTES} bytes, not {len(seed)}")
+    mlkem = MLKEM768PrivateKey.from_seed_bytes(seed[:MLKEM_SEED_BYTES])
+    x25519 = X25519PrivateKey.from_private_bytes(seed[MLKEM_SEED_BYTES:])
+    public = mlkem.public_key().public_bytes_raw() + \
+        x25519.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return ReplyKey(MLKEM768X25519PrivateKey(mlkem, x25519)), public
+
+
 def derive_reply_key(codename: Codename, salt: bytes,
                      params: KdfParams = PRODUCTION_KDF) -> tuple[ReplyKey, bytes]:
     """The source's reply keypair: (private key, public key bytes).
@@ -71,14 +91,7 @@ def derive_reply_key(codename: Codename, salt: bytes,
     a 32-byte X25519 private key. A salt different from the lookup salt keeps the lookup id
     useless for deriving the key.
     """
-    seed = Argon2id(salt=salt, length=MLKEM_SEED_BYTES + X25519_SEED_BYTES,
-                    iterations=params.iterations, lanes=params.lanes,
-                    memory_cost=params.memory_cost).derive(codename.reveal().encode("utf-8"))
-    mlkem = MLKEM768PrivateKey.from_seed_bytes(seed[:MLKEM_SEED_BYTES])
-    x25519 = X25519PrivateKey.from_private_bytes(seed[MLKEM_SEED_BYTES:])
-    public = mlkem.public_key().public_bytes_raw() + \
-        x25519.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return ReplyKey(MLKEM768X25519PrivateKey(mlkem, x25519)), public
+    return key_from_seed(reply_seed(codename, salt, params))
 
 
 def load_public_key(data: bytes) -> MLKEM768X25519PublicKey:
@@ -106,7 +119,7 @@ def seal_reply(public: bytes, text: str, reply_id: bytes | None = None) -> bytes
     """A reply box for the source whose public key is `public`."""
     data = json.dumps({"v": VERSION, "text": text}, ensure_ascii=False).encode("utf-8")
     if len(data) > MAX_REPLY_BYTES:
-        raise FormatError("a reply is at most 1 MiB")
+        raise FormatError("a reply is at most 64 KiB")
     reply_id = reply_id or secrets.token_bytes(REPLY_ID_BYTES)
     recipient = key_id(public)
     header = MAGIC + bytes([VERSION]) + reply_id + recipient

@@ -86,7 +86,7 @@ def create_app(config: Config, interface: Interface = "source",
     app.jinja_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
     app.add_template_filter(human_size, "size")
     if interface == "source":
-        _source_interface(app, config)
+        _source_interface(app, config, services)
     else:
         _journalist_interface(app, services)
     app.after_request(_end_db_transaction)
@@ -110,10 +110,16 @@ def human_size(size: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-def _source_interface(app: Flask, config: Config) -> None:
+def _source_interface(app: Flask, config: Config, services: Services) -> None:
+    from desk.models import SourceSession
+    from desk.sessions import DatabaseSessionInterface
     from desk.source import blueprint, uploads, views
+    from desk.throttle import LoginThrottle
 
     app.request_class = SourceRequest
+    app.session_interface = DatabaseSessionInterface(SourceSession, "source_id",
+                                                     services.sessions, services.writers)
+    app.extensions[views.THROTTLE] = LoginThrottle()
     app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes,
                       WTF_CSRF_TIME_LIMIT=CSRF_TOKEN_SECONDS)
     # Ahead of CSRFProtect's hook, which would read a refused request's form first.
@@ -128,11 +134,13 @@ def _source_interface(app: Flask, config: Config) -> None:
 
 def _journalist_interface(app: Flask, services: Services) -> None:
     from desk.journalist import admin_blueprint, blueprint
+    from desk.models import JournalistSession
     from desk.sessions import DatabaseSessionInterface
 
     app.request_class = JournalistRequest
     app.config.update(MAX_CONTENT_LENGTH=JOURNALIST_MAX_BODY)
-    app.session_interface = DatabaseSessionInterface(services.sessions, services.writers)
+    app.session_interface = DatabaseSessionInterface(JournalistSession, "journalist_id",
+                                                     services.sessions, services.writers)
     app.register_blueprint(blueprint)
     app.register_blueprint(admin_blueprint)
     CSRFProtect(app)
@@ -211,5 +219,6 @@ def _http_error(error: HTTPException) -> tuple[str, int]:
         405: "There is nothing here.",
         413: "That was more than this desk accepts in one sending, so nothing was kept. "
              "Please send fewer or smaller files at a time.",
+        429: "Too many attempts right now. Please wait a minute, then try again.",
     }
     return _error_page(status, messages.get(status, "Something went wrong. Nothing was kept."))

@@ -41,7 +41,7 @@ def init_desk(config: Config) -> bool:
         migrations.upgrade(engine)
         with make_sessionmaker(engine)() as session, session.begin():
             if session.get(Instance, 1) is None:
-                session.add(Instance(id=1, lookup_salt=new_salt(),
+                session.add(Instance(id=1, lookup_salt=new_salt(), reply_salt=new_salt(),
                                      created_on=datetime.now(UTC).date()))
     finally:
         engine.dispose()

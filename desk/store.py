@@ -1,8 +1,9 @@
 """The ciphertext store: objects appear in it whole and durable, or not at all.
 
-Layout (crypto/FORMAT.md): ``objects/<id>/`` holds a published object; ``staging/<random>/`` holds
-one being written. A file is written under a ``.tmp-`` name, fsynced, renamed and its directory
-fsynced; an object is published by renaming its staging directory into ``objects/``.
+Layout (crypto/FORMAT.md): ``objects/<id>/`` holds a published object, ``replies/<id>/`` a
+reply; ``staging/<random>/`` holds one being written. A file is written under a ``.tmp-`` name,
+fsynced, renamed and its directory fsynced; an object or reply is published by renaming its
+staging directory into place.
 """
 
 from __future__ import annotations
@@ -72,10 +73,12 @@ class Store:
         self.objects = root / "objects"
         self.staging_root = root / "staging"
         self.uploads = root / "uploads"
+        self.replies = root / "replies"
 
     def create(self) -> None:
         """Make the store's directories, readable by the desk's user only."""
-        for path in (self.root, self.objects, self.staging_root, self.uploads):
+        for path in (self.root, self.objects, self.staging_root, self.uploads,
+                     self.replies):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def stage(self) -> Staging:
@@ -90,10 +93,17 @@ class Store:
 
     def publish(self, staging: Staging, object_id: str) -> Path:
         """Move a finished staging directory to ``objects/<object_id>`` durably."""
-        final = self.path(object_id)
+        return self._publish(staging, self.path(object_id))
+
+    def publish_reply(self, staging: Staging, reply_id: str) -> Path:
+        """Move a finished staging directory to ``replies/<reply_id>`` durably."""
+        self.replies.mkdir(mode=0o700, exist_ok=True)  # a store made before replies existed
+        return self._publish(staging, self.reply_path(reply_id))
+
+    def _publish(self, staging: Staging, final: Path) -> Path:
         fsync_path(staging.path)
         os.rename(staging.path, final)
-        fsync_path(self.objects)
+        fsync_path(final.parent)
         return final
 
     def path(self, object_id: str) -> Path:
@@ -101,6 +111,17 @@ class Store:
         if not OBJECT_ID_RE.match(object_id):
             raise ValueError(f"not an object id: {object_id!r}")
         return self.objects / object_id
+
+    def reply_path(self, reply_id: str) -> Path:
+        """The directory of a stored reply."""
+        if not OBJECT_ID_RE.match(reply_id):
+            raise ValueError(f"not a reply id: {reply_id!r}")
+        return self.replies / reply_id
+
+    def remove_reply(self, reply_id: str) -> None:
+        """Delete a reply's files."""
+        shutil.rmtree(self.reply_path(reply_id), ignore_errors=True)
+        fsync_path(self.replies)
 
     def remove(self, object_id: str) -> None:
         """Delete a published object's files."""

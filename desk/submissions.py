@@ -16,16 +16,19 @@ from desk.designations import new_designation
 from desk.ingest import StagedObject
 from desk.instance import load_instance
 from desk.models import Source, Submission
+from desk.replies import delete_replies, history
 from desk.store import Store
 
 
-def create_source(session: Session, codename: Codename, kdf: KdfParams) -> Source:
-    """A new source known by its codename's lookup id and a fresh designation; not committed."""
+def create_source(session: Session, codename: Codename, kdf: KdfParams,
+                  reply_public_key: bytes) -> Source:
+    """A new source known by its codename's lookup id, a fresh designation and the public half
+    of its reply key; not committed."""
     today = datetime.now(UTC).date()
     source = Source(id=secrets.token_hex(16),
                     lookup_id=lookup_id(codename, load_instance(session).lookup_salt, kdf),
                     designation=new_designation(session), created_on=today,
-                    last_activity_on=today)
+                    last_activity_on=today, reply_public_key=reply_public_key)
     session.add(source)
     return source
 
@@ -80,11 +83,15 @@ def delete_submissions(session: Session, store: Store, key: SigningKey,
 
 def delete_source(session: Session, store: Store, key: SigningKey, source: Source,
                   actor: str) -> None:
-    """Delete a source and everything it sent."""
+    """Delete a source, everything it sent and every reply to it."""
     submissions = session.scalars(select(Submission).where(Submission.source_id == source.id))
     delete_submissions(session, store, key, list(submissions), actor)
+    replies = history(session, source.id)
+    delete_replies(session, key, replies, actor)
     session.delete(source)
     session.commit()
+    for reply in replies:
+        store.remove_reply(reply.id)
 
 
 RETENTION_ACTOR = "retention"

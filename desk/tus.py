@@ -46,8 +46,6 @@ UPLOAD_DAYS = 7
 # Creation leaves this much free beyond the upload itself (ciphertext is a little larger).
 DISK_RESERVE = 64 * 1024 * 1024
 LOCK_NAME = ".lock"
-# The source session's key for the secret that owns its uploads and seals their records.
-OWNER_FIELD = "upload_owner"
 MAX_METADATA_CHARS = 4096
 
 
@@ -62,11 +60,6 @@ class TusError(Exception):
 def expires_at(upload: Upload) -> datetime:
     """The instant an upload expires: the end of its expiry day (rows hold dates only)."""
     return datetime.combine(upload.expires_on + timedelta(days=1), datetime.min.time(), UTC)
-
-
-def new_owner_secret() -> str:
-    """A secret for a session's cookie; it owns that session's uploads and seals their data."""
-    return secrets.token_urlsafe(32)
 
 
 def owner_hash(secret: str) -> str:

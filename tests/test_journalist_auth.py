@@ -495,8 +495,6 @@ def test_anonymous_client_is_sent_to_login_from_every_route(
 
 
 @pytest.mark.parametrize(("interface", "method", "path"), [
-    ("source", "GET", "/login"),
-    ("source", "POST", "/login"),
     ("source", "GET", "/admin/"),
     ("source", "GET", "/sources/x"),
     ("source", "GET", "/export"),

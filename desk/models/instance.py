@@ -18,6 +18,8 @@ class Instance(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Salt of the Argon2id lookup id: one derivation per codename, whatever the number of sources.
     lookup_salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # Salt of the Argon2id derivation of each source's reply key from the codename.
+    reply_salt: Mapped[bytes] = mapped_column(LargeBinary(32))
     created_on: Mapped[date]
     name: Mapped[str] = mapped_column(String(100), default=DEFAULT_NAME)
     # None: DESK_MAX_UPLOAD_BYTES applies.

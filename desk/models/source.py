@@ -1,8 +1,8 @@
 """Sources, known only by a random id, a random designation and their codename's lookup id."""
 
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import Index, String
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from desk.models.base import Base
@@ -23,6 +23,26 @@ class Source(Base):
     created_on: Mapped[date]
     last_activity_on: Mapped[date]
     starred: Mapped[bool] = mapped_column(default=False)
+    # The public half of the reply key derived from the codename (FORMAT.md, "Reply boxes");
+    # None for a source made before replies existed, until they log in.
+    reply_public_key: Mapped[bytes | None] = mapped_column(LargeBinary(1216))
 
     submissions: Mapped[list[Submission]] = relationship(
         back_populates="source", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class SourceSession(Base):
+    """A server-side session of the source interface; the cookie holds only a random token.
+
+    The row keeps the token's SHA-256, the session's data (including the source's reply key,
+    sealed under a key derived from the token, which only the cookie holds) and its expiry.
+    Rows are deleted at logout, and expired ones when the next session starts.
+    """
+
+    __tablename__ = "source_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    data: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -18,7 +18,6 @@ from desk.models import Upload
 from desk.tus import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
-    OWNER_FIELD,
     TUS_VERSION,
     PatchResult,
     TusError,
@@ -27,7 +26,6 @@ from desk.tus import (
     expires_at,
     find_upload,
     locked,
-    new_owner_secret,
     parse_checksum,
     parse_metadata,
     terminate,
@@ -71,8 +69,8 @@ def options() -> Response:
 @blueprint.post("/")
 def create() -> Response:
     """Creation: Upload-Length and Upload-Metadata (filename, filetype)."""
-    source_id = session.get("source")
-    if source_id is None:
+    source_id, secret = session.get("source_id"), _owner_secret()
+    if source_id is None or secret is None:
         raise TusError(403, "get a codename first")
     try:
         length = int(request.headers.get("Upload-Length", ""))
@@ -83,7 +81,6 @@ def create() -> Response:
         raise TusError(400, "Upload-Length must not be negative")
     if request.max_content_length is not None and length > request.max_content_length:
         raise TusError(413, "larger than this desk accepts")
-    secret = session.setdefault(OWNER_FIELD, new_owner_secret())  # older sessions
     db = db_session()
     upload = create_upload(db, services().store, source_id, secret, length,
                            parse_metadata(request.headers.get("Upload-Metadata", "")))
@@ -103,7 +100,7 @@ def create() -> Response:
 @blueprint.route("/<upload_id>", methods=["HEAD"])
 def head(upload_id: str) -> Response:
     """Where to resume."""
-    upload = find_upload(db_session(), upload_id, session.get(OWNER_FIELD))
+    upload = find_upload(db_session(), upload_id, _owner_secret())
     return _answer(200, "", {"Upload-Offset": str(upload.offset),
                              "Upload-Length": str(upload.length),
                              "Upload-Expires": _http_date(upload)})
@@ -119,7 +116,7 @@ def patch(upload_id: str) -> Response:
     except ValueError as exc:
         raise TusError(400, "Upload-Offset is required") from exc
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-    secret = session.get(OWNER_FIELD)
+    secret = _owner_secret()
     upload = find_upload(db_session(), upload_id, secret)
     if offset != upload.offset:
         raise TusError(409, f"the upload is at offset {upload.offset}")
@@ -138,10 +135,18 @@ def patch(upload_id: str) -> Response:
 @blueprint.route("/<upload_id>", methods=["DELETE"])
 def delete(upload_id: str) -> Response:
     """Termination: drop the upload and its parts."""
-    upload = find_upload(db_session(), upload_id, session.get(OWNER_FIELD))
+    upload = find_upload(db_session(), upload_id, _owner_secret())
     with locked(services().store, upload.id), services().writers() as writer:
         terminate(writer, services().store, writer.merge(upload))
     return _answer(204, "")
+
+
+def _owner_secret() -> str | None:
+    """The secret that owns this session's uploads and seals their records: derived from the
+    session cookie's token, so the server never stores it."""
+    if session.get("source_id") is None:
+        return None
+    return session.cookie_key("upload owner").hex()  # type: ignore[attr-defined]
 
 
 def _append(upload: Upload, secret: str,

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from dataclasses import dataclass
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import validate_csrf
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
-from crypto.codename import generate_codename
+from crypto.errors import FormatError
+from crypto.reply import reply_text
 from desk.app import db_session, services
 from desk.errors import BadSubmission, EmptySubmission, NotAcceptingSubmissions
 from desk.ingest import ObjectWriter, ingest_form
 from desk.instance import load_instance
 from desk.models import Source
-from desk.submissions import create_source, record_submission
-from desk.tus import OWNER_FIELD, new_owner_secret
+from desk.replies import delete_for_source, replies_for_source
+from desk.source.auth import find_source, new_source, session_reply_key, start_session
+from desk.submissions import record_submission
+from desk.throttle import LoginThrottle
+
+THROTTLE = "desk_login_throttle"
 
 blueprint = Blueprint("source", __name__)
 
@@ -43,26 +51,82 @@ def index() -> str:
 
 @blueprint.post("/generate")
 def generate() -> str:
-    """Make a codename, store only its Argon2id lookup id, and show it once."""
+    """Make a codename, store only its lookup id and reply public key, and show it once."""
     db = db_session()
-    codename = generate_codename()
-    source = create_source(db, codename, services().config.kdf)
+    codename, source, seed = new_source(db, services().config.kdf)
     db.commit()
-    session.clear()
-    session["source"] = source.id
-    # Made now, so a tus client given this cookie once keeps a cookie that owns its uploads.
-    session[OWNER_FIELD] = new_owner_secret()
+    start_session(source, seed)
     # Rendered in the POST response, never redirected to: the codename is in no URL or cookie.
     return render_template("source/codename.html", codename=codename.reveal())
 
 
+@blueprint.get("/login")
+def login_form() -> str:
+    """The "I have a codename" form."""
+    return render_template("source/login.html")
+
+
+@blueprint.post("/login")
+def login() -> Response | tuple[str, int]:
+    """Log in with a codename: one Argon2id derivation, the same answer for any codename that
+    is not one, and a throttle for the whole desk and for each session."""
+    typed = request.form.get("codename", "")
+    if not typed.strip():
+        return render_template("source/login.html", failed=True), 401
+    throttle: LoginThrottle = current_app.extensions[THROTTLE]
+    if not throttle.allow(session.sid or ""):  # type: ignore[attr-defined]
+        raise TooManyRequests()
+    db = db_session()
+    found = find_source(db, typed, services().config.kdf)
+    if found is None:
+        return render_template("source/login.html", failed=True), 401
+    source, seed = found
+    db.commit()  # the reply public key of a source made before replies existed
+    start_session(source, seed)
+    return redirect(url_for("source.submit_form"))
+
+
+@dataclass(frozen=True)
+class ShownReply:
+    """A reply on the source's page: its text, or None if it cannot be opened."""
+
+    id: str
+    text: str | None
+
+
 @blueprint.get("/submit")
 def submit_form() -> Response | str:
-    """The message and files form."""
-    if _current_source() is None:
+    """Replies from the journalists, and the message and files form."""
+    source = _current_source()
+    if source is None:
         return redirect(url_for("source.index"))
-    session.setdefault(OWNER_FIELD, new_owner_secret())
-    return render_template("source/submit.html", max_upload=request.max_content_length)
+    key = session_reply_key()
+    shown = []
+    for found in replies_for_source(db_session(), services().store, source.id):
+        text = None
+        if key is not None:
+            try:
+                text = reply_text(key.open(found.box))
+            except FormatError:
+                text = None
+        shown.append(ShownReply(found.reply.id, text))
+    return render_template("source/submit.html", max_upload=request.max_content_length,
+                           replies=shown)
+
+
+@blueprint.post("/replies/delete")
+def delete_replies() -> Response:
+    """Delete the chosen replies (their boxes), or all of them."""
+    source = _current_source()
+    if source is None:
+        return redirect(url_for("source.index"))
+    db = db_session()
+    if request.form.get("all") == "1":
+        ids = [found.reply.id for found in replies_for_source(db, services().store, source.id)]
+    else:
+        ids = request.form.getlist("reply")[:1000]
+    delete_for_source(db, services().store, source.id, ids)
+    return redirect(url_for("source.submit_form"))
 
 
 @blueprint.post("/submit")
@@ -96,7 +160,7 @@ def logout() -> Response:
 
 
 def _current_source() -> Source | None:
-    source_id = session.get("source")
+    source_id = session.get("source_id")
     return None if source_id is None else db_session().get(Source, source_id)
 
 

@@ -1,0 +1,191 @@
+"""Replies to sources: checked, stored and recorded in custody without the desk reading them.
+
+A reply is a box only the source's codename opens (crypto/reply.py) and a copy only the
+journalists' keys open (crypto/replyfile.py). Replies written on the offline machine arrive as
+signed reply files; replies typed into the journalist interface are sealed here, in memory.
+Both are stored in `store/replies/<id>/` and recorded with a `reply` custody entry whose
+digest covers the journalists' copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crypto.custody import SigningKey, ciphertext_digest, file_sha256
+from crypto.errors import EncryptionFailed, FormatError
+from crypto.reply import key_id, read_header, seal_reply
+from crypto.replyfile import ReplyCopy, ReplyFile
+from desk.custody import append_entry
+from desk.errors import JournalistError, NotAcceptingSubmissions
+from desk.models import Journalist, Reply, Source
+from desk.services import Services
+from desk.store import Store, write_durably
+
+BOX_NAME = "box"
+COPY_NAME = "copy.gpg"
+REFUSED = "nothing was stored"
+
+
+def reply_digest(store: Store, reply_id: str) -> str:
+    """The ciphertext digest of a stored reply's journalists' copy."""
+    return ciphertext_digest({COPY_NAME: file_sha256(store.reply_path(reply_id) / COPY_NAME)})
+
+
+def accept_reply_file(db: Session, desk: Services, source: Source, data: bytes,
+                      uploader: str) -> Reply:
+    """Check a reply file from `desk-review reply` and store it; JournalistError says exactly
+    what is wrong with a refused one. `db` must be a writer session; committed."""
+    try:
+        reply_file = ReplyFile.from_bytes(data)
+    except FormatError as exc:
+        raise JournalistError(f"{exc}: choose the .desk file desk-review reply wrote; "
+                              f"{REFUSED}") from exc
+    signer = desk.gpg.verify_detached(reply_file.payload(), reply_file.signature)
+    author = None if signer is None else db.scalar(
+        select(Journalist.username).where(Journalist.fingerprint == signer))
+    if author is None:
+        raise JournalistError(
+            "the reply file's signature does not verify: it was altered or damaged after "
+            "desk-review wrote it, or signed with a key that is not a journalist key of this "
+            f"desk; {REFUSED}")
+    try:
+        header = read_header(reply_file.box)
+    except FormatError as exc:
+        raise JournalistError(f"the reply box is damaged ({exc}); {REFUSED}") from exc
+    if source.reply_public_key is None or header.recipient != key_id(source.reply_public_key):
+        raise JournalistError(
+            f"this reply was written for another source, not {source.designation}: check the "
+            f"source named in desk-review reply; {REFUSED}")
+    missing = _missing_recipients(db, desk, reply_file.copy)
+    if missing:
+        raise JournalistError(
+            "the journalists' copy is not encrypted to every journalist key of this desk "
+            f"(missing: {', '.join(missing)}); export a fresh bundle, import it and write the "
+            f"reply again; {REFUSED}")
+    return _store(db, desk, source, header.reply_id, reply_file.box, reply_file.copy,
+                  "console", author, uploader)
+
+
+def write_web_reply(db: Session, desk: Services, source: Source, text: str,
+                    author: str) -> Reply:
+    """Seal a reply typed into the journalist interface and store it. The text exists only
+    in this process's memory. `db` must be a writer session; committed."""
+    if source.reply_public_key is None:
+        raise JournalistError(f"{source.designation} has not logged in since replies were "
+                              "added, so the desk has no key to reply to yet")
+    recipients = desk.recipients.current()
+    if not recipients:
+        raise NotAcceptingSubmissions()
+    try:
+        box = seal_reply(source.reply_public_key, text)
+    except FormatError as exc:
+        raise JournalistError(str(exc)) from exc
+    header = read_header(box)
+    copy = ReplyCopy(header.reply_id, source.designation, header.recipient.hex(),
+                     datetime.now(UTC), author, "web", text)
+    try:
+        encrypted = desk.gpg.encrypt_bytes(copy.to_json(), recipients)
+    except EncryptionFailed as exc:
+        raise JournalistError(f"could not encrypt the journalists' copy: {exc}") from exc
+    return _store(db, desk, source, header.reply_id, box, encrypted, "web", author, author)
+
+
+def _missing_recipients(db: Session, desk: Services, copy: bytes) -> list[str]:
+    """Usernames of current journalist keys the copy is not encrypted to."""
+    key_ids = desk.gpg.recipient_key_ids(copy)
+    now = datetime.now(UTC)
+    names = dict(db.execute(select(Journalist.fingerprint, Journalist.username)).tuples())
+    missing = []
+    for fingerprint in desk.recipients.current():
+        key = desk.gpg.key(fingerprint)
+        parts = [] if key is None else key.encryption_parts(now)
+        if not any(part.fingerprint[-16:].upper() in key_ids for part in parts):
+            missing.append(names.get(fingerprint, fingerprint))
+    return missing
+
+
+def _store(db: Session, desk: Services, source: Source, reply_id: str, box: bytes,
+           copy: bytes, via: str, author: str, actor: str) -> Reply:
+    if db.get(Reply, reply_id) is not None:
+        raise JournalistError(f"this reply was already sent; {REFUSED}")
+    store = desk.store
+    staging = store.stage()
+    try:
+        write_durably(staging.path / BOX_NAME, [box])
+        write_durably(staging.path / COPY_NAME, [copy])
+        store.publish_reply(staging, reply_id)
+    except BaseException:
+        store.discard(staging)
+        raise
+    try:
+        digest = reply_digest(store, reply_id)
+        number = (db.scalar(select(func.max(Reply.number))
+                            .where(Reply.source_id == source.id)) or 0) + 1
+        reply = Reply(id=reply_id, source_id=source.id, number=number,
+                      created_on=datetime.now(UTC).date(), author=author, via=via,
+                      ciphertext_sha256=digest)
+        db.add(reply)
+        append_entry(db, desk.signing_key, "reply", reply_id, digest, actor)
+        db.commit()
+    except BaseException:
+        db.rollback()
+        store.remove_reply(reply_id)
+        raise
+    return reply
+
+
+@dataclass(frozen=True)
+class SourceReply:
+    """A reply as the source's page needs it: its row and its box."""
+
+    reply: Reply
+    box: bytes
+
+
+def replies_for_source(db: Session, store: Store, source_id: str) -> list[SourceReply]:
+    """The replies a source has not deleted, oldest first."""
+    found = []
+    for reply in db.scalars(select(Reply).where(Reply.source_id == source_id,
+                                                Reply.source_deleted.is_(False))
+                            .order_by(Reply.number)):
+        try:
+            box = (store.reply_path(reply.id) / BOX_NAME).read_bytes()
+        except FileNotFoundError:
+            continue
+        found.append(SourceReply(reply, box))
+    return found
+
+
+def delete_for_source(db: Session, store: Store, source_id: str,
+                      reply_ids: Sequence[str]) -> int:
+    """The source deletes replies: their boxes go for good, the journalists' copies stay.
+    Returns how many were deleted; committed."""
+    replies = list(db.scalars(select(Reply).where(Reply.source_id == source_id,
+                                                  Reply.id.in_(reply_ids),
+                                                  Reply.source_deleted.is_(False))))
+    for reply in replies:
+        reply.source_deleted = True
+    db.commit()
+    for reply in replies:
+        path = store.reply_path(reply.id) / BOX_NAME
+        path.unlink(missing_ok=True)
+    return len(replies)
+
+
+def delete_replies(db: Session, key: SigningKey, replies: Sequence[Reply], actor: str) -> None:
+    """Record replies' deletion in custody and drop their rows; not committed, so a source's
+    deletion stays one transaction. The caller removes the files after the commit."""
+    for reply in replies:
+        append_entry(db, key, "delete", reply.id, reply.ciphertext_sha256, actor)
+        db.delete(reply)
+
+
+def history(db: Session, source_id: str) -> list[Reply]:
+    """Every reply to a source, for the journalist interface, oldest first."""
+    return list(db.scalars(select(Reply).where(Reply.source_id == source_id)
+                           .order_by(Reply.number)))

@@ -1,0 +1,89 @@
+"""Source codenames at the desk: new codenames, codename login, and the session's reply key.
+
+A login costs exactly one Argon2id derivation whatever the number of sources: the codename
+and the desk's lookup salt give the lookup id, which is looked up directly. Only a codename
+that matches pays for a second derivation, of the reply key. That key is kept for the session
+sealed (AES-256-GCM) under a key derived from the session cookie's token, so the server's
+disk alone cannot open the source's replies, and neither can the cookie alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import session
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crypto.codename import MAX_CODENAME_CHARS, Codename, KdfParams, generate_codename, lookup_id
+from crypto.errors import FormatError
+from crypto.reply import ReplyKey, key_from_seed, reply_seed
+from desk.instance import load_instance
+from desk.models import Source
+from desk.submissions import create_source
+
+# Argon2id takes 64 MiB per derivation: bound how many run at once in this process, so a
+# burst of logins queues instead of exhausting memory.
+DERIVATION_SLOTS = threading.BoundedSemaphore(2)
+SEALED_FIELD = "reply_key"
+SEAL_PURPOSE = "reply key"
+SEAL_AAD = b"desk source reply key v1"
+
+
+def new_source(db: Session, kdf: KdfParams) -> tuple[Codename, Source, bytes]:
+    """A fresh codename, its source row (not committed) and its reply key seed."""
+    codename = generate_codename()
+    salt = load_instance(db).reply_salt
+    with DERIVATION_SLOTS:
+        seed = reply_seed(codename, salt, kdf)
+        _key, public = key_from_seed(seed)
+        source = create_source(db, codename, kdf, public)
+    return codename, source, seed
+
+
+def find_source(db: Session, typed: str, kdf: KdfParams) -> tuple[Source, bytes] | None:
+    """The source whose codename was typed, and its reply key seed; None for any codename that
+    is not one (unknown and wrong are the same thing here, and cost the same)."""
+    codename = Codename(typed[:MAX_CODENAME_CHARS])
+    instance = load_instance(db)
+    with DERIVATION_SLOTS:
+        found = db.scalar(select(Source).where(
+            Source.lookup_id == lookup_id(codename, instance.lookup_salt, kdf)))
+        if found is None:
+            return None
+        seed = reply_seed(codename, instance.reply_salt, kdf)
+    _key, public = key_from_seed(seed)
+    if found.reply_public_key is None:  # a source made before replies existed
+        found.reply_public_key = public
+    return found, seed
+
+
+def start_session(source: Source, seed: bytes) -> None:
+    """Begin a fresh source session (new token) holding the source and its sealed reply key."""
+    session.clear()
+    session.rotate()  # type: ignore[attr-defined]
+    session["source_id"] = source.id
+    nonce = os.urandom(12)
+    sealed = nonce + AESGCM(_seal_key()).encrypt(nonce, seed, SEAL_AAD)
+    session[SEALED_FIELD] = base64.b64encode(sealed).decode("ascii")
+
+
+def session_reply_key() -> ReplyKey | None:
+    """This session's reply key, unsealed with the cookie; None if it has none."""
+    sealed = session.get(SEALED_FIELD)
+    if not isinstance(sealed, str):
+        return None
+    try:
+        blob = base64.b64decode(sealed)
+        seed = AESGCM(_seal_key()).decrypt(blob[:12], blob[12:], SEAL_AAD)
+        return key_from_seed(seed)[0]
+    except (InvalidTag, ValueError, FormatError):
+        return None
+
+
+def _seal_key() -> bytes:
+    return session.cookie_key(SEAL_PURPOSE)  # type: ignore[attr-defined,no-any-return]
