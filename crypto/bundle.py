@@ -1,11 +1,15 @@
 """Export bundles: one tar carrying objects across the air gap (crypto/FORMAT.md, "Bundles").
 
 Everything readable about the objects (sources' designations, dates, who exported) sits in
-`manifest.gpg` and `custody.gpg`; a seized transfer stick shows object ids and sizes only.
+`manifest.gpg` and `custody.gpg`; a seized transfer stick shows object and reply ids and sizes
+only. The manifest also carries what the offline machine needs to reply: each source's reply
+public key and the journalists' OpenPGP public keys.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import tarfile
@@ -23,12 +27,13 @@ from crypto.custody import (
 from crypto.errors import CustodyBroken, FormatError
 from crypto.objects import METADATA_NAME, OBJECT_ID_RE, PART_NAME_RE
 
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 ROOT = "desk-bundle"
 VERSION_NAME = "VERSION"
 SIGNING_KEY_NAME = "signing-key.pub"
 MANIFEST_NAME = "manifest.gpg"
 CUSTODY_NAME = "custody.gpg"
+REPLY_COPY_NAME = "copy.gpg"
 MANIFEST_FORMAT = "desk-bundle-manifest"
 BLOCK = 512
 CHUNK = 1 << 20
@@ -109,16 +114,22 @@ class Bundle:
     manifest: bytes
     custody: bytes
     objects: dict[str, BundleObject]
+    # Journalists' copies of replies: reply id -> (size, sha256) of its copy.gpg.
+    replies: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
-def read_bundle(source: IO[bytes],
-                take_file: Callable[[str, str, IO[bytes]], tuple[int, str]]) -> Bundle:
-    """Read a bundle's layout, handing each ciphertext file to `take_file(object_id, name,
-    fileobj)`, which returns its (size, hex sha256) and may copy it while hashing. Raise
-    FormatError on anything FORMAT.md rejects. Nothing is trusted until verify_bundle."""
+TakeFile = Callable[[str, str, str, IO[bytes]], tuple[int, str]]
+
+
+def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
+    """Read a bundle's layout, handing each ciphertext file to `take_file(folder, id, name,
+    fileobj)` (folder is "objects" or "replies"), which returns its (size, hex sha256) and may
+    copy it while hashing. Raise FormatError on anything FORMAT.md rejects. Nothing is trusted
+    until verify_bundle."""
     version: bytes | None = None
     signing_key = manifest = custody = None
     objects: dict[str, BundleObject] = {}
+    replies: dict[str, tuple[int, str]] = {}
     with tarfile.open(fileobj=source, mode="r|") as tar:
         for info in tar:
             path = PurePosixPath(info.name)
@@ -142,7 +153,12 @@ def read_bundle(source: IO[bytes],
                 obj = objects.setdefault(relative[1], BundleObject(relative[1]))
                 if relative[2] in obj.files:
                     raise FormatError(f"duplicate member {info.name!r}")
-                obj.files[relative[2]] = take_file(relative[1], relative[2], handle)
+                obj.files[relative[2]] = take_file("objects", relative[1], relative[2], handle)
+            elif len(relative) == 3 and relative[0] == "replies" and \
+                    OBJECT_ID_RE.match(relative[1]) and relative[2] == REPLY_COPY_NAME:
+                if relative[1] in replies:
+                    raise FormatError(f"duplicate member {info.name!r}")
+                replies[relative[1]] = take_file("replies", relative[1], relative[2], handle)
             else:
                 raise FormatError(f"unexpected member {info.name!r}")
     if version != version_line():
@@ -151,7 +167,7 @@ def read_bundle(source: IO[bytes],
         raise FormatError("the bundle has no valid desk signing key")
     if manifest is None or custody is None:
         raise FormatError("the bundle lacks its manifest or custody log")
-    return Bundle(signing_key, manifest, custody, objects)
+    return Bundle(signing_key, manifest, custody, objects, replies)
 
 
 @dataclass(frozen=True)
@@ -165,32 +181,79 @@ class ManifestObject:
     ciphertext_sha256: str
 
 
-def parse_manifest(data: bytes) -> tuple[dict[str, Any], list[ManifestObject]]:
-    """Parse a decrypted manifest into its header fields and objects."""
+@dataclass(frozen=True)
+class ManifestReply:
+    """What the encrypted manifest says about one reply (its journalists' copy is in the
+    bundle)."""
+
+    reply_id: str
+    source: str
+    number: int
+    sent_on: str
+    author: str | None
+    via: str
+    ciphertext_sha256: str
+
+
+@dataclass(frozen=True)
+class ManifestRecipient:
+    """A journalist key the desk encrypts to, so the console can encrypt reply copies to it."""
+
+    username: str
+    fingerprint: str
+    public_key: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A decrypted manifest."""
+
+    header: dict[str, Any]
+    objects: list[ManifestObject]
+    replies: list[ManifestReply] = field(default_factory=list)
+    # Designation -> the source's reply public key (FORMAT.md, "Reply boxes").
+    reply_keys: dict[str, bytes] = field(default_factory=dict)
+    recipients: list[ManifestRecipient] = field(default_factory=list)
+
+
+LIST_FIELDS = ("objects", "replies", "sources", "recipients")
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Parse a decrypted manifest."""
     try:
         raw = json.loads(data.decode("utf-8"))
         if raw.get("format") != MANIFEST_FORMAT or raw.get("version") != BUNDLE_VERSION:
             raise FormatError("not a desk bundle manifest of this version")
         objects = [ManifestObject(o["id"], o["source"], o["kind"], o["received_on"],
                                   o["ciphertext_sha256"]) for o in raw["objects"]]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        replies = [ManifestReply(r["id"], r["source"], int(r["number"]), r["sent_on"],
+                                 r["author"], r["via"], r["ciphertext_sha256"])
+                   for r in raw["replies"]]
+        reply_keys = {s["designation"]: base64.b64decode(s["reply_public_key"], validate=True)
+                      for s in raw["sources"]}
+        recipients = [ManifestRecipient(r["username"], r["fingerprint"], r["public_key"])
+                      for r in raw["recipients"]]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError,
+            ValueError, binascii.Error) as exc:
         raise FormatError(f"bad bundle manifest: {exc}") from exc
-    header = {k: v for k, v in raw.items() if k != "objects"}
-    return header, objects
+    header = {k: v for k, v in raw.items() if k not in LIST_FIELDS}
+    return Manifest(header, objects, replies, reply_keys, recipients)
 
 
 def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
-                  ) -> tuple[list[ManifestObject], list[CustodyEntry]]:
+                  ) -> tuple[Manifest, list[CustodyEntry]]:
     """Check a bundle whose manifest and custody log have been decrypted: every custody
-    signature and link, every object listed and present, and every object's ciphertext
-    against the digest recorded when it was received. Raise CustodyBroken or FormatError."""
+    signature and link, every object and reply listed and present, every object's ciphertext
+    against the digest recorded when it was received and every reply copy against the digest
+    recorded when it was sent. Raise CustodyBroken or FormatError."""
     chain = verify_chain(entries_from_lines(custody_plain.decode("utf-8").splitlines()),
                          bundle.signing_key)
-    _, listed = parse_manifest(manifest_plain)
+    manifest = parse_manifest(manifest_plain)
     received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
-    if {o.object_id for o in listed} != set(bundle.objects):
+    if {o.object_id for o in manifest.objects} != set(bundle.objects):
         raise FormatError("the manifest and the bundle's objects differ")
-    for obj in listed:
+    for obj in manifest.objects:
         digest = ciphertext_digest(bundle.objects[obj.object_id].files)
         if received.get(obj.object_id) is None:
             raise CustodyBroken("has no ingest entry in the custody log",
@@ -198,14 +261,35 @@ def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
         if digest != received[obj.object_id] or digest != obj.ciphertext_sha256:
             raise CustodyBroken("ciphertext differs from what the desk received",
                                 object_id=obj.object_id)
-    return listed, chain
+    sent = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "reply"}
+    if {r.reply_id for r in manifest.replies} != set(bundle.replies):
+        raise FormatError("the manifest and the bundle's replies differ")
+    for reply in manifest.replies:
+        digest = ciphertext_digest({REPLY_COPY_NAME: bundle.replies[reply.reply_id]})
+        if sent.get(reply.reply_id) is None:
+            raise CustodyBroken("has no reply entry in the custody log",
+                                object_id=reply.reply_id, kind="reply")
+        if digest != sent[reply.reply_id] or digest != reply.ciphertext_sha256:
+            raise CustodyBroken("copy differs from what the desk sent",
+                                object_id=reply.reply_id, kind="reply")
+    return manifest, chain
 
 
-def manifest_json(header: dict[str, Any], objects: Iterable[ManifestObject]) -> bytes:
+def manifest_json(header: dict[str, Any], objects: Iterable[ManifestObject],
+                  replies: Iterable[ManifestReply] = (),
+                  reply_keys: dict[str, bytes] | None = None,
+                  recipients: Iterable[ManifestRecipient] = ()) -> bytes:
     """The manifest document, before encryption."""
     return json.dumps({
         "format": MANIFEST_FORMAT, "version": BUNDLE_VERSION, **header,
         "objects": [{"id": o.object_id, "source": o.source, "kind": o.kind,
                      "received_on": o.received_on, "ciphertext_sha256": o.ciphertext_sha256}
                     for o in objects],
+        "replies": [{"id": r.reply_id, "source": r.source, "number": r.number,
+                     "sent_on": r.sent_on, "author": r.author, "via": r.via,
+                     "ciphertext_sha256": r.ciphertext_sha256} for r in replies],
+        "sources": [{"designation": name, "reply_public_key": base64.b64encode(key).decode()}
+                    for name, key in sorted((reply_keys or {}).items())],
+        "recipients": [{"username": r.username, "fingerprint": r.fingerprint,
+                        "public_key": r.public_key} for r in recipients],
     }, ensure_ascii=False, indent=1).encode("utf-8")

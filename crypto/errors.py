@@ -38,7 +38,7 @@ class CustodyBroken(CryptoError):
     the first object whose ciphertext does not match what custody recorded."""
 
     def __init__(self, reason: str, *, seq: int | None = None,
-                 object_id: str | None = None) -> None:
+                 object_id: str | None = None, kind: str = "object") -> None:
         self.seq, self.object_id, self.reason = seq, object_id, reason
-        where = f"custody entry {seq}" if seq is not None else f"object {object_id}"
+        where = f"custody entry {seq}" if seq is not None else f"{kind} {object_id}"
         super().__init__(f"{where}: {reason}")

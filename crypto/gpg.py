@@ -102,6 +102,11 @@ class GnuPG:
         found = _key_infos(self._gpg.list_keys(keys=[parse_fingerprint(fingerprint)]))
         return found[0] if found else None
 
+    def secret_fingerprints(self) -> list[str]:
+        """Primary fingerprints of the secret keys in this home."""
+        return [parse_fingerprint(entry["fingerprint"])
+                for entry in self._gpg.list_keys(secret=True)]
+
     def delete_public_key(self, fingerprint: str) -> None:
         """Remove a public key from this home (no-op if it is not there)."""
         self._gpg.delete_keys(parse_fingerprint(fingerprint))

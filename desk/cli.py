@@ -309,7 +309,8 @@ def custody_verify() -> None:
     with services.sessions() as session:
         report = verify_desk(session, services.store, services.signing_key.public_hex)
     click.echo(f"Custody intact: {report.entries} entries, {report.objects_checked} stored "
-               "objects match what was received.")
+               f"objects match what was received, {report.replies_checked} replies match "
+               "what was sent.")
 
 
 @cli.command("settings", with_appcontext=False)

@@ -9,10 +9,29 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.custody import SigningKey, ciphertext_digest, make_entry, object_files, verify_chain
+from crypto.custody import (
+    CustodyEntry,
+    SigningKey,
+    ciphertext_digest,
+    file_sha256,
+    make_entry,
+    object_files,
+    verify_chain,
+)
 from crypto.errors import CustodyBroken
-from desk.models import CustodyRecord, Submission
+from desk.models import CustodyRecord, Reply, Submission
 from desk.store import Store
+
+# A stored reply's files; its custody digest covers the journalists' copy, which outlives the
+# source's box (the source may delete that).
+REPLY_BOX_NAME = "box"
+REPLY_COPY_NAME = "copy.gpg"
+
+
+def reply_digest(store: Store, reply_id: str) -> str:
+    """The ciphertext digest of a stored reply's journalists' copy."""
+    path = store.reply_path(reply_id) / REPLY_COPY_NAME
+    return ciphertext_digest({REPLY_COPY_NAME: file_sha256(path)})
 
 
 def append_entry(session: Session, key: SigningKey, event: str, object_id: str | None = None,
@@ -40,16 +59,19 @@ class CustodyReport:
 
     entries: int
     objects_checked: int
+    replies_checked: int = 0
 
 
 def verify_desk(session: Session, store: Store, public_hex: str) -> CustodyReport:
-    """Check every signature and link, then every stored object against its ingest entry.
+    """Check every signature and link, then every stored object against its ingest entry and
+    every stored reply against its reply entry.
 
-    Raises CustodyBroken naming the first bad entry or object.
+    Raises CustodyBroken naming the first bad entry, object or reply.
     """
     chain = verify_chain((record.entry() for record in custody_records(session)), public_hex)
     received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
     deleted = {e.object_id for e in chain if e.event == "delete"}
+    replies_checked = _verify_replies(session, store, chain, deleted)
     rows = {s.id: s for s in session.scalars(select(Submission))}
     vanished = sorted(set(received) - deleted - set(rows))
     if vanished:
@@ -69,4 +91,28 @@ def verify_desk(session: Session, store: Store, public_hex: str) -> CustodyRepor
             raise CustodyBroken("stored ciphertext differs from what was received",
                                 object_id=oid)
         checked += 1
-    return CustodyReport(entries=len(chain), objects_checked=checked)
+    return CustodyReport(entries=len(chain), objects_checked=checked,
+                         replies_checked=replies_checked)
+
+
+def _verify_replies(session: Session, store: Store, chain: list[CustodyEntry],
+                    deleted: set[str | None]) -> int:
+    sent = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "reply"}
+    rows = {r.id: r for r in session.scalars(select(Reply))}
+    vanished = sorted(oid for oid in set(sent) - deleted - set(rows) if oid is not None)
+    if vanished:
+        raise CustodyBroken("was sent but is gone without a delete entry",
+                            object_id=vanished[0], kind="reply")
+    for reply_id, reply in sorted(rows.items()):
+        if reply_id not in sent:
+            raise CustodyBroken("has no reply entry in the custody log",
+                                object_id=reply_id, kind="reply")
+        try:
+            digest = reply_digest(store, reply_id)
+        except FileNotFoundError as exc:
+            raise CustodyBroken("is missing from the store",
+                                object_id=reply_id, kind="reply") from exc
+        if digest != sent[reply_id] or digest != reply.ciphertext_sha256:
+            raise CustodyBroken("stored copy differs from what was sent",
+                                object_id=reply_id, kind="reply")
+    return len(rows)

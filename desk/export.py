@@ -15,6 +15,8 @@ from crypto.bundle import (
     SIGNING_KEY_NAME,
     VERSION_NAME,
     ManifestObject,
+    ManifestRecipient,
+    ManifestReply,
     Member,
     manifest_json,
     stream_tar,
@@ -22,10 +24,10 @@ from crypto.bundle import (
     version_line,
 )
 from crypto.objects import METADATA_NAME
-from desk.custody import append_entry, custody_records
+from desk.custody import REPLY_COPY_NAME, append_entry, custody_records
 from desk.errors import JournalistError, NotAcceptingSubmissions
 from desk.instance import load_instance
-from desk.models import Source, Submission
+from desk.models import Journalist, Reply, Source, Submission
 from desk.services import Services
 from desk.submissions import set_seen
 
@@ -58,28 +60,46 @@ def export_bundle(services: Services, session: Session, submissions: Sequence[Su
     """Record the export in custody, mark the objects seen, and prepare the bundle's stream.
 
     `session` must be a writer session. The manifest and the custody log are encrypted to the
-    journalists' keys; the objects' ciphertext goes in as it is stored.
+    journalists' keys; the objects' ciphertext goes in as it is stored. Every reply to the
+    objects' sources travels along (its journalists' copy), with the sources' reply public
+    keys and the journalists' public keys, so the offline machine can show the conversation
+    and write the next reply.
     """
     if not submissions:
         raise JournalistError("nothing to export")
     recipients = services.recipients.current()
     if not recipients:
         raise NotAcceptingSubmissions()
+    source_ids = {s.source_id for s in submissions}
+    replies = list(session.scalars(select(Reply).where(Reply.source_id.in_(source_ids))
+                                   .order_by(Reply.source_id, Reply.number)))
     for submission in submissions:
         append_entry(session, services.signing_key, event, submission.id,
                      submission.ciphertext_sha256, actor)
+    for reply in replies:
+        append_entry(session, services.signing_key, event, reply.id, reply.ciphertext_sha256,
+                     actor)
     set_seen(session, [s.id for s in submissions])
     session.commit()
 
     today = datetime.now(UTC).date()
-    designations = {source_id: name for source_id, name in session.execute(
-        select(Source.id, Source.designation)
-        .where(Source.id.in_({s.source_id for s in submissions})))}
+    sources = {source.id: source for source in session.scalars(
+        select(Source).where(Source.id.in_(source_ids)))}
+    usernames = {fingerprint: name for fingerprint, name in session.execute(
+        select(Journalist.fingerprint, Journalist.username))}
     manifest = manifest_json(
         {"exported_on": today.isoformat(), "exported_by": actor,
          "instance": load_instance(session).name},
-        [ManifestObject(s.id, designations[s.source_id], s.kind, s.received_on.isoformat(),
-                        s.ciphertext_sha256) for s in submissions])
+        [ManifestObject(s.id, sources[s.source_id].designation, s.kind,
+                        s.received_on.isoformat(), s.ciphertext_sha256) for s in submissions],
+        [ManifestReply(r.id, sources[r.source_id].designation, r.number,
+                       r.created_on.isoformat(), r.author, r.via, r.ciphertext_sha256)
+         for r in replies],
+        {source.designation: source.reply_public_key for source in sources.values()
+         if source.reply_public_key is not None},
+        [ManifestRecipient(usernames.get(fpr, fpr), fpr,
+                           services.gpg.export_public_key(fpr).decode("ascii"))
+         for fpr in recipients])
     custody = "".join(record.entry().to_json() + "\n" for record in custody_records(session))
     gpg = services.gpg
     members = [
@@ -95,6 +115,10 @@ def export_bundle(services: Services, session: Session, submissions: Sequence[Su
             path = directory / name
             members.append(Member(f"objects/{submission.id}/{name}", path.stat().st_size,
                                   path=path))
+    for reply in replies:
+        path = services.store.reply_path(reply.id) / REPLY_COPY_NAME
+        members.append(Member(f"replies/{reply.id}/{REPLY_COPY_NAME}", path.stat().st_size,
+                              path=path))
     # No date in the name: the name is visible on the transfer stick.
     return Export(filename="desk-bundle.tar", size=tar_size(members),
                   chunks=stream_tar(members), count=len(submissions))

@@ -16,24 +16,17 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crypto.custody import SigningKey, ciphertext_digest, file_sha256
+from crypto.custody import SigningKey
 from crypto.errors import EncryptionFailed, FormatError
 from crypto.reply import key_id, read_header, seal_reply
 from crypto.replyfile import ReplyCopy, ReplyFile
-from desk.custody import append_entry
+from desk.custody import REPLY_BOX_NAME, REPLY_COPY_NAME, append_entry, reply_digest
 from desk.errors import JournalistError, NotAcceptingSubmissions
 from desk.models import Journalist, Reply, Source
 from desk.services import Services
 from desk.store import Store, write_durably
 
-BOX_NAME = "box"
-COPY_NAME = "copy.gpg"
 REFUSED = "nothing was stored"
-
-
-def reply_digest(store: Store, reply_id: str) -> str:
-    """The ciphertext digest of a stored reply's journalists' copy."""
-    return ciphertext_digest({COPY_NAME: file_sha256(store.reply_path(reply_id) / COPY_NAME)})
 
 
 def accept_reply_file(db: Session, desk: Services, source: Source, data: bytes,
@@ -99,7 +92,8 @@ def _missing_recipients(db: Session, desk: Services, copy: bytes) -> list[str]:
     """Usernames of current journalist keys the copy is not encrypted to."""
     key_ids = desk.gpg.recipient_key_ids(copy)
     now = datetime.now(UTC)
-    names = dict(db.execute(select(Journalist.fingerprint, Journalist.username)).tuples())
+    names = {fingerprint: name for fingerprint, name in db.execute(
+        select(Journalist.fingerprint, Journalist.username))}
     missing = []
     for fingerprint in desk.recipients.current():
         key = desk.gpg.key(fingerprint)
@@ -116,8 +110,8 @@ def _store(db: Session, desk: Services, source: Source, reply_id: str, box: byte
     store = desk.store
     staging = store.stage()
     try:
-        write_durably(staging.path / BOX_NAME, [box])
-        write_durably(staging.path / COPY_NAME, [copy])
+        write_durably(staging.path / REPLY_BOX_NAME, [box])
+        write_durably(staging.path / REPLY_COPY_NAME, [copy])
         store.publish_reply(staging, reply_id)
     except BaseException:
         store.discard(staging)
@@ -154,7 +148,7 @@ def replies_for_source(db: Session, store: Store, source_id: str) -> list[Source
                                                 Reply.source_deleted.is_(False))
                             .order_by(Reply.number)):
         try:
-            box = (store.reply_path(reply.id) / BOX_NAME).read_bytes()
+            box = (store.reply_path(reply.id) / REPLY_BOX_NAME).read_bytes()
         except FileNotFoundError:
             continue
         found.append(SourceReply(reply, box))
@@ -172,7 +166,7 @@ def delete_for_source(db: Session, store: Store, source_id: str,
         reply.source_deleted = True
     db.commit()
     for reply in replies:
-        path = store.reply_path(reply.id) / BOX_NAME
+        path = store.reply_path(reply.id) / REPLY_BOX_NAME
         path.unlink(missing_ok=True)
     return len(replies)
 

@@ -34,7 +34,7 @@ class Keypair:
         return gpg(self.home, "--decrypt", str(path)).stdout
 
 
-def make_keypair(home: Path, name: str, algorithm: str = "ed25519", usage: str = "cert",
+def make_keypair(home: Path, name: str, algorithm: str = "ed25519", usage: str = "sign",
                  subkey: str | None = "cv25519", expire: str = "never",
                  faked_time: str | None = None) -> Keypair:
     """Generate a keypair with stock gpg and export its public key next to the home."""

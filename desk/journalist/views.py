@@ -33,11 +33,13 @@ from desk.errors import JournalistError
 from desk.export import Export, export_bundle, select_submissions
 from desk.instance import load_instance
 from desk.models import Journalist, Source, Submission
+from desk.replies import accept_reply_file, history, write_web_reply
 from desk.submissions import delete_source, delete_submissions, set_seen
 
 blueprint = Blueprint("journalist", __name__)
 
 PAGE_SIZE = 50
+MAX_REPLY_FILE = 512 * 1024
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -115,10 +117,51 @@ def sources() -> str:
 @blueprint.get("/sources/<source_id>")
 @login_required
 def source(source_id: str) -> str:
-    """One source's items."""
+    """One source's items and the replies sent to it."""
     found = _source_or_404(source_id)
     items = select_submissions(db_session(), source=found)
-    return render_template("journalist/source.html", source=found, items=items)
+    return render_template("journalist/source.html", source=found, items=items,
+                           replies=history(db_session(), found.id))
+
+
+@blueprint.post("/sources/<source_id>/replies/upload")
+@login_required
+def upload_reply(source_id: str) -> Response:
+    """Store a reply file written by `desk-review reply` on the offline machine."""
+    found = _source_or_404(source_id)
+    upload = request.files.get("reply_file")
+    data = upload.read(MAX_REPLY_FILE + 1) if upload is not None else b""
+    if not data:
+        flash("Choose the reply file (.desk) that desk-review reply wrote.", "error")
+    else:
+        try:
+            reply = accept_reply_file(db_session(), services(), found, data,
+                                      g.journalist.username)
+        except JournalistError as exc:
+            flash(f"Reply refused: {exc}.", "error")
+        else:
+            flash(f"Reply {reply.number} to {found.designation} stored. The desk cannot read "
+                  "it; the source sees it the next time they log in.", "info")
+    return redirect(url_for("journalist.source", source_id=source_id))
+
+
+@blueprint.post("/sources/<source_id>/replies")
+@login_required
+def write_reply(source_id: str) -> Response:
+    """Seal a reply typed here (the convenience path: the server sees the text in memory)."""
+    found = _source_or_404(source_id)
+    text = request.form.get("text", "").strip()
+    if not text:
+        flash("Write the reply first.", "error")
+    else:
+        try:
+            reply = write_web_reply(db_session(), services(), found, text,
+                                    g.journalist.username)
+        except JournalistError as exc:
+            flash(f"Reply not sent: {exc}.", "error")
+        else:
+            flash(f"Reply {reply.number} to {found.designation} sent.", "info")
+    return redirect(url_for("journalist.source", source_id=source_id))
 
 
 @blueprint.post("/sources/<source_id>/star")

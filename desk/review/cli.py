@@ -33,6 +33,7 @@ from desk.review.importer import import_bundle
 from desk.review.index import Item
 from desk.review.inspect import inspect_file
 from desk.review.publish import looks_like_image, publish_copy
+from desk.review.replies import read_message, reply_history, write_reply
 from desk.review.report import render_report, write_report
 from desk.review.server import start_viewer
 from desk.review.sheet import contact_sheet
@@ -165,6 +166,45 @@ def list_command(obj: Context, as_json: bool) -> None:
                       "yes" if row["decrypted"] else "no",
                       "verified" if row["verified"] else "NOT VERIFIED")
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+@main.command("reply")
+@click.argument("source")
+@click.option("--message-file", "message_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="UTF-8 text file with the reply.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Reply file to write (upload it on the source's page).")
+@click.option("--signer", help="Fingerprint of your journalist key, if several are here.")
+@click.pass_obj
+@failures
+def reply_command(obj: Context, source: str, message_file: Path, out: Path,
+                  signer: str | None) -> None:
+    """Write an end-to-end reply to SOURCE (its designation) for upload to the desk."""
+    text = read_message(message_file)
+    written = write_reply(obj.workspace(), obj.gpg(), source, text, out, signer)
+    click.echo(f"wrote {written.path}: a reply to {written.source}, sealed to their codename "
+               f"and signed by {written.author}; upload it on {written.source}'s page of the "
+               "journalist interface")
+
+
+@main.command("replies")
+@click.argument("source")
+@click.pass_obj
+@failures
+def replies_command(obj: Context, source: str) -> None:
+    """Show every reply sent to SOURCE, from the bundles imported so far."""
+    shown = reply_history(obj.workspace(), obj.gpg(), source)
+    if not shown:
+        click.echo(f"no replies to {source} in this workspace", err=True)
+        return
+    for reply in shown:
+        how = "offline, end to end" if reply.via == "console" else "typed on the desk"
+        click.echo(f"#{reply.number} {reply.sent_on.isoformat()} by {reply.author or '?'} "
+                   f"({how})")
+        click.echo(reply.text if reply.text is not None
+                   else f"[cannot open this copy: {reply.problem}]")
+        click.echo()
 
 
 @main.command("open")

@@ -18,16 +18,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from crypto.bundle import Bundle, parse_manifest, read_bundle, verify_bundle
+from crypto.bundle import (
+    REPLY_COPY_NAME,
+    Bundle,
+    Manifest,
+    ManifestReply,
+    read_bundle,
+    verify_bundle,
+)
 from crypto.custody import CustodyEntry, ciphertext_digest, object_files
 from crypto.errors import CustodyBroken, DecryptionFailed, FormatError
 from crypto.gpg import GnuPG
 from crypto.objects import METADATA_NAME, ObjectRecord
+from crypto.replyfile import ReplyCopy
 from desk.review.errors import ReviewError
-from desk.review.index import CustodyLine, Item, KnownDesk, Part
+from desk.review.index import (
+    CustodyLine,
+    Item,
+    KnownDesk,
+    Part,
+    Recipient,
+    ReplyCopyRecord,
+    SourceKey,
+)
 from desk.review.workspace import Workspace, log_action
 
 CHUNK = 1 << 20
@@ -54,16 +70,21 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
         manifest, custody = (_decrypt(gpg, bundle.manifest, "manifest"),
                              _decrypt(gpg, bundle.custody, "custody log"))
         try:
-            listed, chain = verify_bundle(bundle, manifest, custody)
+            parsed, chain = verify_bundle(bundle, manifest, custody)
         except CustodyBroken as exc:
             raise ReviewError(f"bundle refused: {exc}", "nothing was imported; ask the desk "
                               "for a fresh export and keep this bundle as evidence") from exc
         except FormatError as exc:
             raise ReviewError(f"bundle refused: {exc}", "nothing was imported") from exc
+        listed = parsed.objects
         records = {o.object_id: _record(gpg, staging / o.object_id) for o in listed}
+        for reply in parsed.replies:
+            _check_copy(gpg, staging / "replies" / reply.reply_id / REPLY_COPY_NAME, reply)
         with workspace.session() as session:
-            desk = _pin_desk(session, bundle, manifest, accept_new_desk_key)
+            desk = _pin_desk(session, bundle, parsed, accept_new_desk_key)
             _check_and_store_custody(session, desk.signing_key, chain)
+            _store_reply_material(session, workspace, staging, desk.signing_key, parsed,
+                                  len(chain), bundle_path.name)
             new = known = 0
             for obj in listed:
                 target = workspace.objects(obj.object_id)
@@ -91,9 +112,9 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
 
 
 def _read(bundle_path: Path, staging: Path, progress: Callable[[int], None]) -> Bundle:
-    def take(object_id: str, name: str, handle: IO[bytes]) -> tuple[int, str]:
-        folder = staging / object_id
-        folder.mkdir(mode=0o700, exist_ok=True)
+    def take(kind: str, object_id: str, name: str, handle: IO[bytes]) -> tuple[int, str]:
+        folder = staging / object_id if kind == "objects" else staging / kind / object_id
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
         with (folder / name).open("xb") as out:
             while chunk := handle.read(CHUNK):
@@ -138,10 +159,9 @@ def _record(gpg: GnuPG, folder: Path) -> ObjectRecord:
     return record
 
 
-def _pin_desk(session: Session, bundle: Bundle, manifest: bytes,
+def _pin_desk(session: Session, bundle: Bundle, manifest: Manifest,
               accept_new_desk_key: bool) -> KnownDesk:
-    header, _ = parse_manifest(manifest)
-    name = str(header.get("instance") or "desk")
+    name = str(manifest.header.get("instance") or "desk")
     desk = session.get(KnownDesk, bundle.signing_key)
     if desk is not None:
         return desk
@@ -176,6 +196,50 @@ def _check_and_store_custody(session: Session, desk_key: str,
                 "admins and keep both bundles")
         if entry.seq not in stored:
             session.add(CustodyLine(desk_key=desk_key, seq=entry.seq, entry=text))
+
+
+def _check_copy(gpg: GnuPG, path: Path, reply: ManifestReply) -> None:
+    """A reply copy must decrypt and say it is the reply the manifest lists."""
+    try:
+        copy = ReplyCopy.from_json(_decrypt(gpg, path.read_bytes(), "reply copy"))
+    except FormatError as exc:
+        raise ReviewError(f"bundle refused: reply {reply.reply_id}: {exc}",
+                          "nothing was imported") from exc
+    if copy.reply_id != reply.reply_id or copy.source != reply.source:
+        raise ReviewError(f"bundle refused: reply {reply.reply_id} carries the copy of another "
+                          "reply", "nothing was imported")
+
+
+def _store_reply_material(session: Session, workspace: Workspace, staging: Path,
+                          desk_key: str, manifest: Manifest, entries: int,
+                          bundle_name: str) -> None:
+    """Keep reply copies, and the newest reply keys and journalist keys, for `reply`."""
+    for reply in manifest.replies:
+        target = workspace.reply_copy(reply.reply_id)
+        if session.get(ReplyCopyRecord, reply.reply_id) is None:
+            os.replace(staging / "replies" / reply.reply_id / REPLY_COPY_NAME, target)
+            session.add(ReplyCopyRecord(
+                id=reply.reply_id, desk_key=desk_key, source=reply.source,
+                number=reply.number, sent_on=datetime.fromisoformat(reply.sent_on).date(),
+                author=reply.author, via=reply.via,
+                ciphertext_sha256=reply.ciphertext_sha256))
+            log_action(session, None, "import-reply", reply=reply.reply_id,
+                       bundle=bundle_name)
+    for designation, key in manifest.reply_keys.items():
+        known = session.get(SourceKey, (desk_key, designation))
+        if known is None:
+            session.add(SourceKey(desk_key=desk_key, designation=designation,
+                                  reply_public_key=key, as_of_entry=entries))
+        elif known.as_of_entry <= entries:
+            known.reply_public_key, known.as_of_entry = key, entries
+    newest = session.scalar(select(Recipient.as_of_entry)
+                            .where(Recipient.desk_key == desk_key).limit(1))
+    if manifest.recipients and (newest is None or newest <= entries):
+        session.execute(delete(Recipient).where(Recipient.desk_key == desk_key))
+        for recipient in manifest.recipients:
+            session.add(Recipient(desk_key=desk_key, fingerprint=recipient.fingerprint,
+                                  username=recipient.username,
+                                  public_key=recipient.public_key, as_of_entry=entries))
 
 
 def _item(record: ObjectRecord, source: str, desk_key: str, received_on: str,

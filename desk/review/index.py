@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, ForeignKey, MetaData, String, Text
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -86,3 +86,42 @@ class Action(IndexBase):
     detail: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class SourceKey(IndexBase):
+    """A source's reply public key, from the newest bundle that carried it."""
+
+    __tablename__ = "source_keys"
+
+    desk_key: Mapped[str] = mapped_column(ForeignKey("desks.signing_key"), primary_key=True)
+    designation: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reply_public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # Length of the custody log of the bundle it came from: an older bundle never overrides.
+    as_of_entry: Mapped[int]
+
+
+class Recipient(IndexBase):
+    """A journalist key the desk encrypted to when its newest imported bundle was made."""
+
+    __tablename__ = "recipients"
+
+    desk_key: Mapped[str] = mapped_column(ForeignKey("desks.signing_key"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(40), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[str] = mapped_column(Text)
+    as_of_entry: Mapped[int]
+
+
+class ReplyCopyRecord(IndexBase):
+    """A reply sent to a source: its journalists' copy stays encrypted in the workspace."""
+
+    __tablename__ = "replies"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    desk_key: Mapped[str] = mapped_column(ForeignKey("desks.signing_key"))
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    number: Mapped[int]
+    sent_on: Mapped[date]
+    author: Mapped[str | None] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(8))
+    ciphertext_sha256: Mapped[str] = mapped_column(String(64))

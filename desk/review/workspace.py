@@ -37,7 +37,8 @@ class Workspace:
     @classmethod
     def open(cls, root: Path) -> Workspace:
         """Open (creating if needed) the workspace at `root`, readable by its owner only."""
-        for path in (root, root / "objects", root / "decrypted", root / "staging"):
+        for path in (root, root / "objects", root / "replies", root / "decrypted",
+                     root / "staging"):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(root, 0o700)
         engine = create_engine(f"sqlite:///{root / 'index.db'}")
@@ -48,6 +49,17 @@ class Workspace:
     def objects(self, item_id: str) -> Path:
         """Where an item's ciphertext lives."""
         return self.root / "objects" / item_id
+
+    def reply_copy(self, reply_id: str) -> Path:
+        """Where a reply's journalists' copy (OpenPGP) lives."""
+        return self.root / "replies" / f"{reply_id}.gpg"
+
+    def recipients_home(self) -> Path:
+        """A GnuPG home holding only the desk's journalist public keys, to encrypt reply copies
+        to them without touching the journalist's own keyring."""
+        home = self.root / "recipients-gnupg"
+        home.mkdir(mode=0o700, exist_ok=True)
+        return home
 
     def decrypted(self, item_id: str) -> Path:
         """The default folder for an item's plaintext."""
