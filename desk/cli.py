@@ -342,13 +342,18 @@ def settings_command(name: str | None, max_upload: str | None,
 @cli.command("purge", with_appcontext=False)
 @_fail_on_errors
 def purge_command() -> None:
-    """Delete submissions past the retention period (recording each in custody) and
-    resumable uploads past their expiry."""
+    """Delete submissions past the retention period (recording each in custody), resumable
+    uploads past their expiry, and expired sessions."""
+    from desk.sessions import sweep_expired
+
     services = open_services(_config())
     with services.writers() as session:
         deleted = purge_expired(session, services.store, services.signing_key)
         uploads = purge_expired_uploads(session, services.store)
-    click.echo(f"Purged {deleted} expired object(s) and {uploads} expired upload(s).")
+        sessions = sweep_expired(session)
+        session.commit()
+    click.echo(f"Purged {deleted} expired object(s), {uploads} expired upload(s) and "
+               f"{sessions} expired session(s).")
 
 
 @cli.command("demo", with_appcontext=False)
