@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from crypto.codename import Codename, KdfParams, lookup_id
 from crypto.custody import SigningKey
 from desk.custody import append_entry
 from desk.designations import new_designation
@@ -20,13 +19,11 @@ from desk.replies import delete_replies, history
 from desk.store import Store
 
 
-def create_source(session: Session, codename: Codename, kdf: KdfParams,
-                  reply_public_key: bytes) -> Source:
+def create_source(session: Session, lookup_id: str, reply_public_key: bytes) -> Source:
     """A new source known by its codename's lookup id, a fresh designation and the public half
     of its reply key; not committed."""
     today = datetime.now(UTC).date()
-    source = Source(id=secrets.token_hex(16),
-                    lookup_id=lookup_id(codename, load_instance(session).lookup_salt, kdf),
+    source = Source(id=secrets.token_hex(16), lookup_id=lookup_id,
                     designation=new_designation(session), created_on=today,
                     last_activity_on=today, reply_public_key=reply_public_key)
     session.add(source)

@@ -16,14 +16,14 @@ import threading
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import session
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
 
-from crypto.codename import MAX_CODENAME_CHARS, Codename, KdfParams, generate_codename, lookup_id
+from crypto.codename import MAX_CODENAME_CHARS, Codename, generate_codename, lookup_id
 from crypto.errors import FormatError
 from crypto.reply import ReplyKey, key_from_seed, reply_seed
 from desk.instance import load_instance
 from desk.models import Source
+from desk.services import Services
 from desk.submissions import create_source
 
 # Argon2id takes 64 MiB per derivation: bound how many run at once in this process, so a
@@ -34,30 +34,52 @@ SEAL_PURPOSE = "reply key"
 SEAL_AAD = b"desk source reply key v1"
 
 
-def new_source(db: Session, kdf: KdfParams) -> tuple[Codename, Source, bytes]:
-    """A fresh codename, its source row (not committed) and its reply key seed."""
+def _salts(desk: Services) -> tuple[bytes, bytes]:
+    with desk.sessions() as reader:
+        instance = load_instance(reader)
+        return instance.lookup_salt, instance.reply_salt
+
+
+def new_source(desk: Services) -> tuple[Codename, Source, bytes]:
+    """A fresh codename, its committed source row and its reply key seed.
+
+    The derivations run with no transaction open: holding SQLite's write lock through them
+    would stall every upload's commit behind a burst of new codenames.
+    """
     codename = generate_codename()
-    salt = load_instance(db).reply_salt
+    lookup_salt, reply_salt = _salts(desk)
     with DERIVATION_SLOTS:
-        seed = reply_seed(codename, salt, kdf)
-        _key, public = key_from_seed(seed)
-        source = create_source(db, codename, kdf, public)
+        lookup = lookup_id(codename, lookup_salt, desk.config.kdf)
+        seed = reply_seed(codename, reply_salt, desk.config.kdf)
+    _key, public = key_from_seed(seed)
+    with desk.writers() as writer:
+        source = create_source(writer, lookup, public)
+        writer.commit()
     return codename, source, seed
 
 
-def find_source(db: Session, typed: str, kdf: KdfParams) -> tuple[Source, bytes] | None:
+def find_source(desk: Services, typed: str) -> tuple[Source, bytes] | None:
     """The source whose codename was typed, and its reply key seed; None for any codename that
-    is not one (unknown and wrong are the same thing here, and cost the same)."""
+    is not one (unknown and wrong are the same thing here, and cost the same).
+
+    Like new_source, it derives with no transaction open.
+    """
     codename = Codename(typed[:MAX_CODENAME_CHARS])
-    instance = load_instance(db)
+    lookup_salt, reply_salt = _salts(desk)
     with DERIVATION_SLOTS:
-        found = db.scalar(select(Source).where(
-            Source.lookup_id == lookup_id(codename, instance.lookup_salt, kdf)))
-        if found is None:
-            return None
-        seed = reply_seed(codename, instance.reply_salt, kdf)
+        lookup = lookup_id(codename, lookup_salt, desk.config.kdf)
+    with desk.sessions() as reader:
+        found = reader.scalar(select(Source).where(Source.lookup_id == lookup))
+    if found is None:
+        return None
+    with DERIVATION_SLOTS:
+        seed = reply_seed(codename, reply_salt, desk.config.kdf)
     _key, public = key_from_seed(seed)
     if found.reply_public_key is None:  # a source made before replies existed
+        with desk.writers() as writer:
+            writer.execute(update(Source).where(Source.id == found.id)
+                           .values(reply_public_key=public))
+            writer.commit()
         found.reply_public_key = public
     return found, seed
 

@@ -37,8 +37,13 @@ def refuse_without_keys() -> None:
 
 
 def apply_upload_limit() -> None:
-    """The admins' upload limit, if they set one, else DESK_MAX_UPLOAD_BYTES."""
-    limit = load_instance(db_session()).max_upload_bytes
+    """The admins' upload limit, if they set one, else DESK_MAX_UPLOAD_BYTES.
+
+    Read in a short read-only session: the request's own session, on a POST, would take
+    SQLite's write lock here and hold it through the whole view.
+    """
+    with services().sessions() as reader:
+        limit = load_instance(reader).max_upload_bytes
     if limit is not None:
         request.max_content_length = limit
 
@@ -52,9 +57,7 @@ def index() -> str:
 @blueprint.post("/generate")
 def generate() -> str:
     """Make a codename, store only its lookup id and reply public key, and show it once."""
-    db = db_session()
-    codename, source, seed = new_source(db, services().config.kdf)
-    db.commit()
+    codename, source, seed = new_source(services())
     start_session(source, seed)
     # Rendered in the POST response, never redirected to: the codename is in no URL or cookie.
     return render_template("source/codename.html", codename=codename.reveal())
@@ -76,12 +79,10 @@ def login() -> Response | tuple[str, int]:
     throttle: LoginThrottle = current_app.extensions[THROTTLE]
     if not throttle.allow(session.sid or ""):  # type: ignore[attr-defined]
         raise TooManyRequests()
-    db = db_session()
-    found = find_source(db, typed, services().config.kdf)
+    found = find_source(services(), typed)
     if found is None:
         return render_template("source/login.html", failed=True), 401
     source, seed = found
-    db.commit()  # the reply public key of a source made before replies existed
     start_session(source, seed)
     return redirect(url_for("source.submit_form"))
 
