@@ -24,7 +24,7 @@ from crypto.custody import (
     entries_from_lines,
     verify_chain,
 )
-from crypto.errors import CustodyBroken, FormatError
+from crypto.errors import CustodyBroken, FormatError, is_version
 from crypto.objects import METADATA_NAME, OBJECT_ID_RE, PART_NAME_RE
 
 BUNDLE_VERSION = 2
@@ -223,7 +223,8 @@ def parse_manifest(data: bytes) -> Manifest:
     """Parse a decrypted manifest."""
     try:
         raw = json.loads(data.decode("utf-8"))
-        if raw.get("format") != MANIFEST_FORMAT or raw.get("version") != BUNDLE_VERSION:
+        if raw.get("format") != MANIFEST_FORMAT or \
+                not is_version(raw.get("version"), BUNDLE_VERSION):
             raise FormatError("not a desk bundle manifest of this version")
         objects = [ManifestObject(o["id"], o["source"], o["kind"], o["received_on"],
                                   o["ciphertext_sha256"]) for o in raw["objects"]]
@@ -251,8 +252,7 @@ def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
                          bundle.signing_key)
     manifest = parse_manifest(manifest_plain)
     received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
-    if {o.object_id for o in manifest.objects} != set(bundle.objects):
-        raise FormatError("the manifest and the bundle's objects differ")
+    _same_ids("object", {o.object_id for o in manifest.objects}, set(bundle.objects))
     for obj in manifest.objects:
         digest = ciphertext_digest(bundle.objects[obj.object_id].files)
         if received.get(obj.object_id) is None:
@@ -262,8 +262,7 @@ def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
             raise CustodyBroken("ciphertext differs from what the desk received",
                                 object_id=obj.object_id)
     sent = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "reply"}
-    if {r.reply_id for r in manifest.replies} != set(bundle.replies):
-        raise FormatError("the manifest and the bundle's replies differ")
+    _same_ids("reply", {r.reply_id for r in manifest.replies}, set(bundle.replies))
     for reply in manifest.replies:
         digest = ciphertext_digest({REPLY_COPY_NAME: bundle.replies[reply.reply_id]})
         if sent.get(reply.reply_id) is None:
@@ -273,6 +272,15 @@ def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
             raise CustodyBroken("copy differs from what the desk sent",
                                 object_id=reply.reply_id, kind="reply")
     return manifest, chain
+
+
+def _same_ids(kind: str, listed: set[str], present: set[str]) -> None:
+    """FormatError naming the first id the manifest lists but the bundle lacks, or the other
+    way round."""
+    if missing := sorted(listed - present):
+        raise FormatError(f"the manifest lists {kind} {missing[0]}, which the bundle lacks")
+    if extra := sorted(present - listed):
+        raise FormatError(f"the bundle holds {kind} {extra[0]}, which the manifest does not list")
 
 
 def manifest_json(header: dict[str, Any], objects: Iterable[ManifestObject],

@@ -42,3 +42,9 @@ class CustodyBroken(CryptoError):
         self.seq, self.object_id, self.reason = seq, object_id, reason
         where = f"custody entry {seq}" if seq is not None else f"{kind} {object_id}"
         super().__init__(f"{where}: {reason}")
+
+
+def is_version(value: object, expected: int) -> bool:
+    """True if a parsed JSON `version` field is exactly the integer `expected` (JSON true and
+    1.0 compare equal to 1 in Python, and must not pass)."""
+    return type(value) is int and value == expected

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from crypto.errors import FormatError
+from crypto.errors import FormatError, is_version
 
 FORMAT_VERSION = 1
 RECORD_FORMAT = "desk-object"
@@ -97,7 +97,7 @@ class ObjectRecord:
             raise FormatError(f"metadata record is not UTF-8 JSON: {exc}") from exc
         if not isinstance(raw, dict) or raw.get("format") != RECORD_FORMAT:
             raise FormatError("not a desk object metadata record")
-        if raw.get("version") != FORMAT_VERSION:
+        if not is_version(raw.get("version"), FORMAT_VERSION):
             raise FormatError(f"unsupported metadata record version: {raw.get('version')!r}")
         try:
             record = cls(

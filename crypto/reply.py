@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from crypto.codename import PRODUCTION_KDF, Codename, KdfParams
-from crypto.errors import FormatError
+from crypto.errors import FormatError, is_version
 
 MAGIC = b"DESKREPLY"
 VERSION = 1
@@ -115,9 +115,14 @@ def _info(reply_id: bytes, recipient: bytes) -> bytes:
     return MAGIC + bytes([VERSION]) + reply_id + recipient
 
 
+def reply_record(text: str) -> bytes:
+    """The plaintext a box seals for `text`; at most MAX_REPLY_BYTES."""
+    return json.dumps({"v": VERSION, "text": text}, ensure_ascii=False).encode("utf-8")
+
+
 def seal_reply(public: bytes, text: str, reply_id: bytes | None = None) -> bytes:
     """A reply box for the source whose public key is `public`."""
-    data = json.dumps({"v": VERSION, "text": text}, ensure_ascii=False).encode("utf-8")
+    data = reply_record(text)
     if len(data) > MAX_REPLY_BYTES:
         raise FormatError("a reply is at most 64 KiB")
     reply_id = reply_id or secrets.token_bytes(REPLY_ID_BYTES)
@@ -164,7 +169,7 @@ def reply_text(plaintext: bytes) -> str:
     """The text inside an opened box."""
     try:
         record = json.loads(plaintext.decode("utf-8"))
-        if record.get("v") != VERSION or not isinstance(record.get("text"), str):
+        if not is_version(record.get("v"), VERSION) or not isinstance(record.get("text"), str):
             raise FormatError("unsupported reply record")
         return str(record["text"])
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from crypto.errors import FormatError
+from crypto.errors import FormatError, is_version
 from crypto.reply import MAX_REPLY_BYTES
 
 FILE_FORMAT = "desk-reply-file"
@@ -68,7 +68,7 @@ class ReplyFile:
                 from exc
         if not isinstance(raw, dict) or raw.get("format") != FILE_FORMAT:
             raise FormatError("not a reply file")
-        if raw.get("version") != VERSION:
+        if not is_version(raw.get("version"), VERSION):
             raise FormatError(f"unsupported reply file version {raw.get('version')!r}")
         return cls(_unb64(raw, "box"), _unb64(raw, "copy"), _unb64(raw, "signature"))
 
@@ -99,7 +99,7 @@ class ReplyCopy:
         """Parse a decrypted copy; FormatError if it is not one."""
         try:
             raw: dict[str, Any] = json.loads(data.decode("utf-8"))
-            if raw.get("format") != COPY_FORMAT or raw.get("version") != VERSION:
+            if raw.get("format") != COPY_FORMAT or not is_version(raw.get("version"), VERSION):
                 raise FormatError("not a reply copy of this version")
             written_at = datetime.fromisoformat(raw["written_at"])
             via = raw["via"]

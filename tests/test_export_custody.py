@@ -160,7 +160,7 @@ def _open(data: bytes, keypair: Keypair, workdir: Path) -> Opened:
         assert info.isfile(), info.name
         assert (info.mtime, info.mode, info.uname, info.gname) == (0, 0o600, "", ""), info.name
     content = dict((info.name, body) for info, body in members)
-    assert content[f"{ROOT}/VERSION"] == b"desk-bundle 1\n"
+    assert content[f"{ROOT}/VERSION"] == b"desk-bundle 2\n"
     assert re.fullmatch(rb"[0-9a-f]{64}\n", content[f"{ROOT}/signing-key.pub"])
     manifest = json.loads(_decrypt(keypair, content[f"{ROOT}/manifest.gpg"], workdir, "m.gpg"))
     custody = [json.loads(line) for line in _decrypt(
@@ -184,7 +184,8 @@ def _open(data: bytes, keypair: Keypair, workdir: Path) -> Opened:
     return Opened(names, manifest, custody, records, plaintexts)
 
 
-def _take_file(_object_id: str, _name: str, handle: IO[bytes]) -> tuple[int, str]:
+def _take_file(_folder: str, _object_id: str, _name: str, handle: IO[bytes]
+               ) -> tuple[int, str]:
     """read_bundle's callback: (size, hex SHA-256) of one ciphertext member, kept nowhere."""
     digest, size = hashlib.sha256(), 0
     while block := handle.read(1 << 16):
@@ -225,7 +226,7 @@ def test_web_export_is_a_tar_of_ciphertext_that_stock_gpg_opens(
     assert len(opened.names) == 4 + 2 * len(ids)
     assert opened.by_kind_and_name() == sent
     manifest = opened.manifest
-    assert (manifest["format"], manifest["version"]) == ("desk-bundle-manifest", 1)
+    assert (manifest["format"], manifest["version"]) == ("desk-bundle-manifest", 2)
     assert (manifest["exported_by"], manifest["exported_on"]) == ("alice", _today())
     listed = {o["id"]: o for o in manifest["objects"]}
     assert set(listed) == ids
@@ -318,8 +319,8 @@ def test_bundle_verifies_and_any_flipped_byte_names_the_object(
     assert bundle.signing_key == accounts.signing_key.public_hex
     manifest = _decrypt(journalist, bundle.manifest, tmp_path, "manifest.gpg")
     custody = _decrypt(journalist, bundle.custody, tmp_path, "custody.gpg")
-    listed, chain = verify_bundle(bundle, manifest, custody)
-    assert {o.object_id for o in listed} == ids
+    parsed, chain = verify_bundle(bundle, manifest, custody)
+    assert {o.object_id for o in parsed.objects} == ids
     assert chain == _entries(accounts)
     assert [e.event for e in chain] == ["ingest"] * 3 + ["export"] * 3
 
@@ -336,7 +337,7 @@ def test_bundle_verifies_and_any_flipped_byte_names_the_object(
 
 
 @pytest.mark.parametrize(("change", "words"), [
-    ("version 2", "version"), ("dot-dot member", "unexpected member"),
+    ("version 3", "version"), ("dot-dot member", "unexpected member"),
     ("duplicate part", "duplicate member")])
 def test_bundle_of_another_version_or_with_a_stray_path_is_refused(
         accounts: Services, alice: FlaskClient, source: SourceBrowser, change: str,
@@ -345,8 +346,8 @@ def test_bundle_of_another_version_or_with_a_stray_path_is_refused(
     body = _web_export(alice).get_data()
     members = [(info.name, data) for info, data in _members(body)]
     _read(_retar(members))  # the rebuilt tar itself is acceptable
-    if change == "version 2":
-        members = [(n, b"desk-bundle 2\n" if n == f"{ROOT}/VERSION" else d) for n, d in members]
+    if change == "version 3":
+        members = [(n, b"desk-bundle 3\n" if n == f"{ROOT}/VERSION" else d) for n, d in members]
     elif change == "dot-dot member":
         members.append((f"{ROOT}/../x", b"escape"))
     else:

@@ -107,8 +107,8 @@ def journalist_client(services: Services) -> FlaskClient:
 @pytest.fixture(scope="module")
 def conversation(tmp_path_factory: pytest.TempPathFactory, journalist: Keypair,
                  second_journalist: Keypair) -> Iterator[Conversation]:
-    """The module's desk, built as conftest's `accounts` is, with a reply file written for its
-    first source by the real console in alice's workspace."""
+    """The module's desk, built as conftest's `accounts` is, with a reply file written by the
+    real console in alice's workspace for the first of its sources by designation."""
     root = tmp_path_factory.mktemp("conversation")
     config = desk_config(root / "data")
     init_desk(config)
@@ -128,8 +128,7 @@ def conversation(tmp_path_factory: pytest.TempPathFactory, journalist: Keypair,
             browser.get_codename()
             assert browser.send(message).status_code == 200
         with services.sessions() as session:
-            first, other = session.scalars(
-                select(Source).order_by(Source.created_on, Source.id)).all()
+            first, other = session.scalars(select(Source).order_by(Source.designation))
         assert first.reply_public_key is not None
 
         workspace = root / "ws"
@@ -163,7 +162,7 @@ class StoredReply:
 @pytest.fixture(scope="module")
 def stored(conversation: Conversation) -> StoredReply:
     """Upload the conversation's reply file on its source's page."""
-    page = upload_reply(conversation.journalist, _source(conversation),
+    page = upload_reply(conversation.journalist, find_source(conversation),
                         conversation.reply_file)
     assert f"Reply 1 to {conversation.designation} stored" in page
     with conversation.services.sessions() as session:
@@ -171,7 +170,8 @@ def stored(conversation: Conversation) -> StoredReply:
         return StoredReply(conversation, reply.id, reply.ciphertext_sha256)
 
 
-def _source(conversation: Conversation, source_id: str | None = None) -> Source:
+def find_source(conversation: Conversation, source_id: str | None = None) -> Source:
+    """The row of the conversation's source the reply is for, or of `source_id`."""
     with conversation.services.sessions() as session:
         found = session.get(Source, source_id or conversation.source_id)
         assert found is not None
@@ -294,8 +294,8 @@ def with_fields(data: bytes, **fields: Any) -> bytes:
     return json.dumps(raw).encode()
 
 
-# Each takes the valid reply file and the journalist who wrote it and returns the bytes to
-# upload. Re-signed variants reach the checks behind the signature.
+# Each takes the valid reply file, parsed and as bytes, and alice (who wrote it), and returns
+# the bytes to upload. Variants signed again by alice reach the checks behind the signature.
 Tamper = Callable[[ReplyFile, bytes, Keypair], bytes]
 
 
@@ -346,7 +346,7 @@ def assert_refused(conversation: Conversation, data: bytes, expected: str,
                    source_id: str | None = None) -> None:
     """Upload `data` and check the page says exactly `expected` and nothing was stored."""
     before = desk_state(conversation.services)
-    page = upload_reply(conversation.journalist, _source(conversation, source_id), data)
+    page = upload_reply(conversation.journalist, find_source(conversation, source_id), data)
     assert flashes(page) == [("error", expected)]
     assert desk_state(conversation.services) == before
 
@@ -404,7 +404,7 @@ def test_hand_built_reply_file_signed_by_bob_is_stored_as_his(
     # Built as the refused files above are, with nothing wrong: the desk stores it, and records
     # the signer, not the uploader, as its author.
     data = hand_built(copied, second_journalist, stranger, [journalist, second_journalist])
-    page = upload_reply(copied.journalist, _source(copied), data)
+    page = upload_reply(copied.journalist, find_source(copied), data)
     assert flashes(page) == [("info", (
         f"Reply 2 to {copied.designation} stored. The desk cannot read it; the source sees it "
         "the next time they log in."))]
@@ -417,26 +417,38 @@ def test_hand_built_reply_file_signed_by_bob_is_stored_as_his(
     assert (last.object_id, last.actor) == (reply_id, "alice")
 
 
+def test_reply_file_whose_version_is_true_is_refused(
+        copied: Conversation, journalist: Keypair, second_journalist: Keypair,
+        stranger: Keypair) -> None:
+    data = hand_built(copied, journalist, stranger, [journalist, second_journalist])
+    assert_refused(copied, with_fields(data, version=True), (
+        "Reply refused: unsupported reply file version True: choose the .desk file "
+        f"desk-review reply wrote; {REFUSED}."))
+
+
 # --- 2. the console says why it cannot write a reply -----------------------------------------
 
 
 EARLIER_REPLY = b"an earlier reply file, not to be overwritten"
+# A fingerprint of no key here, starting with a letter as most do.
+NOT_A_JOURNALIST = "DEADBEEF" * 5
 
 
 @pytest.mark.parametrize(("case", "message", "hint"), [
     ("unknown source", "no reply key for source 'nobody we know' in this workspace",
      "sources you can reply to: {sources}"),
-    ("empty message", "{message_file} is empty", "write the reply into the file first"),
-    ("message not UTF-8", "{message_file} is not UTF-8 text",
+    ("empty message", "the message file {message_file} is empty",
+     "write the reply into the file first"),
+    ("message not UTF-8", "the message file {message_file} is not UTF-8 text",
      "save the message as plain UTF-8 text"),
-    ("message too long", "{message_file} is too long for a reply (at most about 63 KiB of "
-     "text)", "shorten it, or send it as two replies"),
+    ("message too long", "the message file {message_file} is too long for a reply (at most "
+     "64 KiB)", "shorten it, or send it as two replies"),
     ("message file missing", "cannot use {message_file}: No such file or directory",
      "check the path and its permissions"),
-    ("out already exists", "{out} already exists", "choose another --out name"),
+    ("out already exists", "the output file {out} already exists", "choose another --out name"),
     ("no journalist secret key", "none of the secret keys in this GnuPG home is a journalist "
      "key of this desk", "use --gnupghome for the home with your journalist secret key"),
-    ("signer not a journalist", "{stranger} is not a journalist key of this desk",
+    ("signer not a journalist", "--signer {signer} is not a journalist key of this desk",
      "use the fingerprint of your own journalist key"),
 ])
 def test_console_reply_failure_is_one_line_and_a_hint(
@@ -460,13 +472,13 @@ def test_console_reply_failure_is_one_line_and_a_hint(
     elif case == "no journalist secret key":
         home = stranger.home
     elif case == "signer not a journalist":
-        extra = ["--signer", stranger.fingerprint]
+        extra = ["--signer", NOT_A_JOURNALIST]
 
     result = review(conversation.workspace, home, "reply", source, "--message-file",
                     str(message_file), "--out", str(out), *extra)
 
     sources = ", ".join(sorted((conversation.designation, conversation.other_designation)))
-    names = {"message_file": message_file, "out": out, "stranger": stranger.fingerprint,
+    names = {"message_file": message_file, "out": out, "signer": NOT_A_JOURNALIST,
              "sources": sources}
     assert diagnostic(result) == (message.format(**names), hint.format(**names))
     if case == "out already exists":
@@ -475,7 +487,7 @@ def test_console_reply_failure_is_one_line_and_a_hint(
         assert not out.exists()
 
 
-# --- 6. the stored reply: readable to every journalist, never to the desk --------------------
+# --- 3. the stored reply: readable to every journalist, never to the desk --------------------
 
 
 @pytest.mark.parametrize("reader", ["journalist", "second_journalist"])
@@ -505,7 +517,7 @@ def test_custody_verifies_the_stored_reply(stored: StoredReply) -> None:
     assert (sent.object_id, sent.ciphertext_sha256) == (stored.reply_id, stored.digest)
 
 
-# --- 3. bundles carry the reply's copy, and refuse it changed --------------------------------
+# --- 4. bundles carry the reply's copy, and refuse it changed --------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -536,7 +548,8 @@ def test_bundle_with_the_reply_imports_its_copy(
     ("flip a byte in the reply's copy",
      "bundle refused: reply {reply_id}: copy differs from what the desk sent",
      "nothing was imported; ask the desk for a fresh export and keep this bundle as evidence"),
-    ("drop the reply's copy", "bundle refused: the manifest and the bundle's replies differ",
+    ("drop the reply's copy",
+     "bundle refused: the manifest lists reply {reply_id}, which the bundle lacks",
      "nothing was imported"),
 ])
 def test_bundle_with_a_changed_reply_copy_is_refused_and_imports_nothing(
@@ -558,7 +571,7 @@ def test_bundle_with_a_changed_reply_copy_is_refused_and_imports_nothing(
     assert list((workspace / "replies").glob("*")) == []
 
 
-# --- 4. custody notices a stored reply changed or gone ---------------------------------------
+# --- 5. custody notices a stored reply changed or gone ---------------------------------------
 
 
 @pytest.mark.parametrize(("change", "reason"), [
@@ -585,27 +598,34 @@ def test_custody_verify_names_a_reply_changed_behind_its_back(
     assert output == f"desk: reply {stored.reply_id}: {reason}"
 
 
-# --- 5. deleting a source deletes its replies, on the record ---------------------------------
+# --- 6. deleting a source deletes its replies, on the record ---------------------------------
 
 
 def test_deleting_a_source_deletes_its_replies_with_custody_entries(
-        copied: Conversation, stored: StoredReply) -> None:
-    page = copied.journalist.get(f"/sources/{copied.source_id}")
-    deleted = copied.journalist.post(f"/sources/{copied.source_id}/delete", data={
+        copied: Conversation) -> None:
+    client, page = copied.journalist, copied.journalist.get(f"/sources/{copied.source_id}")
+    typed = client.post(f"/sources/{copied.source_id}/replies", data={
+        "csrf_token": csrf_token(page.text), "text": "and a second question"})
+    assert typed.status_code == 302
+    with copied.services.sessions() as session:
+        replies = {r.id: r.ciphertext_sha256 for r in session.scalars(select(Reply))}
+    assert len(replies) == 2
+    store = copied.services.store
+    assert sorted(p.name for p in store.replies.iterdir()) == sorted(replies)
+
+    deleted = client.post(f"/sources/{copied.source_id}/delete", data={
         "csrf_token": csrf_token(page.text), "confirm": "yes"}, follow_redirects=True)
 
     assert deleted.status_code == 200
     assert ("info", f"Deleted {copied.designation} and everything it sent.") in \
         flashes(deleted.text)
-    store = copied.services.store
-    assert not store.reply_path(stored.reply_id).exists()
     assert list(store.replies.iterdir()) == []
     with copied.services.sessions() as session:
-        assert session.scalars(select(Reply)).all() == []
+        assert session.scalars(select(Reply.id)).all() == []
         assert session.get(Source, copied.source_id) is None
-    removed = [e for e in custody_entries(copied.services, "delete")
-               if e.object_id == stored.reply_id]
-    assert [(e.ciphertext_sha256, e.actor) for e in removed] == [(stored.digest, "alice")]
+    removed = {e.object_id: (e.ciphertext_sha256, e.actor)
+               for e in custody_entries(copied.services, "delete") if e.object_id in replies}
+    assert removed == {reply_id: (digest, "alice") for reply_id, digest in replies.items()}
     status, output = verify_custody(copied.data_dir)
     assert status == 0, output
     assert "0 replies match what was sent" in output

@@ -359,7 +359,7 @@ def first_part(members: list[tuple[str, bytes]]) -> tuple[str, str]:
                               "the desk received"),
     ("drop a part", "bundle refused: object {oid}: ciphertext differs from what the desk "
                     "received"),
-    ("change VERSION", "bundle refused: not a desk bundle of version 1"),
+    ("change VERSION", "bundle refused: not a desk bundle of version 2"),
     ("add a member outside the layout", "bundle refused: unexpected member "
                                         "'desk-bundle/objects/README.txt'"),
     ("cut the tar short", "bundle refused: unexpected end of data"),
@@ -375,7 +375,7 @@ def test_tampered_bundle_is_refused_with_its_reason_and_imports_nothing(
     elif change == "drop a part":
         members = [(n, d) for n, d in members if n != part]
     elif change == "change VERSION":
-        members = [(n, b"desk-bundle 2\n" if n == f"{ROOT}/VERSION" else d)
+        members = [(n, b"desk-bundle 1\n" if n == f"{ROOT}/VERSION" else d)
                    for n, d in members]
     elif change == "add a member outside the layout":
         members.append((f"{ROOT}/objects/README.txt", b"read me first"))

@@ -54,7 +54,12 @@ class ConsoleFailure(click.ClickException):
     def show(self, file: object = None) -> None:
         """Print in the console's style."""
         message = self.format_message().rstrip(".")
-        click.echo(f"desk-review: {message[:1].lower()}{message[1:]}", err=True)
+        first = message.split(" ", 1)[0]
+        # A capitalised word ("Cannot") becomes lower case; a value (a path, a fingerprint) is
+        # shown exactly as it is.
+        if first.isalpha() and first[:1].isupper() and first[1:].islower():
+            message = message[:1].lower() + message[1:]
+        click.echo(f"desk-review: {message}", err=True)
         if self.hint:
             click.echo(f"hint: {self.hint}", err=True)
 
@@ -356,7 +361,7 @@ def sheet_command(obj: Context, item: str, out: Path, frames_dir: Path | None) -
 def report_command(obj: Context, item: str, out: Path) -> None:
     """An evidence report a verifier can check independently."""
     if out.exists():
-        raise ReviewError(f"{out} already exists", "choose another --out")
+        raise ReviewError(f"the output file {out} already exists", "choose another --out")
     workspace = obj.workspace()
     staging = workspace.root / "staging"
     with _plaintext(obj, workspace, item) as (record, path):

@@ -34,7 +34,8 @@ DECODE_CHECK_SECONDS = "60"
 def publish_copy(original: Path, out: Path, scratch: Path, is_image: bool) -> Report:
     """Write a cleaned copy of `original` to `out`; return the copy's (clean) inspection."""
     if out.exists():
-        raise ReviewError(f"{out} already exists", "choose another --out or remove it first")
+        raise ReviewError(f"the output file {out} already exists",
+                          "choose another --out or remove it first")
     if out.resolve() == original.resolve():
         raise ReviewError("the copy cannot replace the original")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from crypto.errors import CryptoError, FormatError
 from crypto.gpg import GnuPG
-from crypto.reply import MAX_REPLY_BYTES, key_id, read_header, seal_reply
+from crypto.reply import MAX_REPLY_BYTES, key_id, read_header, reply_record, seal_reply
 from crypto.replyfile import ReplyCopy, ReplyFile, signed_payload
 from desk.review.errors import ReviewError
 from desk.review.index import Recipient, ReplyCopyRecord, SourceKey
@@ -41,12 +41,13 @@ def read_message(path: Path) -> str:
     try:
         text = data.decode("utf-8").strip()
     except UnicodeDecodeError as exc:
-        raise ReviewError(f"{path} is not UTF-8 text", "save the message as plain UTF-8 text"
-                          ) from exc
+        raise ReviewError(f"the message file {path} is not UTF-8 text",
+                          "save the message as plain UTF-8 text") from exc
     if not text:
-        raise ReviewError(f"{path} is empty", "write the reply into the file first")
-    if len(text.encode("utf-8")) > MAX_REPLY_BYTES - 1024:
-        raise ReviewError(f"{path} is too long for a reply (at most about 63 KiB of text)",
+        raise ReviewError(f"the message file {path} is empty",
+                          "write the reply into the file first")
+    if len(reply_record(text)) > MAX_REPLY_BYTES:
+        raise ReviewError(f"the message file {path} is too long for a reply (at most 64 KiB)",
                           "shorten it, or send it as two replies")
     return text
 
@@ -70,7 +71,7 @@ def _signer(gpg: GnuPG, recipients: list[Recipient], chosen: str | None) -> Reci
         wanted = chosen.replace(" ", "").upper()
         found = by_fingerprint.get(wanted)
         if found is None:
-            raise ReviewError(f"{chosen} is not a journalist key of this desk",
+            raise ReviewError(f"--signer {chosen} is not a journalist key of this desk",
                               "use the fingerprint of your own journalist key")
         return found
     mine = [by_fingerprint[f] for f in gpg.secret_fingerprints() if f in by_fingerprint]
@@ -87,6 +88,8 @@ def _signer(gpg: GnuPG, recipients: list[Recipient], chosen: str | None) -> Reci
 def write_reply(workspace: Workspace, gpg: GnuPG, source: str, text: str, out: Path,
                 signer: str | None = None) -> WrittenReply:
     """Seal, encrypt, sign and write a reply file; refuse to overwrite `out`."""
+    if out.exists():  # checked again when writing; this spares a smartcard touch
+        raise ReviewError(f"the output file {out} already exists", "choose another --out name")
     with workspace.session() as session:
         key = _source_key(session, source)
         recipients = list(session.scalars(select(Recipient)
@@ -120,7 +123,8 @@ def write_reply(workspace: Workspace, gpg: GnuPG, source: str, text: str, out: P
         try:
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError as exc:
-            raise ReviewError(f"{out} already exists", "choose another --out name") from exc
+            raise ReviewError(f"the output file {out} already exists",
+                              "choose another --out name") from exc
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         log_action(session, None, "reply", source=key.designation, reply=header.reply_id,
