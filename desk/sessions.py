@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import CallbackDict
 
@@ -126,10 +126,14 @@ class DatabaseSessionInterface(SessionInterface):
                 session.sid = token_hash(session.token)
                 # New sessions are rare; sweep expired ones then, not on every request.
                 db.execute(delete(model).where(model.expires_at < now))
-            row = model(id=session.sid, data=json.dumps(dict(session)),
-                        expires_at=now + self.idle_timeout)
-            setattr(row, self.owner, session.get(self.owner))
-            db.merge(row)
+            values = {"data": json.dumps(dict(session)), "expires_at": now + self.idle_timeout,
+                      self.owner: session.get(self.owner)}
+            if issued:
+                db.add(model(id=session.sid, **values))
+            else:
+                # Only ever update: a request that loaded the session before a logout in
+                # another tab must not write the deleted row back.
+                db.execute(update(model).where(model.id == session.sid).values(**values))
             db.commit()
         if issued and session.token is not None:
             response.set_cookie(name, session.token, httponly=True, samesite="Strict",

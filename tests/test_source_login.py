@@ -14,7 +14,11 @@ import hashlib
 import json
 import re
 import secrets
+import sqlite3
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 from sqlalchemy import insert, select, update
 from werkzeug.test import TestResponse
@@ -41,6 +45,7 @@ from desk.instance import load_instance
 from desk.models import Reply, Source, SourceSession, Submission
 from desk.replies import write_web_reply
 from desk.services import Services, open_services
+from desk.sessions import IDLE_TIMEOUT, REFRESH_AFTER
 from desk.source import auth
 from desk.source.views import THROTTLE
 from desk.throttle import Limits, LoginThrottle
@@ -51,6 +56,7 @@ COOKIE = "desk_source"
 NOT_RECOGNISED = "That codename was not recognised"
 TOO_MANY = "Too many attempts right now"
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+REPLY_TEXT = "SLR-7f3a-marker: can you send the uncut file?"
 
 
 # --- Counting Argon2id derivations -------------------------------------------------------------
@@ -67,6 +73,11 @@ class Derivations:
     def snapshot(self) -> tuple[int, int, int]:
         """(lookup ids, reply seeds, all Argon2id derivations) so far."""
         return len(self.lookups), len(self.seeds), self.argon2
+
+    def since(self, before: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The derivations run since `before` was taken."""
+        lookups, seeds, argon2 = before
+        return len(self.lookups) - lookups, len(self.seeds) - seeds, self.argon2 - argon2
 
 
 @pytest.fixture
@@ -132,10 +143,28 @@ def cookie_token(client: FlaskClient) -> str | None:
     return None if cookie is None else cookie.value
 
 
+def row_id(token: str) -> str:
+    """The key of the session row a cookie token names: its SHA-256."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
 def session_row(desk: Services, token: str) -> SourceSession | None:
-    """The session row that `token` names, looked up the way the desk does: by its SHA-256."""
+    """The session row that `token` names, looked up the way the desk does."""
     with desk.sessions() as db:
-        return db.get(SourceSession, hashlib.sha256(token.encode("ascii")).hexdigest())
+        return db.get(SourceSession, row_id(token))
+
+
+def set_expiry(desk: Services, token: str, expires_at: datetime) -> None:
+    """Move the expiry of the session `token` names."""
+    with desk.writers() as db:
+        db.execute(update(SourceSession).where(SourceSession.id == row_id(token))
+                   .values(expires_at=expires_at))
+        db.commit()
+
+
+def utc_now() -> datetime:
+    """Now, as the session rows store it (naive UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def only_source(desk: Services) -> Source:
@@ -177,11 +206,13 @@ def unseal(key: bytes, sealed: bytes) -> bytes:
     return AESGCM(key).decrypt(sealed[:12], sealed[12:], auth.SEAL_AAD)
 
 
-# --- 1. A login costs the same whatever the number of sources -----------------------------------
+# --- 1. What a login costs -------------------------------------------------------------------
 
 
 def add_sources(desk: Services, count: int) -> None:
     """Insert `count` sources with random lookup ids and designations, no derivation needed."""
+    if count == 0:
+        return
     today = datetime.now(UTC).date()
     rows = [{"id": secrets.token_hex(16), "lookup_id": secrets.token_hex(32),
              "designation": f"{random_designation()} {n}", "created_on": today,
@@ -200,30 +231,128 @@ def test_login_costs_one_derivation_whatever_the_number_of_sources(
     with desk.sessions() as db:
         assert len(db.scalars(select(Source.id)).all()) == sources
 
+    before = derivations.snapshot()
     _client, wrong = log_in_fresh(app, generate_passphrase())
     assert wrong.status_code == 401
-    assert derivations.snapshot() == (1, 0, 1)
+    assert derivations.since(before) == (1, 0, 1)
 
+    before = derivations.snapshot()
     _client, right = log_in_fresh(app, source.codename)
     assert right.status_code == 302
-    assert derivations.snapshot() == (2, 1, 3)
+    assert derivations.since(before) == (1, 1, 2)
+
+
+def test_at_most_two_derivations_run_at_once(
+        app: Flask, source: SourceBrowser, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_lookup, lock, two_in = auth.lookup_id, threading.Lock(), threading.Event()
+    running, peak = [0], [0]
+
+    def slow_lookup(*args: Any, **kwargs: Any) -> str:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            if running[0] >= 2:
+                two_in.set()
+        try:
+            # The first derivation waits for a second to start, then both leave room for a
+            # third that the limit should keep out.
+            two_in.wait(timeout=2)
+            time.sleep(0.2)
+            return real_lookup(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(auth, "lookup_id", slow_lookup)
+    logins = 6
+    start = threading.Barrier(logins)
+
+    def attempt() -> int:
+        client = app.test_client()
+        token = csrf_token(client.get("/login").text)
+        start.wait(timeout=30)
+        answer = client.post("/login", data={"csrf_token": token,
+                                             "codename": generate_passphrase()})
+        return answer.status_code
+
+    with ThreadPoolExecutor(logins) as pool:
+        answers = list(pool.map(lambda _n: attempt(), range(logins)))
+    assert answers == [401] * logins
+    assert peak[0] == 2
+
+
+def test_login_derives_with_no_database_lock_held(
+        app: Flask, desk: Services, source: SourceBrowser,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert source.codename is not None
+    database = desk.config.data_dir / "desk.db"
+    writable: list[bool] = []
+
+    def can_write() -> bool:
+        # Another process's writer, not willing to wait: fails if the login holds the lock.
+        other = sqlite3.connect(database, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            other.close()
+
+    def watching(derive: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            writable.append(can_write())
+            return derive(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(auth, "lookup_id", watching(auth.lookup_id))
+    monkeypatch.setattr(auth, "reply_seed", watching(auth.reply_seed))
+    _client, answer = log_in_fresh(app, source.codename)
+    assert answer.status_code == 302
+    assert writable == [True, True]
+
+
+def test_login_gives_a_source_from_before_replies_its_reply_key(
+        app: Flask, desk: Services, source: SourceBrowser) -> None:
+    assert source.codename is not None
+    row = only_source(desk)
+    with desk.writers() as db:
+        db.execute(update(Source).where(Source.id == row.id).values(reply_public_key=None))
+        db.commit()
+    client = returning_source(app, source)
+    with desk.sessions() as db:
+        salt = load_instance(db).reply_salt
+    expected = key_from_seed(reply_seed(Codename(source.codename), salt, CHEAP_KDF))[1]
+    assert only_source(desk).reply_public_key == expected
+    send_reply(desk, row.id, REPLY_TEXT)
+    assert REPLY_TEXT in client.get("/submit").text
 
 
 # --- 2. Every codename that is not one gets the same answer -------------------------------------
 
 
 def one_word_changed(codename: str) -> str:
+    """The codename with its fourth word replaced by another EFF word."""
     words = codename.split()
     words[3] = next(w for w in wordlist() if w != words[3])
     return " ".join(words)
 
 
 def one_word_missing(codename: str) -> str:
+    """The codename without its last word."""
     return " ".join(codename.split()[:-1])
 
 
 def one_word_more(codename: str) -> str:
+    """The codename with an eighth word."""
     return codename + " " + wordlist()[0]
+
+
+def comparable_headers(response: TestResponse) -> list[tuple[str, str]]:
+    """A response's headers, less those that differ with the clock or the session."""
+    return sorted((k, v) for k, v in response.headers.items()
+                  if k not in ("Date", "Content-Length", "Set-Cookie"))
 
 
 WRONG_CODENAMES: dict[str, Callable[[str], str]] = {
@@ -248,7 +377,7 @@ def test_wrong_and_unknown_codename_look_the_same(
     assert answer.status_code == unknown.status_code
     assert NOT_RECOGNISED in answer.text
     assert masked(answer.text) == masked(unknown.text)
-    assert sorted(answer.headers.keys()) == sorted(unknown.headers.keys())
+    assert comparable_headers(answer) == comparable_headers(unknown)
     # The page never echoes what was typed.
     if typed.strip():
         assert typed not in answer.text
@@ -286,7 +415,7 @@ def test_a_huge_codename_is_cut_before_derivation(
     _client, huge = log_in_fresh(app, typed)
     assert huge.status_code == 401
     assert masked(huge.text) == masked(unknown.text)
-    assert derivations.snapshot() == (before[0] + 1, 0, before[2] + 1)
+    assert derivations.since(before) == (1, 0, 1)
     assert len(derivations.lookups[-1]) <= MAX_CODENAME_CHARS
     assert derivations.lookups[-1] == Codename(typed[:MAX_CODENAME_CHARS]).reveal()
 
@@ -327,7 +456,7 @@ def test_desk_throttle_stops_many_sessions_without_deriving(
     _client, throttled = log_in_fresh(app, source.codename)
     assert throttled.status_code == 429
     assert TOO_MANY in throttled.text
-    assert derivations.snapshot() == spent
+    assert derivations.since(spent) == (0, 0, 0)
 
     # Two seconds refill one token: the desk lets one more login through, then none.
     clock.advance(2)
@@ -337,27 +466,42 @@ def test_desk_throttle_stops_many_sessions_without_deriving(
     assert next_one.status_code == 429
 
 
+def test_new_codenames_are_throttled_like_logins(
+        app: Flask, desk: Services, derivations: Derivations) -> None:
+    install_throttle(app, Limits(desk_capacity=2, desk_per_second=0.001,
+                                 session_capacity=5, session_per_second=1))
+    answers = []
+    for _ in range(3):
+        client = app.test_client()
+        token = csrf_token(client.get("/").text)
+        answers.append(client.post("/generate", data={"csrf_token": token}))
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert TOO_MANY in answers[2].text
+    with desk.sessions() as session:
+        assert len(session.scalars(select(Source)).all()) == 2
+
+
 def test_one_guessing_session_does_not_lock_out_other_sources(
         app: Flask, source: SourceBrowser, derivations: Derivations) -> None:
     assert source.codename is not None
-    clock = install_throttle(app, Limits(desk_capacity=4, desk_per_second=0.001,
+    clock = install_throttle(app, Limits(desk_capacity=5, desk_per_second=0.001,
                                          session_capacity=2, session_per_second=0.01))
     guesser = app.test_client()
     answers = [log_in(guesser, generate_passphrase()).status_code for _ in range(2)]
     assert answers == [401, 401]
     spent = derivations.snapshot()
     # Over its own limit the guessing session is refused even the right codename, and its
-    # refused attempts spend none of the desk's tokens (two of four are left).
+    # refused attempts spend none of the desk's tokens: three of five are left.
     refused = [log_in(guesser, source.codename).status_code for _ in range(10)]
     assert refused == [429] * 10
-    assert derivations.snapshot() == spent
+    assert derivations.since(spent) == (0, 0, 0)
 
     _other, answer = log_in_fresh(app, source.codename)
     assert answer.status_code == 302
     _third, answer = log_in_fresh(app, generate_passphrase())
     assert answer.status_code == 401
 
-    # The guessing session's own bucket refills with time.
+    # The guessing session's own bucket refills with time, and the desk's last token is its.
     clock.advance(100)
     assert log_in(guesser, generate_passphrase()).status_code == 401
 
@@ -368,18 +512,25 @@ def test_one_guessing_session_does_not_lock_out_other_sources(
 def test_cookie_holds_only_a_random_token(
         app: Flask, desk: Services, source: SourceBrowser) -> None:
     assert source.codename is not None
-    client = returning_source(app, source)
+    assert log_out(source.client).status_code == 302
+    client, answer = log_in_fresh(app, source.codename)
+    assert answer.status_code == 302
     token = cookie_token(client)
     assert token is not None
     assert TOKEN_RE.fullmatch(token)
+    # Script cannot read it, and no other site's page can make the browser send it.
+    attributes = [part.strip().lower() for part in answer.headers["Set-Cookie"].split(";")]
+    assert attributes[0] == f"{COOKIE}={token}".lower()
+    assert "httponly" in attributes
+    assert "samesite=strict" in attributes
+    assert "path=/" in attributes
     row = only_source(desk)
     for secret in (source.codename, *source.codename.split(), row.id, row.lookup_id,
                    row.designation):
         assert secret not in token
-    stored = session_row(desk, token)
-    assert stored is not None
+    with desk.sessions() as db:
+        stored = db.scalars(select(SourceSession).where(SourceSession.source_id == row.id)).one()
     assert stored.id == hashlib.sha256(token.encode()).hexdigest()
-    assert stored.source_id == row.id
     assert source.codename not in stored.data
     # The database keeps the token's hash, never the token.
     assert find_markers([token.encode()], desk.config.data_dir) == []
@@ -426,19 +577,36 @@ def test_expired_session_is_not_honoured(
     token = cookie_token(client)
     assert token is not None
     assert client.get("/submit").status_code == 200
-    past = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)
-    with desk.writers() as db:
-        db.execute(update(SourceSession)
-                   .where(SourceSession.id == hashlib.sha256(token.encode()).hexdigest())
-                   .values(expires_at=past))
-        db.commit()
+    set_expiry(desk, token, utc_now() - timedelta(seconds=1))
     assert is_logged_out(client.get("/submit"))
+    # The next new session sweeps the expired row away.
+    app.test_client().get("/login")
+    assert session_row(desk, token) is None
+
+
+def test_logout_is_not_undone_by_a_request_already_in_flight(
+        app: Flask, desk: Services, source: SourceBrowser) -> None:
+    client = returning_source(app, source)
+    token = cookie_token(client)
+    assert token is not None
+    # The browser's last request was two minutes ago, so its next one refreshes the expiry.
+    set_expiry(desk, token, utc_now() + IDLE_TIMEOUT - 2 * REFRESH_AFTER)
+    # A long upload from another tab opened the session before the source pressed "Leave"...
+    with app.test_request_context("/submit", headers={"Cookie": f"{COOKIE}={token}"}):
+        in_flight = app.session_interface.open_session(app, request)
+    assert in_flight.get("source_id") == only_source(desk).id
+    assert log_out(client).status_code == 302
+    assert session_row(desk, token) is None
+    # ...and ends after it.
+    with app.test_request_context("/submit"):
+        app.session_interface.save_session(app, in_flight, app.response_class())
+    assert session_row(desk, token) is None
+    replayed = app.test_client()
+    replayed.set_cookie(COOKIE, token)
+    assert is_logged_out(replayed.get("/submit"))
 
 
 # --- 6. Neither the disk nor the cookie alone opens a reply -------------------------------------
-
-REPLY_TEXT = "SLR-7f3a-marker: can you send the uncut file?"
-
 
 @dataclass(frozen=True)
 class RepliedSource:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import threading
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,9 +25,6 @@ from desk.models import Source
 from desk.services import Services
 from desk.submissions import create_source
 
-# Argon2id takes 64 MiB per derivation: bound how many run at once in this process, so a
-# burst of logins queues instead of exhausting memory.
-DERIVATION_SLOTS = threading.BoundedSemaphore(2)
 SEALED_FIELD = "reply_key"
 SEAL_PURPOSE = "reply key"
 SEAL_AAD = b"desk source reply key v1"
@@ -48,7 +44,7 @@ def new_source(desk: Services) -> tuple[Codename, Source, bytes]:
     """
     codename = generate_codename()
     lookup_salt, reply_salt = _salts(desk)
-    with DERIVATION_SLOTS:
+    with desk.derivations:
         lookup = lookup_id(codename, lookup_salt, desk.config.kdf)
         seed = reply_seed(codename, reply_salt, desk.config.kdf)
     _key, public = key_from_seed(seed)
@@ -66,13 +62,13 @@ def find_source(desk: Services, typed: str) -> tuple[Source, bytes] | None:
     """
     codename = Codename(typed[:MAX_CODENAME_CHARS])
     lookup_salt, reply_salt = _salts(desk)
-    with DERIVATION_SLOTS:
+    with desk.derivations:
         lookup = lookup_id(codename, lookup_salt, desk.config.kdf)
     with desk.sessions() as reader:
         found = reader.scalar(select(Source).where(Source.lookup_id == lookup))
     if found is None:
         return None
-    with DERIVATION_SLOTS:
+    with desk.derivations:
         seed = reply_seed(codename, reply_salt, desk.config.kdf)
     _key, public = key_from_seed(seed)
     if found.reply_public_key is None:  # a source made before replies existed

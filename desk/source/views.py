@@ -56,7 +56,11 @@ def index() -> str:
 
 @blueprint.post("/generate")
 def generate() -> str:
-    """Make a codename, store only its lookup id and reply public key, and show it once."""
+    """Make a codename, store only its lookup id and reply public key, and show it once.
+
+    Two derivations and a new row: throttled like a login.
+    """
+    _throttle()
     codename, source, seed = new_source(services())
     start_session(source, seed)
     # Rendered in the POST response, never redirected to: the codename is in no URL or cookie.
@@ -76,9 +80,7 @@ def login() -> Response | tuple[str, int]:
     typed = request.form.get("codename", "")
     if not typed.strip():
         return render_template("source/login.html", failed=True), 401
-    throttle: LoginThrottle = current_app.extensions[THROTTLE]
-    if not throttle.allow(session.sid or ""):  # type: ignore[attr-defined]
-        raise TooManyRequests()
+    _throttle()
     found = find_source(services(), typed)
     if found is None:
         return render_template("source/login.html", failed=True), 401
@@ -158,6 +160,13 @@ def logout() -> Response:
     """Forget this browser's session."""
     session.clear()
     return redirect(url_for("source.index"))
+
+
+def _throttle() -> None:
+    """429 unless this session and the whole desk may spend a derivation now."""
+    throttle: LoginThrottle = current_app.extensions[THROTTLE]
+    if not throttle.allow(session.sid or ""):  # type: ignore[attr-defined]
+        raise TooManyRequests()
 
 
 def _current_source() -> Source | None:
