@@ -582,7 +582,9 @@ def bench(args: argparse.Namespace, info: dict[str, str], root: Path,
     print(f"\nrounds took {rounds_seconds:.0f} s (machine idle {idle:.0%}, this run's own load "
           f"included), {waited:.0f} s of it waiting for the throttle's tokens; 429s: "
           f"{tally.count(429)}; statuses: {json.dumps(tally.statuses)}")
-    print(f"whole run {time.perf_counter() - started:.0f} s")
+    revision = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True).stdout.strip()
+    print(f"whole run {time.perf_counter() - started:.0f} s; checkout at the end: {revision}")
     if args.json:
         args.json.write_text(json.dumps({
             "machine": info, "args": vars(args) | {"json": str(args.json)},

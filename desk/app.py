@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import IO, Literal
 
 from flask import Flask, Request, Response, current_app, g, render_template, request
+from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from desk.config import Config
 from desk.errors import DeskError
+from desk.i18n import N_, init_babel
 from desk.instance import read_secret_key
 from desk.paths import TEMPLATES
 from desk.services import Services, open_services
@@ -81,9 +83,7 @@ def create_app(config: Config, interface: Interface = "source",
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_PERMANENT=False,
     )
-    # Strings are marked for translation now; a real catalogue plugs in here later.
-    app.jinja_env.add_extension("jinja2.ext.i18n")
-    app.jinja_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    init_babel(app, interface)
     app.add_template_filter(human_size, "size")
     if interface == "source":
         _source_interface(app, config, services)
@@ -101,7 +101,7 @@ def create_app(config: Config, interface: Interface = "source",
 def human_size(size: int) -> str:
     """1234567 -> '1.2 MB' (decimal units, as people read them)."""
     if size < 1000:
-        return f"{size} bytes"
+        return ngettext("%(num)d byte", "%(num)d bytes", size)
     value = float(size)
     for unit in ("KB", "MB", "GB"):
         value /= 1000
@@ -209,16 +209,16 @@ def _desk_error(error: DeskError) -> tuple[str, int]:
 
 
 def _csrf_error(_error: CSRFError) -> tuple[str, int]:
-    return _error_page(400, "This page has expired. Please go back, reload it and try again.")
+    return _error_page(400, N_("This page has expired. Please go back, reload it and try again."))
 
 
 def _http_error(error: HTTPException) -> tuple[str, int]:
     status = error.code or 500
     messages = {
-        404: "There is nothing here.",
-        405: "There is nothing here.",
-        413: "That was more than this desk accepts in one sending, so nothing was kept. "
-             "Please send fewer or smaller files at a time.",
-        429: "Too many attempts right now. Please wait a minute, then try again.",
+        404: N_("There is nothing here."),
+        405: N_("There is nothing here."),
+        413: N_("That was more than this desk accepts in one sending, so nothing was kept. "
+                "Please send fewer or smaller files at a time."),
+        429: N_("Too many attempts right now. Please wait a minute, then try again."),
     }
-    return _error_page(status, messages.get(status, "Something went wrong. Nothing was kept."))
+    return _error_page(status, messages.get(status, N_("Something went wrong. Nothing was kept.")))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from desk.i18n import N_
+
 
 class DeskError(Exception):
     """Something the desk could not do."""
 
     status = 500
-    source_message = "Something went wrong on our side. Nothing you sent was kept. Try again."
+    source_message = N_("Something went wrong on our side. Nothing you sent was kept. Try again.")
 
 
 class ConfigError(DeskError):
@@ -22,23 +24,23 @@ class NotAcceptingSubmissions(DeskError):
     """No journalist key is valid, so the desk refuses submissions rather than store them badly."""
 
     status = 503
-    source_message = ("This desk is not accepting submissions right now. Nothing was sent. "
-                      "Please try again later.")
+    source_message = N_("This desk is not accepting submissions right now. Nothing was sent. "
+                        "Please try again later.")
 
 
 class EmptySubmission(DeskError):
     """The form arrived with no message text and no file."""
 
     status = 400
-    source_message = "Nothing was sent: write a message or choose at least one file."
+    source_message = N_("Nothing was sent: write a message or choose at least one file.")
 
 
 class BadSubmission(DeskError):
     """The upload was malformed, incomplete or its form had expired; nothing was kept."""
 
     status = 400
-    source_message = ("Your sending could not be completed, so nothing was kept. "
-                      "Please open the form again and send it once more.")
+    source_message = N_("Your sending could not be completed, so nothing was kept. "
+                        "Please open the form again and send it once more.")
 
 
 class JournalistError(DeskError):
