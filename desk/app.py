@@ -31,6 +31,19 @@ DISCARD_CHUNK = 1 << 20
 # Journalists post forms and public keys, never footage.
 JOURNALIST_MAX_BODY = 2 * 1024 * 1024
 
+# Every powerful feature a browser could grant a page, denied: the desk needs none of them.
+DENIED_FEATURES = (
+    "accelerometer", "ambient-light-sensor", "attribution-reporting", "autoplay", "battery",
+    "bluetooth", "browsing-topics", "camera", "clipboard-read", "clipboard-write",
+    "compute-pressure", "display-capture", "document-domain", "encrypted-media",
+    "fullscreen", "gamepad", "geolocation", "gyroscope", "hid", "identity-credentials-get",
+    "idle-detection", "interest-cohort", "join-ad-interest-group", "keyboard-map",
+    "local-fonts", "magnetometer", "microphone", "midi", "otp-credentials", "payment",
+    "picture-in-picture", "publickey-credentials-create", "publickey-credentials-get",
+    "run-ad-auction", "screen-wake-lock", "serial", "speaker-selection",
+    "storage-access", "usb", "web-share", "window-management", "xr-spatial-tracking",
+)
+
 SECURITY_HEADERS = {
     # Scripts only from the desk itself (the optional resumable-upload enhancement), and
     # connections only back to it.
@@ -42,7 +55,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-store",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+    "Permissions-Policy": ", ".join(f"{feature}=()" for feature in DENIED_FEATURES),
 }
 
 
@@ -181,6 +194,11 @@ def _close_db_session(_exc: BaseException | None) -> None:
 
 def _security_headers(response: Response) -> Response:
     response.headers.update(SECURITY_HEADERS)
+    # Nothing that tells a version, and no validators on pages made for one request.
+    response.headers.pop("Server", None)
+    if request.endpoint != "static":
+        response.headers.pop("ETag", None)
+        response.headers.pop("Last-Modified", None)
     return response
 
 
