@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from crypto.codename import MAX_CODENAME_CHARS, Codename, generate_codename, lookup_id
 from crypto.errors import FormatError
 from crypto.reply import ReplyKey, key_from_seed, reply_seed
+from desk.i18n import SESSION_KEY as LOCALE_KEY
 from desk.instance import load_instance
 from desk.models import Source
 from desk.services import Services
@@ -81,13 +82,22 @@ def find_source(desk: Services, typed: str) -> tuple[Source, bytes] | None:
 
 
 def start_session(source: Source, seed: bytes) -> None:
-    """Begin a fresh source session (new token) holding the source and its sealed reply key."""
-    session.clear()
+    """Begin a fresh source session (new token) holding the source and its sealed reply key;
+    the language the source chose carries over."""
+    forget_session()
     session.rotate()  # type: ignore[attr-defined]
     session["source_id"] = source.id
     nonce = os.urandom(12)
     sealed = nonce + AESGCM(_seal_key()).encrypt(nonce, seed, SEAL_AAD)
     session[SEALED_FIELD] = base64.b64encode(sealed).decode("ascii")
+
+
+def forget_session() -> None:
+    """Empty the session but for the language the source chose."""
+    locale = session.get(LOCALE_KEY)
+    session.clear()
+    if locale is not None:
+        session[LOCALE_KEY] = locale
 
 
 def session_reply_key() -> ReplyKey | None:

@@ -18,7 +18,13 @@ from desk.ingest import ObjectWriter, ingest_form
 from desk.instance import load_instance
 from desk.models import Source
 from desk.replies import delete_for_source, replies_for_source
-from desk.source.auth import find_source, new_source, session_reply_key, start_session
+from desk.source.auth import (
+    find_source,
+    forget_session,
+    new_source,
+    session_reply_key,
+    start_session,
+)
 from desk.submissions import record_submission
 from desk.throttle import LoginThrottle
 
@@ -157,8 +163,9 @@ def submit() -> Response | str:
 
 @blueprint.post("/logout")
 def logout() -> Response:
-    """Forget this browser's session."""
-    session.clear()
+    """Forget this browser's session (keeping only the language it chose, under a new token)."""
+    forget_session()
+    session.rotate()  # type: ignore[attr-defined]
     return redirect(url_for("source.index"))
 
 
