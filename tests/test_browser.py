@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -278,6 +279,72 @@ def test_upload_survives_a_dropped_connection(browser: Browser, server: Server,
     _check_stored(desk, journalist, big, message=None)
     # The browser reports the requests cut off while offline; nothing else may appear.
     assert [e for e in run.errors if "net::ERR_INTERNET_DISCONNECTED" not in e] == []
+
+
+def _edges(page: Page, element: str, container: str) -> tuple[float, float]:
+    """How far `element` sits from the start and from the end edge of `container`, in pixels,
+    measured from the left and the right of the page respectively."""
+    inner, outer = page.locator(element).bounding_box(), page.locator(container).bounding_box()
+    assert inner is not None
+    assert outer is not None
+    return (inner["x"] - outer["x"],
+            (outer["x"] + outer["width"]) - (inner["x"] + inner["width"]))
+
+
+def _check_direction(page: Page, rtl: bool, element: str, container: str) -> None:
+    """The page says its direction, and a start-aligned button sits on the matching side."""
+    assert page.locator("html").get_attribute("dir") == ("rtl" if rtl else "ltr")
+    from_left, from_right = _edges(page, element, container)
+    near, far = (from_right, from_left) if rtl else (from_left, from_right)
+    # Near the start edge (within the container's padding), far from the other one.
+    assert near < 40 < far, (from_left, from_right)
+
+
+@pytest.mark.parametrize(("code", "rtl"), [("en", False), ("ug", True)])
+def test_landing_and_submit_pages_in_english_and_uyghur(browser: Browser, server: Server,
+                                                        code: str, rtl: bool) -> None:
+    """As Tor Browser at Safest shows them (no JavaScript): screenshots for a human, and the
+    layout mirrored for right-to-left."""
+    context, run = _open(browser, f"lang-{code}", javascript=False)
+    try:
+        page = run.page
+        page.goto(f"{server.url}/?l={code}")
+        assert page.locator("html").get_attribute("lang") == code
+        generate = "form[action$='/generate'] button"
+        _check_direction(page, rtl, generate, "main")
+        run.screenshot("1-landing")
+        page.locator(generate).click()
+        assert page.locator("#codename").inner_text().strip()
+        # The codename itself stays left to right, words in Latin letters, in every language.
+        assert page.locator("#codename").get_attribute("dir") == "ltr"
+        page.locator("main a.button.primary").click()
+        page.wait_for_url("**/submit")
+        _check_direction(page, rtl, "#send-button", "#submit-form")
+        run.screenshot("2-submit")
+        heading = page.locator("#submit-area h1").inner_text()
+        if rtl:
+            assert re.search(r"[\u0600-\u06ff]", heading), heading
+        else:
+            assert heading == "Send a message and files"
+    finally:
+        context.close()
+    assert run.errors == []
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+def test_landing_page_tells_a_browser_with_javascript_to_use_tor_browser(
+        browser: Browser, server: Server, javascript: bool) -> None:
+    """Chromium is not Tor Browser: with JavaScript on the page says so; at Safest (no
+    JavaScript) it shows neither note."""
+    context, run = _open(browser, "detect", javascript=javascript)
+    try:
+        page = run.page
+        page.goto(server.url + "/")
+        assert page.locator("#use-tor-browser").is_visible() is javascript
+        assert page.locator("#raise-security").is_hidden()
+    finally:
+        context.close()
+    assert run.errors == []
 
 
 def test_skip_or_fail_rule_is_ci_aware(monkeypatch: pytest.MonkeyPatch) -> None:
