@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from crypto.kdf import PRODUCTION_KDF, KdfParams, derive
 
 WORDS = 7
 SALT_BYTES = 32
 # Input is capped before any derivation, so a huge login field costs nothing.
 MAX_CODENAME_CHARS = 256
-
-
-@dataclass(frozen=True)
-class KdfParams:
-    """Argon2id cost: memory in KiB, passes, lanes."""
-
-    memory_cost: int
-    iterations: int
-    lanes: int
-
-
-# About 0.09 s and 64 MiB on the reference machine: one derivation per login or codename.
-PRODUCTION_KDF = KdfParams(memory_cost=65536, iterations=3, lanes=4)
 
 
 @cache
@@ -78,6 +64,4 @@ def new_salt() -> bytes:
 
 def lookup_id(codename: Codename, salt: bytes, params: KdfParams = PRODUCTION_KDF) -> str:
     """The id the desk stores for a source: Argon2id(codename, per-desk salt), 64 hex digits."""
-    kdf = Argon2id(salt=salt, length=32, iterations=params.iterations, lanes=params.lanes,
-                   memory_cost=params.memory_cost)
-    return kdf.derive(codename.reveal().encode("utf-8")).hex()
+    return derive(codename.reveal().encode("utf-8"), salt, 32, params).hex()

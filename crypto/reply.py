@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives.hpke import (
     MLKEM768X25519PublicKey,
     Suite,
 )
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from crypto.codename import PRODUCTION_KDF, Codename, KdfParams
+from crypto.codename import Codename
 from crypto.errors import FormatError, is_version
+from crypto.kdf import PRODUCTION_KDF, KdfParams, derive
 
 MAGIC = b"DESKREPLY"
 VERSION = 1
@@ -67,9 +67,7 @@ class ReplyKey:
 
 def reply_seed(codename: Codename, salt: bytes, params: KdfParams = PRODUCTION_KDF) -> bytes:
     """The 96 secret bytes a source's reply key is made from (see derive_reply_key)."""
-    return Argon2id(salt=salt, length=SEED_BYTES, iterations=params.iterations,
-                    lanes=params.lanes, memory_cost=params.memory_cost,
-                    ).derive(codename.reveal().encode("utf-8"))
+    return derive(codename.reveal().encode("utf-8"), salt, SEED_BYTES, params)
 
 
 def key_from_seed(seed: bytes) -> tuple[ReplyKey, bytes]:

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from desk.config import Config
-from desk.errors import DeskError
-from desk.i18n import N_, init_babel
+from desk.errors import N_, DeskError
+from desk.i18n import init_babel
 from desk.instance import read_secret_key
 from desk.paths import TEMPLATES
 from desk.services import Services, open_services

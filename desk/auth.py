@@ -15,12 +15,12 @@ from functools import cache
 
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.hashes import SHA1
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.codename import PRODUCTION_KDF, KdfParams
+from crypto.kdf import phc_hash, phc_verify
 from desk.errors import JournalistError
 from desk.models import Journalist
 
@@ -40,9 +40,7 @@ class LoginFailed(Exception):
 def hash_password(password: str, params: KdfParams = PRODUCTION_KDF) -> str:
     """An Argon2id PHC string for `password`."""
     check_password_rules(password)
-    kdf = Argon2id(salt=os.urandom(16), length=32, iterations=params.iterations,
-                   lanes=params.lanes, memory_cost=params.memory_cost)
-    return kdf.derive_phc_encoded(password.encode("utf-8"))
+    return phc_hash(password.encode("utf-8"), os.urandom(16), params)
 
 
 def check_password_rules(password: str) -> None:
@@ -56,7 +54,7 @@ def check_password_rules(password: str) -> None:
 def password_matches(password: str, encoded: str) -> bool:
     """True when `password` matches the PHC string `encoded`."""
     try:
-        Argon2id.verify_phc_encoded(password.encode("utf-8"), encoded)
+        phc_verify(password.encode("utf-8"), encoded)
     except (InvalidKey, ValueError):
         return False
     return True

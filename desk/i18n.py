@@ -52,11 +52,6 @@ SESSION_KEY = "locale"
 QUERY_KEY = "l"
 
 
-def N_(message: str) -> str:
-    """Mark `message` for translation where it is defined; it is translated when shown."""
-    return message
-
-
 def _known(tag: str) -> str | None:
     lowered = tag.strip().lower()
     if lowered in ALIASES:

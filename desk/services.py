@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -16,10 +15,6 @@ from desk.errors import NotInitialised
 from desk.instance import read_signing_key
 from desk.recipients import Recipients
 from desk.store import Store
-
-# Argon2id takes 64 MiB per derivation: at most this many run at once per process, so a burst
-# of logins queues instead of exhausting memory.
-DERIVATION_SLOTS = 2
 
 
 @dataclass
@@ -35,12 +30,9 @@ class Services:
     store: Store
     signing_key: SigningKey
     recipients: Recipients = field(init=False)
-    # Held around every codename derivation (desk/source/auth.py).
-    derivations: threading.BoundedSemaphore = field(init=False)
 
     def __post_init__(self) -> None:
         self.recipients = Recipients(self.gpg, self.sessions)
-        self.derivations = threading.BoundedSemaphore(DERIVATION_SLOTS)
 
 
 def open_services(config: Config) -> Services:

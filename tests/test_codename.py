@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 
 from sqlalchemy import select
 
@@ -64,3 +66,22 @@ def test_codename_page_shows_it_once_and_the_desk_keeps_only_the_lookup_id(
     assert source.codename.split()[0] not in cookie.value
     # Reloading the form does not show the codename again.
     assert source.codename not in source.client.get("/submit").text
+
+
+def test_production_cost_derivations_started_together_all_finish() -> None:
+    """At production cost (four lanes), two derivations started at once in one process used
+    to wait on each other for ever inside OpenSSL's thread pool; crypto/kdf.py runs them one
+    at a time. Three threads start together here and must all finish."""
+    done: list[str] = []
+
+    def derive() -> None:
+        done.append(lookup_id(generate_codename(), new_salt(), PRODUCTION_KDF))
+
+    threads = [threading.Thread(target=derive, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert len(done) == 3
+    assert len(set(done)) == 3

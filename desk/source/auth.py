@@ -45,9 +45,8 @@ def new_source(desk: Services) -> tuple[Codename, Source, bytes]:
     """
     codename = generate_codename()
     lookup_salt, reply_salt = _salts(desk)
-    with desk.derivations:
-        lookup = lookup_id(codename, lookup_salt, desk.config.kdf)
-        seed = reply_seed(codename, reply_salt, desk.config.kdf)
+    lookup = lookup_id(codename, lookup_salt, desk.config.kdf)
+    seed = reply_seed(codename, reply_salt, desk.config.kdf)
     _key, public = key_from_seed(seed)
     with desk.writers() as writer:
         source = create_source(writer, lookup, public)
@@ -63,14 +62,12 @@ def find_source(desk: Services, typed: str) -> tuple[Source, bytes] | None:
     """
     codename = Codename(typed[:MAX_CODENAME_CHARS])
     lookup_salt, reply_salt = _salts(desk)
-    with desk.derivations:
-        lookup = lookup_id(codename, lookup_salt, desk.config.kdf)
+    lookup = lookup_id(codename, lookup_salt, desk.config.kdf)
     with desk.sessions() as reader:
         found = reader.scalar(select(Source).where(Source.lookup_id == lookup))
     if found is None:
         return None
-    with desk.derivations:
-        seed = reply_seed(codename, reply_salt, desk.config.kdf)
+    seed = reply_seed(codename, reply_salt, desk.config.kdf)
     _key, public = key_from_seed(seed)
     if found.reply_public_key is None:  # a source made before replies existed
         with desk.writers() as writer:
