@@ -9,12 +9,9 @@ It makes two throwaway desks (`desk init`, `desk journalist add` with a stock-gp
 small one's `sources` table holds 1 row, the large one's --sources rows: all but one are
 inserted straight into the table with SQLAlchemy (random ids and lookup ids, random
 designations, no reply key), the last one is made by a real `POST /generate`, whose page shows
-its codename. `desk serve source` (gunicorn, 2 gthread workers) runs on each desk, and a third
-server runs on the large desk's data with one derivation slot per process instead of two
-(`desk.source.auth.DERIVATION_SLOTS`, replaced by a `sitecustomize.py` on that server's
-PYTHONPATH, nothing in the tree changes): two derivations at once in one process do not return
-with the production parameters on this machine (see bench/RESULTS.md), so the burst that runs
-every round goes to that server, and the server as it is gets the burst once, after the rounds.
+its codename. `desk serve source` (gunicorn, 2 gthread workers) runs on each desk, with this
+checkout's code as it is: every derivation goes through crypto/kdf.py, one at a time per
+process (two at once in one process never returned at production cost; see bench/RESULTS.md).
 
 Each round, in an order that rotates from round to round:
 
@@ -23,9 +20,10 @@ Each round, in an order that rotates from round to round:
     wrong-1   a login with a wrong codename, 1 source
     wrong-N   a login with a wrong codename, --sources sources
     right-N   a login with the generated codename, --sources sources (two derivations)
-    burst     --clients wrong logins at once, each in its own session, against the one-slot
-              server: the wall time from their release to the last answer, each request's time,
+    burst     --clients wrong logins at once, each in its own session, --sources sources:
+              the wall time from their release to the last answer, each request's time,
               and each worker's peak RSS (VmHWM, reset through /proc/PID/clear_refs first)
+              and CPU seconds
 
 Every login is a fresh session: GET /login (not timed) for the cookie and the CSRF token, then
 the timed POST /login on the same keep-alive connection. A wrong codename is seven random EFF
@@ -34,13 +32,13 @@ session). The client keeps its own copy of the desk's bucket for each server, as
 took every login, and waits for enough tokens before each login or burst, so that no login
 should meet a 429; each 429 is counted all the same.
 
-After the rounds, the burst once more against the large desk's server as it is (two slots per
-process), each request given --hang-seconds: how many answered, the workers' CPU and RSS while
-the others waited, and whether the server still answers GET / and one more login. That server
-is then stopped with SIGKILL to its workers.
+After the rounds, the burst once more against the large desk's server, each request given
+--hang-seconds: how many answered (all of them, unless derivations hang again), the workers' CPU
+and RSS, and whether the server still answers GET / and one more login. That server is then
+stopped with SIGKILL to its workers, in case some request thread never returns.
 
 Everything (temp dir, servers, gpg-agents) is removed at the end, also on failure or `kill`.
-About 3 minutes at the defaults. See bench/README.md and bench/RESULTS.md.
+About 2 minutes at the defaults. See bench/README.md and bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -56,7 +54,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,28 +74,8 @@ from desk.throttle import Limits
 from tests.forms import CODENAME_RE, csrf_token
 
 MEASUREMENTS = ("raw", "wrong-1", "wrong-N", "right-N", "burst")
-WRONG_ANSWER = "That codename was not recognised"  # templates/source/login.html
-# One derivation at a time per server process, nothing else changed: the slot count is
-# desk.services.DERIVATION_SLOTS (read when a worker builds the app) or, in older trees, the
-# semaphore desk.source.auth.DERIVATION_SLOTS. A server it cannot change does not start.
-ONE_SLOT = """\
-import os
-import threading
-
-try:
-    import desk.services
-    import desk.source.auth
-except Exception as exc:
-    os.write(2, f"one-slot: {exc!r}\\n".encode())
-    os._exit(3)
-if isinstance(getattr(desk.services, "DERIVATION_SLOTS", None), int):
-    desk.services.DERIVATION_SLOTS = 1
-elif isinstance(getattr(desk.source.auth, "DERIVATION_SLOTS", None), threading.BoundedSemaphore):
-    desk.source.auth.DERIVATION_SLOTS = threading.BoundedSemaphore(1)
-else:
-    os.write(2, b"one-slot: no DERIVATION_SLOTS to replace\\n")
-    os._exit(3)
-"""
+# The failure notice of templates/source/login.html, whatever the page's language.
+WRONG_ANSWER = 'role="alert"'
 
 
 # --------------------------------------------------------------------------- the desks
@@ -154,6 +132,14 @@ def count_sources(desk: Desk) -> int:
         return int(db.execute("SELECT count(*) FROM sources").fetchone()[0])
 
 
+def lookup_plan(desk: Desk) -> str:
+    """SQLite's plan for the login's lookup (find_source selects the source by lookup_id)."""
+    with contextlib.closing(sqlite3.connect(desk.db_path)) as db:
+        rows = db.execute("EXPLAIN QUERY PLAN SELECT * FROM sources WHERE lookup_id = ?",
+                          ("0" * 64,)).fetchall()
+    return "; ".join(str(row[-1]) for row in rows)
+
+
 def new_codename(url: str, pacer: Pacer) -> str:
     """A source made through the interface (GET /, POST /generate); its codename."""
     with requests.Session() as browser:
@@ -170,17 +156,10 @@ def new_codename(url: str, pacer: Pacer) -> str:
 
 # --------------------------------------------------------------------------- the servers
 
-def start_server(desk: Desk, root: Path, label: str, one_slot: bool = False) -> Server:
-    """`desk serve source` on the desk's data, running this checkout's code like this process;
-    with `one_slot`, one derivation at a time per process."""
-    path = [str(REPO)]
-    if one_slot:
-        scratch = root / "one-slot"
-        scratch.mkdir(exist_ok=True)
-        (scratch / "sitecustomize.py").write_text(ONE_SLOT)
-        path.insert(0, str(scratch))
+def start_server(desk: Desk, root: Path, label: str) -> Server:
+    """`desk serve source` on the desk's data, running this checkout's code like this process."""
     return common.start_server(desk.data, "source", root / f"server-{label}.log",
-                               PYTHONPATH=os.pathsep.join(path))
+                               PYTHONPATH=str(REPO))
 
 
 def kill_server(server: Server) -> None:
@@ -318,11 +297,18 @@ def login_once(url: str, codename: str, pacer: Pacer, tally: Tally, name: str, r
     return answer.ms
 
 
-def burst(server: Server, clients: int, pacer: Pacer, timeout: float
-          ) -> tuple[float, list[Answer], dict[int, int], dict[int, int]]:
-    """`clients` wrong logins released at once, each in a session of its own. Returns the wall
-    ms from release to the last answer, the answers, and each worker's VmRSS before and
-    peak RSS (VmHWM) during the burst."""
+@dataclass
+class Burst:
+    wall_ms: float
+    answers: list[Answer]
+    rss_before_kib: dict[int, int]  # worker -> VmRSS at the release
+    peak_rss_kib: dict[int, int]    # worker -> VmHWM from the release to the last answer
+    cpu_s: dict[int, float]         # worker -> CPU seconds over the same time
+
+
+def burst(server: Server, clients: int, pacer: Pacer, timeout: float) -> Burst:
+    """`clients` wrong logins released at once, each in a session of its own; what each worker
+    did meanwhile."""
     forms = [open_form(server.url) for _ in range(clients)]
     codenames = [wrong_codename() for _ in range(clients)]
     answers: list[Answer | None] = [None] * clients
@@ -342,6 +328,7 @@ def burst(server: Server, clients: int, pacer: Pacer, timeout: float
     workers = server.workers()
     pacer.take(clients)
     before = reset_peak_rss(workers)
+    cpu0 = {pid: cpu_seconds(pid) for pid in workers}
     barrier.wait()
     t0 = time.perf_counter()
     for thread in threads:
@@ -349,7 +336,8 @@ def burst(server: Server, clients: int, pacer: Pacer, timeout: float
     wall = (time.perf_counter() - t0) * 1000
     if errors:
         raise errors[0]
-    return wall, [a for a in answers if a is not None], before, peak_rss(workers)
+    return Burst(wall, [a for a in answers if a is not None], before, peak_rss(workers),
+                 {pid: cpu_seconds(pid) - cpu0[pid] for pid in workers})
 
 
 def raw_derivation() -> float:
@@ -377,7 +365,7 @@ class Rounds:
 
     rows: list[dict[str, float]] = field(default_factory=list)
     burst_requests: list[list[float]] = field(default_factory=list)
-    burst_rss: list[dict[str, dict[int, int]]] = field(default_factory=list)
+    bursts: list[Burst] = field(default_factory=list)
 
     def values(self, name: str) -> list[float]:
         return [row[name] for row in self.rows]
@@ -387,7 +375,7 @@ class Rounds:
         return median([row[name] / row[to] for row in self.rows])
 
 
-def run_rounds(args: argparse.Namespace, small: Server, large: Server, one_slot: Server,
+def run_rounds(args: argparse.Namespace, small: Server, large: Server,
                desks: dict[str, Desk], pacers: dict[str, Pacer], tally: Tally) -> Rounds:
     rounds = Rounds()
     steps: dict[str, Any] = {
@@ -406,15 +394,14 @@ def run_rounds(args: argparse.Namespace, small: Server, large: Server, one_slot:
             if name != "burst":
                 row[name] = steps[name]()
                 continue
-            wall, answers, before, peak = burst(one_slot, args.clients, pacers["one-slot"], 120)
-            for answer in answers:
-                if answer.status is None:
+            result = burst(large, args.clients, pacers["large"], 120)
+            for answer in result.answers:
+                if answer.status is None:  # derivations hang again (bench/RESULTS.md)
                     raise RuntimeError("burst: a login did not answer in 120 s")
                 tally.check("burst", answer, right=False)
-            row["burst"] = wall
+            row["burst"] = result.wall_ms
             if number >= 0:
-                rounds.burst_requests.append([a.ms for a in answers])
-                rounds.burst_rss.append({"before": before, "peak": peak})
+                rounds.bursts.append(result)
         if number < 0:
             continue
         rounds.rows.append(row)
@@ -425,12 +412,11 @@ def run_rounds(args: argparse.Namespace, small: Server, large: Server, one_slot:
 
 def probe_as_is(server: Server, clients: int, pacer: Pacer, hang_seconds: float
                 ) -> dict[str, Any]:
-    """The burst against the server as it is; what answered, and what the workers did while the
-    rest waited."""
+    """The burst once more, each login given `hang_seconds`; what answered, what the workers
+    did, and whether the server still answers."""
     workers = server.workers()
-    cpu0 = {pid: cpu_seconds(pid) for pid in workers}
-    wall, answers, before, peak = burst(server, clients, pacer, hang_seconds)
-    answered = [a for a in answers if a.status is not None]
+    result = burst(server, clients, pacer, hang_seconds)
+    answered = [a for a in result.answers if a.status is not None]
     cpu1 = {pid: cpu_seconds(pid) for pid in workers}
     time.sleep(2)
     cpu2 = {pid: cpu_seconds(pid) for pid in workers}
@@ -446,11 +432,11 @@ def probe_as_is(server: Server, clients: int, pacer: Pacer, hang_seconds: float
     answer = form.post(wrong_codename(), timeout=hang_seconds)
     after["one more wrong login"] = (str(answer.status) if answer.status is not None
                                      else f"no answer in {hang_seconds:.0f} s")
-    return {"clients": clients, "wall_ms": wall, "answered": len(answered),
+    return {"clients": clients, "wall_ms": result.wall_ms, "answered": len(answered),
             "answered_ms": [a.ms for a in answered],
-            "statuses": [a.status for a in answers], "rss_before_kib": before,
-            "peak_rss_kib": peak, "rss_after_kib": rss, "threads": threads,
-            "worker_cpu_s_during": {p: cpu1[p] - cpu0[p] for p in workers},
+            "statuses": [a.status for a in result.answers],
+            "rss_before_kib": result.rss_before_kib, "peak_rss_kib": result.peak_rss_kib,
+            "rss_after_kib": rss, "threads": threads, "worker_cpu_s_during": result.cpu_s,
             "worker_cpu_s_2s_after": {p: cpu2[p] - cpu1[p] for p in workers}, "after": after}
 
 
@@ -474,7 +460,7 @@ def report(args: argparse.Namespace, rounds: Rounds, probe: dict[str, Any]) -> d
         label = f"burst of {args.clients}, wall" if name == "burst" else name
         print(f"| {label} | {s['median']:.0f} | {s['p95']:.0f} | {s['min']:.0f} | "
               f"{s['max']:.0f} | {s['median'] / raw:.2f} | {rounds.ratio(name):.2f} |")
-    each = [ms for batch in rounds.burst_requests for ms in batch]
+    each = [a.ms for b in rounds.bursts for a in b.answers]
     s = summary(each)
     figures["burst-request"] = s | {"ratio_to_raw": s["median"] / raw}
     print(f"| burst, each request ({len(each)}) | {s['median']:.0f} | {s['p95']:.0f} | "
@@ -490,19 +476,26 @@ def report(args: argparse.Namespace, rounds: Rounds, probe: dict[str, Any]) -> d
           f"{figures['right-N/wrong-N']['medians']:.2f} (medians), "
           f"{figures['right-N/wrong-N']['per_round']:.2f} (per round)")
 
-    before = [kib for r in rounds.burst_rss for kib in r["before"].values()]
-    peaks = [kib for r in rounds.burst_rss for kib in r["peak"].values()]
-    rises = [r["peak"][p] - r["before"][p] for r in rounds.burst_rss for p in r["peak"]]
-    totals = [sum(r["peak"].values()) for r in rounds.burst_rss]
+    before = [kib for b in rounds.bursts for kib in b.rss_before_kib.values()]
+    peaks = [kib for b in rounds.bursts for kib in b.peak_rss_kib.values()]
+    rises = [b.peak_rss_kib[p] - b.rss_before_kib[p] for b in rounds.bursts
+             for p in b.peak_rss_kib]
+    totals = [sum(b.peak_rss_kib.values()) for b in rounds.bursts]
+    # The busier worker's share of the burst's worker CPU: 0.5 is an even split.
+    shares = [max(b.cpu_s.values()) / max(1e-9, sum(b.cpu_s.values())) for b in rounds.bursts]
     figures["burst_rss_kib"] = {"worker_before_median": median(before),
                                 "worker_peak_median": median(peaks), "worker_peak_max": max(peaks),
                                 "worker_rise_max": max(rises), "workers_peak_sum_max": max(totals)}
-    print(f"\nburst, one-slot server: worker VmRSS before {mib(median(before))} (median); "
+    figures["burst_busier_worker_cpu_share"] = shares
+    print(f"\nburst, {args.sources} sources: worker VmRSS before {mib(median(before))} (median); "
           f"worker peak RSS {mib(median(peaks))} median, {mib(max(peaks))} max (rise at most "
-          f"{mib(max(rises))}); both workers' peaks summed, at most {mib(max(totals))}")
+          f"{mib(max(rises))}); both workers' peaks summed, at most {mib(max(totals))}; "
+          f"busier worker's share of the worker CPU: median {median(shares):.2f}, "
+          f"{min(shares):.2f} to {max(shares):.2f}; worker CPU per burst median "
+          f"{median([sum(b.cpu_s.values()) for b in rounds.bursts]):.2f} s")
 
-    print(f"\nas it is (2 slots per process), {probe['clients']} wrong logins at once, "
-          f"{args.hang_seconds:.0f} s each: {probe['answered']} answered "
+    print(f"\nafter the rounds, {probe['clients']} wrong logins at once, "
+          f"{args.hang_seconds:.0f} s each: {probe['answered']} of {probe['clients']} answered "
           f"(statuses {probe['statuses']}), wall {probe['wall_ms'] / 1000:.1f} s")
     for pid in probe["peak_rss_kib"]:
         print(f"  worker {pid}: VmRSS {mib(probe['rss_before_kib'][pid])} before, peak "
@@ -556,24 +549,22 @@ def bench(args: argparse.Namespace, info: dict[str, str], root: Path,
     print(f"seeded {args.sources - 1} sources in {desks['large'].seed_seconds:.2f} s")
     servers["small"] = start_server(desks["small"], root, "small")
     servers["large"] = start_server(desks["large"], root, "large")
-    servers["one-slot"] = start_server(desks["large"], root, "one-slot", one_slot=True)
     pacers = {name: Pacer() for name in servers}
     for name, desk in desks.items():
         desk.codename = new_codename(servers[name].url, pacers[name])
         count = count_sources(desk)
         assert count == desk.sources, f"{name}: {count} sources, expected {desk.sources}"
+    plan = lookup_plan(desks["large"])
     print(f"sources: {desks['small'].sources} and {desks['large'].sources}; "
-          f"setup {time.perf_counter() - started:.0f} s", flush=True)
+          f"setup {time.perf_counter() - started:.0f} s; lookup plan: {plan}", flush=True)
 
     tally = Tally()
     idle0 = idle_share()
     t0 = time.perf_counter()
-    rounds = run_rounds(args, servers["small"], servers["large"], servers["one-slot"], desks,
-                        pacers, tally)
+    rounds = run_rounds(args, servers["small"], servers["large"], desks, pacers, tally)
     rounds_seconds = time.perf_counter() - t0
     idle1 = idle_share()
     idle = (idle1[0] - idle0[0]) / max(1, idle1[1] - idle0[1])
-    kill_server(servers.pop("one-slot"))
     probe = probe_as_is(servers["large"], args.clients, pacers["large"], args.hang_seconds)
     kill_server(servers.pop("large"))
 
@@ -588,8 +579,8 @@ def bench(args: argparse.Namespace, info: dict[str, str], root: Path,
     if args.json:
         args.json.write_text(json.dumps({
             "machine": info, "args": vars(args) | {"json": str(args.json)},
-            "figures": figures, "rounds": rounds.rows, "burst_requests": rounds.burst_requests,
-            "burst_rss_kib": rounds.burst_rss, "as_is_burst": probe,
+            "lookup_plan": plan, "figures": figures, "rounds": rounds.rows,
+            "bursts": [asdict(b) for b in rounds.bursts], "as_is_burst": probe,
             "statuses": tally.statuses, "throttle_wait_s": waited,
             "rounds_seconds": rounds_seconds, "idle_share": idle}, indent=1, default=str))
     return 0

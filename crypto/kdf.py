@@ -4,8 +4,8 @@ cryptography runs an Argon2id derivation's lanes on OpenSSL's thread pool. Two d
 with more than one lane started at the same time in one process wait on each other for ever
 (cryptography 50.0 with OpenSSL 4.0.3: both threads stop using CPU and never return;
 bench/RESULTS.md, "Codename login"). Every derivation in the desk and the console therefore
-goes through this module, which holds one lock around it. With four lanes a derivation already
-uses every core of a small server, so running them one by one costs little throughput.
+goes through this module, which holds one lock around it. Logins then queue: a burst of eight
+takes about eight derivations' time on the 2-core reference machine (bench/RESULTS.md).
 """
 
 from __future__ import annotations
