@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test lint pytest system-deps test-deps clean
+.PHONY: run test lint pytest system-deps test-deps translations clean
 
 run: $(VENV)/.installed
 	$(BIN)/desk demo
@@ -16,6 +16,15 @@ test: lint pytest
 
 pytest: $(VENV)/.installed | test-deps
 	$(BIN)/pytest
+
+# After changing a text sources read: extract it, update every catalogue (changed entries
+# become fuzzy, and tests/test_languages.py fails until they are translated), compile.
+translations: $(VENV)/.installed
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -o desk/translations/messages.pot --no-location \
+	  --project desk --version 1 --msgid-bugs-address "" --copyright-holder desk .
+	$(BIN)/pybabel update -i desk/translations/messages.pot -d desk/translations --no-wrap \
+	  --ignore-obsolete
+	$(BIN)/pybabel compile -d desk/translations
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -34,9 +43,18 @@ system-deps:
 	  $(APT) update -q && $(APT) install -y -q $$missing; \
 	fi
 
-# The browser tests drive Debian's Chromium; only the tests need it.
+# Only the tests need these: the browser tests drive Debian's Chromium; the deployment tests
+# check the generated torrc with tor itself and the install script with shellcheck.
 test-deps:
-	@[ -x /usr/bin/chromium ] || { $(APT) update -q && $(APT) install -y -q chromium; }
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	command -v tor >/dev/null 2>&1 || missing="$$missing tor"; \
+	command -v shellcheck >/dev/null 2>&1 || missing="$$missing shellcheck"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(APT) update -q && $(APT) install -y -q $$missing; \
+	fi
 
 $(VENV)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)

@@ -41,6 +41,7 @@ from desk.recipients import key_statuses
 from desk.services import open_services
 from desk.store import write_durably
 from desk.submissions import purge_expired
+from desk.tor import OnionLayout, write_tor_config
 from desk.tus import purge_expired_uploads
 
 DEFAULT_PORTS: dict[Interface, int] = {"source": 8080, "journalist": 8081}
@@ -258,6 +259,54 @@ def serve_command(interface: str, host: str, port: int | None) -> None:
     open_services(config)  # fail here, clearly, rather than in every worker
     which: Interface = "source" if interface == "source" else "journalist"
     serve(lambda: create_app(config, which), host, port or DEFAULT_PORTS[which])
+
+
+@cli.command("tor-config", with_appcontext=False)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the torrc.")
+@click.option("--tor-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="tor's data directory, holding both onion services; it must belong to the "
+                   "user tor runs as. Default: tor/ in the desk's data directory.")
+@click.option("--source-port", type=click.IntRange(1, 65535),
+              default=DEFAULT_PORTS["source"], show_default=True)
+@click.option("--journalist-port", type=click.IntRange(1, 65535),
+              default=DEFAULT_PORTS["journalist"], show_default=True)
+@_fail_on_errors
+def tor_config_command(out: Path, tor_dir: Path | None, source_port: int,
+                       journalist_port: int) -> None:
+    """Write a torrc for the two onion services and make the journalists' client key."""
+    if source_port == journalist_port:
+        raise _Failure("the source and journalist interfaces need different ports")
+    config = _config()
+    layout = OnionLayout((tor_dir or config.data_dir / "tor").absolute(), source_port,
+                         journalist_port)
+    setup = write_tor_config(layout, config.data_dir, out.absolute())
+    click.echo(f"Wrote {setup.torrc} (tor's data directory: {layout.tor_dir})")
+    for name, address, directory in (
+            ("Source interface", setup.source_address, layout.source_dir),
+            ("Journalist interface", setup.journalist_address, layout.journalist_dir)):
+        click.echo(f"{name}: {address}" if address else
+                   f"{name}: the address appears in {directory / 'hostname'} once tor has "
+                   "started")
+    if setup.client_key_created:
+        click.echo(f"Made the journalists' client key; tor reads its public half from "
+                   f"{layout.authorized_client_file} when it starts or reloads.")
+    key, line = setup.client_key, setup.client_line
+    if key is None:
+        click.echo(f"The journalists' client key is kept ({layout.authorized_client_file}), but "
+                   f"its private half is no longer on this server ({layout.client_key_file}). "
+                   "To issue a new one, delete the first file, run this again and reload tor.")
+    elif line is None:
+        click.echo("The journalists'' client key line needs the journalist address. Once tor has "
+                   f"started, print it with:\n  {setup.rerun_command()}")
+    else:
+        click.echo("Journalists' client key line, for each journalist's Tor Browser or "
+                   "ClientOnionAuthDir (keep it secret):")
+        click.echo(f"  {line}")
+        click.echo("Tor Browser's prompt on the journalist address asks only for the last part: "
+                   f"{key.private_base32}")
+        click.echo(f"It is kept in {layout.client_key_file}: delete that file once every "
+                   "journalist has the key.")
 
 
 @cli.command("export", with_appcontext=False)

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Install or upgrade a desk on Debian 12 from this checkout:
+#
+#   sudo deploy/install.sh
+#
+# Safe to run again: it keeps the data directory, the onion services' keys and the journalists'
+# client key, and restarts the desk only when its code or units changed. deploy/README.md says
+# what it does and why.
+set -euo pipefail
+
+readonly PREFIX=/opt/desk                      # the desk's virtualenv
+readonly PYTHON=/usr/bin/python3               # Debian's, whatever else is on root's PATH
+readonly DATA=/var/lib/desk                    # DESK_DATA, mode 0700, owned by DESK_USER
+readonly DESK_USER=desk
+readonly TOR_INSTANCE=desk                     # Debian's tor@desk.service
+readonly TOR_USER=_tor-$TOR_INSTANCE
+readonly TOR_DIR=/var/lib/tor-instances/$TOR_INSTANCE
+readonly TORRC=/etc/tor/instances/$TOR_INSTANCE/torrc
+readonly UNIT_DIR=/etc/systemd/system
+readonly UNITS=(desk@source.service desk@journalist.service desk-purge.timer
+                desk-keys-check.timer)
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly REPO
+
+# The virtualenv must be readable by the desk user; the desk sets its own files' modes.
+umask 022
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf 'desk-install: %s\n' "$*"; }
+die() { printf 'desk-install: %s\n' "$*" >&2; exit 1; }
+as_desk() { (cd / && umask 077 && runuser -u "$DESK_USER" -- env HOME="$DATA" DESK_DATA="$DATA" "$@"); }
+
+# A digest of the installed desk (code, templates, dependencies): restart only when it changes.
+code_digest() {
+  {
+    if [[ -d $PREFIX/lib ]]; then
+      "$PREFIX/bin/pip" freeze --all 2>/dev/null || true
+      find "$PREFIX" -type f ! -name '*.pyc' \( -path "$PREFIX/lib/*/site-packages/desk/*" \
+        -o -path "$PREFIX/lib/*/site-packages/crypto/*" -o -path "$PREFIX/share/desk/*" \) \
+        -print0 | sort -z | xargs -0r sha256sum
+    fi
+  } | sha256sum
+}
+
+[[ $(id -u) -eq 0 ]] || die "run this as root: sudo $0"
+[[ -d /run/systemd/system ]] || die "systemd is not running here; this script needs it"
+# shellcheck source=/dev/null
+. /etc/os-release
+[[ ${ID:-} == debian && ${VERSION_ID:-} == 12 ]] \
+  || say "warning: written for Debian 12, this is ${PRETTY_NAME:-unknown}; going on"
+
+say "packages"
+missing=()
+command -v tor >/dev/null 2>&1 || missing+=(tor)
+command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
+"$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+tor_was_installed=yes
+[[ " ${missing[*]} " == *" tor "* ]] && tor_was_installed=no
+if ((${#missing[@]})); then
+  apt-get update -q
+  apt-get install -y -q "${missing[@]}"
+fi
+# Debian starts a tor client (tor@default, SOCKS on 127.0.0.1:9050) when it installs tor. The
+# desk's tor needs none, and a SOCKS port on loopback is a way out to the network for any local
+# process, a compromised desk included. Stop it, unless it was here before us.
+if [[ $tor_was_installed == no ]]; then
+  systemctl stop tor@default.service
+  systemctl mask tor@default.service
+elif systemctl is-active --quiet tor@default.service; then
+  say "warning: tor@default.service (Debian's tor client) is running; the desk does not need"
+  say "it, and its SOCKS port lets local processes reach the network. If nothing else uses"
+  say "it: systemctl mask --now tor@default.service"
+fi
+
+say "user $DESK_USER and data directory $DATA"
+if ! getent passwd "$DESK_USER" >/dev/null; then
+  useradd --system --user-group --home-dir "$DATA" --no-create-home \
+    --shell /usr/sbin/nologin --comment "desk" "$DESK_USER"
+fi
+install -d -m 0700 -o "$DESK_USER" -g "$DESK_USER" "$DATA"
+
+say "the desk, in $PREFIX"
+before=$(code_digest)
+[[ -x $PREFIX/bin/python ]] || "$PYTHON" -m venv "$PREFIX"
+"$PREFIX/bin/pip" install -q --upgrade pip
+"$PREFIX/bin/pip" install -q --upgrade "$REPO"
+after=$(code_digest)
+as_desk "$PREFIX/bin/desk" init
+
+say "tor instance $TOR_INSTANCE"
+getent passwd "$TOR_USER" >/dev/null || tor-instance-create "$TOR_INSTANCE"
+install -d -m 0755 "$(dirname "$TORRC")"
+tor_config() {
+  DESK_DATA="$DATA" "$PREFIX/bin/desk" tor-config --out "$TORRC" --tor-dir "$TOR_DIR"
+  # tor refuses onion service directories that are not its own.
+  chown -R "$TOR_USER:$TOR_USER" "$TOR_DIR"
+}
+tor_config >/dev/null
+
+say "systemd units"
+units_changed=no
+for unit in "$REPO"/deploy/systemd/*; do
+  target=$UNIT_DIR/$(basename "$unit")
+  if ! cmp -s "$unit" "$target"; then
+    install -m 0644 "$unit" "$target"
+    units_changed=yes
+  fi
+done
+systemctl daemon-reload
+systemctl enable --quiet "${UNITS[@]}" tor.service
+if [[ $before != "$after" || $units_changed == yes ]]; then
+  # An upload in progress is cut off; with JavaScript on, the source's browser resumes it.
+  systemctl restart desk@source.service desk@journalist.service
+else
+  systemctl start desk@source.service desk@journalist.service
+fi
+systemctl start desk-purge.timer desk-keys-check.timer
+# Reloading (SIGHUP) keeps tor's circuits; it starts tor@desk if it is not running.
+systemctl reload-or-restart tor@desk.service
+
+say "waiting for tor to write the onion addresses"
+for _ in $(seq 120); do
+  [[ -s $TOR_DIR/source/hostname && -s $TOR_DIR/journalist/hostname ]] && break
+  sleep 1
+done
+[[ -s $TOR_DIR/source/hostname && -s $TOR_DIR/journalist/hostname ]] \
+  || die "tor wrote no onion addresses in 2 minutes: see journalctl -u tor@desk.service"
+
+echo
+tor_config
+cat <<EOF
+
+The desk is running. Next, add the journalists (their public keys only):
+
+  sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk journalist add NAME --key NAME.asc --admin
+
+and check them with: sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk keys check
+The client key line above is a secret: give it to the journalists over a safe channel.
+EOF

@@ -1,0 +1,318 @@
+"""The desk's two onion services: the torrc that runs them and the journalists' client key.
+
+Everything tor keeps lives under one directory, the *tor directory*, which must belong to the
+user tor runs as (mode 0700; tor refuses anything looser):
+
+    TOR_DIR/                              tor's DataDirectory
+    TOR_DIR/source/                       the source interface's onion service; tor writes its
+                                          address to `hostname` here when it first starts
+    TOR_DIR/journalist/                   the journalist interface's onion service
+    TOR_DIR/journalist/authorized_clients/journalist.auth
+                                          `descriptor:x25519:<public key>`: without the matching
+                                          private key nobody can even fetch this service's
+                                          descriptor, so its login page is out of reach
+    TOR_DIR/journalist.client_key         `descriptor:x25519:<private key>`, kept so that running
+                                          `desk tor-config` again prints the same key; delete it
+                                          once every journalist has the key
+
+`deploy/README.md` describes how the desk's install script uses this.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import os
+import re
+import shlex
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from desk.errors import DeskError
+
+ONION_PORT = 80
+AUTH_TYPE = "descriptor:x25519:"
+# Base32 of a 32-byte key without its "====" padding, as tor writes and reads it.
+_KEY_RE = re.compile(r"^[A-Z2-7]{52}$")
+_ONION_RE = re.compile(r"^([a-z2-7]{56})\.onion$")
+# Written as they are; anything else in a path is quoted (tor reads C-style quoted values).
+_PLAIN_VALUE_RE = re.compile(r"^[A-Za-z0-9_./+,:=@~-]+$")
+_TEMP_PREFIX = ".tmp-"
+
+
+class TorSetupError(DeskError):
+    """The tor configuration could not be written; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class OnionLayout:
+    """Where tor keeps the desk's onion services, and the local ports they lead to."""
+
+    tor_dir: Path
+    source_port: int
+    journalist_port: int
+
+    @property
+    def source_dir(self) -> Path:
+        """The source interface's HiddenServiceDir."""
+        return self.tor_dir / "source"
+
+    @property
+    def journalist_dir(self) -> Path:
+        """The journalist interface's HiddenServiceDir."""
+        return self.tor_dir / "journalist"
+
+    @property
+    def authorized_client_file(self) -> Path:
+        """The journalists' public client-authorization key, read by tor."""
+        return self.journalist_dir / "authorized_clients" / "journalist.auth"
+
+    @property
+    def client_key_file(self) -> Path:
+        """The journalists' private client-authorization key, kept for `desk tor-config`."""
+        return self.tor_dir / "journalist.client_key"
+
+
+class ClientKey:
+    """The journalists' x25519 client-authorization key. Its repr shows the public half only."""
+
+    def __init__(self, private: X25519PrivateKey) -> None:
+        self._private = private
+
+    @classmethod
+    def generate(cls) -> ClientKey:
+        """A new random key."""
+        return cls(X25519PrivateKey.generate())
+
+    @classmethod
+    def from_base32(cls, text: str) -> ClientKey:
+        """The key whose private half is `text` (base32, no padding)."""
+        return cls(X25519PrivateKey.from_private_bytes(_decode_key(text)))
+
+    @property
+    def public_base32(self) -> str:
+        """The public half in base32, no padding."""
+        raw = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return _encode_key(raw)
+
+    @property
+    def private_base32(self) -> str:
+        """The private half in base32, no padding: what Tor Browser's prompt asks for."""
+        raw = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return _encode_key(raw)
+
+    def client_line(self, onion_address: str) -> str:
+        """The line a Tor client's ClientOnionAuthDir (or Tor Browser) takes for the service."""
+        match = _ONION_RE.match(onion_address)
+        if match is None:
+            raise TorSetupError(f"{onion_address!r} is not a v3 onion address")
+        return f"{match.group(1)}:{AUTH_TYPE}{self.private_base32}"
+
+    def __repr__(self) -> str:
+        return f"ClientKey(public={self.public_base32})"
+
+
+@dataclass(frozen=True)
+class TorSetup:
+    """What `write_tor_config` did and what is known so far."""
+
+    layout: OnionLayout
+    data_dir: Path
+    torrc: Path
+    source_address: str | None
+    journalist_address: str | None
+    # None when the key exists but its private half was deleted from this server.
+    client_key: ClientKey | None
+    client_key_created: bool
+
+    @property
+    def client_line(self) -> str | None:
+        """The journalists' Tor Browser key line, once both the key and address are known."""
+        if self.client_key is None or self.journalist_address is None:
+            return None
+        return self.client_key.client_line(self.journalist_address)
+
+    def rerun_command(self) -> str:
+        """The command that writes the same configuration again."""
+        return f"DESK_DATA={shlex.quote(str(self.data_dir))} " + shlex.join([
+            "desk", "tor-config", "--out", str(self.torrc), "--tor-dir", str(self.layout.tor_dir),
+            "--source-port", str(self.layout.source_port),
+            "--journalist-port", str(self.layout.journalist_port)])
+
+
+def render_torrc(layout: OnionLayout, data_dir: Path) -> str:
+    """The complete torrc for the desk whose data directory is `data_dir`."""
+    tor_dir = _torrc_value(layout.tor_dir)
+    source_dir = _torrc_value(layout.source_dir)
+    journalist_dir = _torrc_value(layout.journalist_dir)
+    return f"""\
+# tor for the desk in {_comment(data_dir)}, written by `desk tor-config`.
+# Run that command again rather than editing this file: it keeps every key.
+
+DataDirectory {tor_dir}
+# This tor runs the two onion services and nothing else. With no SOCKS port and no control
+# port or socket, no local process can use it to reach the network or reconfigure it.
+SocksPort 0
+ControlPort 0
+ControlSocket 0
+# Notices only, with addresses scrubbed.
+SafeLogging 1
+Log notice stdout
+
+# The source interface: open to anyone who has its address.
+HiddenServiceDir {source_dir}
+HiddenServicePort {ONION_PORT} 127.0.0.1:{layout.source_port}
+# Under a flood of introductions, serve first the clients that solved a harder puzzle (Tor
+# Browser does this by itself). Intro-point rate limiting (HiddenServiceEnableIntroDoSDefense)
+# stays off: it drops sources and attackers alike, undoing what the puzzle buys.
+HiddenServicePoWDefensesEnabled 1
+# A Tor Browser keeps at most a handful of connections to a site; a circuit asking for more
+# is an attack on the server's threads, so it is closed.
+HiddenServiceMaxStreams 20
+HiddenServiceMaxStreamsCloseCircuit 1
+
+# The journalist interface: its descriptor is encrypted to the keys in authorized_clients/,
+# so without the journalists' client key it cannot even be reached.
+HiddenServiceDir {journalist_dir}
+HiddenServicePort {ONION_PORT} 127.0.0.1:{layout.journalist_port}
+HiddenServicePoWDefensesEnabled 1
+"""
+
+
+def write_tor_config(layout: OnionLayout, data_dir: Path, out: Path) -> TorSetup:
+    """Write the torrc to `out` and make sure the journalists' client key exists.
+
+    Safe to run again: it keeps the client key (and tor keeps the onion services' keys), and
+    once tor has started it also reports the onion addresses and the full client key line.
+    """
+    key, created = ensure_client_key(layout)
+    _write_file(out, render_torrc(layout, data_dir), mode=0o644)  # tor rereads it on reload
+    return TorSetup(
+        layout=layout, data_dir=data_dir, torrc=out,
+        source_address=onion_address(layout.source_dir),
+        journalist_address=onion_address(layout.journalist_dir),
+        client_key=key, client_key_created=created)
+
+
+def ensure_client_key(layout: OnionLayout) -> tuple[ClientKey | None, bool]:
+    """The journalists' client key and whether it is new; None if only its public half is left.
+
+    An existing key is always kept: replacing it would lock every journalist out.
+    """
+    if not layout.tor_dir.parent.is_dir():
+        raise TorSetupError(f"{layout.tor_dir.parent} does not exist: create it first (for the "
+                            "default tor directory, run `desk init`)")
+    for directory in (layout.tor_dir, layout.journalist_dir,
+                      layout.authorized_client_file.parent):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        mode = stat.S_IMODE(directory.stat().st_mode)
+        if mode & 0o077:  # tor refuses an onion service directory others can read
+            os.chmod(directory, mode & ~0o077)
+    public = _read_key_file(layout.authorized_client_file)
+    private = _read_key_file(layout.client_key_file)
+    if private is not None:
+        key = ClientKey.from_base32(private)
+        if public is None:
+            _write_file(layout.authorized_client_file, AUTH_TYPE + key.public_base32 + "\n")
+        elif public != key.public_base32:
+            raise TorSetupError(
+                f"{layout.client_key_file} does not belong to {layout.authorized_client_file}: "
+                "remove the one that is wrong and run this again")
+        return key, False
+    if public is not None:
+        return None, False
+    key = ClientKey.generate()
+    # Private half first: if we stop between the two, the next run rebuilds the public half.
+    _write_file(layout.client_key_file, AUTH_TYPE + key.private_base32 + "\n")
+    _write_file(layout.authorized_client_file, AUTH_TYPE + key.public_base32 + "\n")
+    return key, True
+
+
+def onion_address(service_dir: Path) -> str | None:
+    """The onion address tor wrote for a service, or None before tor has first started."""
+    try:
+        text = (service_dir / "hostname").read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    except OSError as exc:
+        raise TorSetupError(f"cannot read {service_dir / 'hostname'}: {exc.strerror}") from exc
+    return text if _ONION_RE.match(text) else None
+
+
+def _read_key_file(path: Path) -> str | None:
+    """The base32 key in a one-line `descriptor:x25519:KEY` file, or None if there is none."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TorSetupError(f"cannot read {path}: {exc}") from exc
+    key = text.removeprefix(AUTH_TYPE)
+    if not text.startswith(AUTH_TYPE) or not _KEY_RE.match(key):
+        raise TorSetupError(f"{path} is not a `{AUTH_TYPE}KEY` line: remove it and run this "
+                            "again to make a new client key")
+    return key
+
+
+def _encode_key(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_key(text: str) -> bytes:
+    if not _KEY_RE.match(text):
+        raise TorSetupError("a client key must be 52 base32 characters")
+    try:
+        return base64.b32decode(text + "====")
+    except binascii.Error as exc:
+        raise TorSetupError("a client key must be 52 base32 characters") from exc
+
+
+def _torrc_value(path: Path) -> str:
+    """`path` as a torrc value: as it is if plain, else as a quoted string."""
+    text = str(path)
+    if not path.is_absolute():
+        raise TorSetupError(f"{text} is not an absolute path")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        raise TorSetupError(f"{text!r} has a control character: choose another directory")
+    if _PLAIN_VALUE_RE.match(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _comment(path: Path) -> str:
+    return "".join(char if char.isprintable() else "?" for char in str(path))
+
+
+def _write_file(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace `path` with `text` whole: via a temporary name, fsynced, with `mode`."""
+    temp = path.with_name(f"{_TEMP_PREFIX}{path.name}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)  # whatever the umask
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temp, path)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        raise TorSetupError(f"cannot write {path}: {exc.strerror}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
