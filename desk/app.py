@@ -212,7 +212,9 @@ def _discard_unread_body() -> None:
     stream = request.environ.get("wsgi.input")
     if stream is None:
         return
-    with contextlib.suppress(OSError, ValueError):
+    # Whatever the server's reader raises on a malformed body (gunicorn's InvalidChunkSize,
+    # a reset connection), the answer is still the error page already chosen.
+    with contextlib.suppress(Exception):
         while stream.read(DISCARD_CHUNK):
             pass
 
