@@ -66,7 +66,8 @@ from common import REPO, Server, cpu_seconds, median, status_kib, summary
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from sqlalchemy import insert
 
-from crypto.codename import PRODUCTION_KDF, SALT_BYTES, generate_passphrase
+from crypto.codename import SALT_BYTES, generate_passphrase
+from crypto.kdf import PRODUCTION_KDF
 from desk.db import make_engine
 from desk.designations import random_designation
 from desk.models import Source

@@ -114,7 +114,7 @@ def create_app(config: Config, interface: Interface = "source",
 def human_size(size: int) -> str:
     """1234567 -> '1.2 MB' (decimal units, as people read them)."""
     if size < 1000:
-        return ngettext("%(num)d byte", "%(num)d bytes", size)
+        return str(ngettext("%(num)d byte", "%(num)d bytes", size))
     value = float(size)
     for unit in ("KB", "MB", "GB"):
         value /= 1000

@@ -19,8 +19,7 @@ from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.codename import PRODUCTION_KDF, KdfParams
-from crypto.kdf import phc_hash, phc_verify
+from crypto.kdf import PRODUCTION_KDF, KdfParams, phc_hash, phc_verify
 from desk.errors import JournalistError
 from desk.models import Journalist
 

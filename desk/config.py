@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from crypto.codename import PRODUCTION_KDF, KdfParams
+from crypto.kdf import PRODUCTION_KDF, KdfParams
 from desk.errors import ConfigError
 
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3

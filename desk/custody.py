@@ -73,7 +73,7 @@ def verify_desk(session: Session, store: Store, public_hex: str) -> CustodyRepor
     deleted = {e.object_id for e in chain if e.event == "delete"}
     replies_checked = _verify_replies(session, store, chain, deleted)
     rows = {s.id: s for s in session.scalars(select(Submission))}
-    vanished = sorted(set(received) - deleted - set(rows))
+    vanished = sorted(oid for oid in set(received) - deleted - set(rows) if oid is not None)
     if vanished:
         raise CustodyBroken("was received but is gone without a delete entry",
                             object_id=vanished[0])

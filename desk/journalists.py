@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from crypto.codename import PRODUCTION_KDF, KdfParams
 from crypto.errors import KeyRefused
 from crypto.gpg import GnuPG
+from crypto.kdf import PRODUCTION_KDF, KdfParams
 from crypto.keys import check_key, single_public_key
 from desk.auth import hash_password, new_totp_secret
 from desk.errors import JournalistError

@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -96,7 +96,8 @@ class DatabaseSessionInterface(SessionInterface):
         token = request.cookies.get(self.get_cookie_name(app))
         if token and len(token) < 128:
             with self._sessions() as db:
-                row = db.get(self.model, token_hash(token))
+                row = cast("JournalistSession | SourceSession | None",
+                           db.get(self.model, token_hash(token)))
                 if row is not None and row.expires_at > _now():
                     return ServerSession(json.loads(row.data), token, row.expires_at)
         return ServerSession()

@@ -137,7 +137,7 @@ def create_upload(session: Session, store: Store, source_id: str, secret: str, l
     upload_dir(store, upload_id).mkdir(mode=0o700)
     today = datetime.now(UTC).date()
     name = metadata.get("filename")
-    record = {
+    record: dict[str, object] = {
         "filename": None if name is None else base64.b64encode(name).decode("ascii"),
         "filetype": (metadata.get("filetype") or b"").decode("utf-8", "replace") or None,
         "parts": [],

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from crypto.codename import KdfParams
+from crypto.kdf import KdfParams
 from desk.app import create_app
 from desk.config import Config
 from desk.instance import init_desk

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto.codename import PRODUCTION_KDF
+from crypto.kdf import PRODUCTION_KDF
 from desk.config import DEFAULT_MAX_UPLOAD_BYTES, load_config
 from desk.errors import ConfigError
 from tests.conftest import run_desk

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from crypto.codename import Codename, KdfParams, generate_codename, new_salt
+from crypto.codename import Codename, generate_codename, new_salt
 from crypto.errors import FormatError
+from crypto.kdf import KdfParams
 from crypto.reply import (
     PUBLIC_KEY_BYTES,
     derive_reply_key,

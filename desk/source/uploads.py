@@ -146,7 +146,8 @@ def _owner_secret() -> str | None:
     session cookie's token, so the server never stores it."""
     if session.get("source_id") is None:
         return None
-    return session.cookie_key("upload owner").hex()  # type: ignore[attr-defined]
+    key: bytes = session.cookie_key("upload owner")  # type: ignore[attr-defined]
+    return key.hex()
 
 
 def _append(upload: Upload, secret: str,

@@ -154,8 +154,8 @@ def submit() -> Response | str:
     staged = ingest_form(request.stream, request.mimetype_params["boundary"], writer, _check_csrf)
     if not staged:
         raise EmptySubmission()
-    with services().writers() as writer:
-        record_submission(writer, services().store, services().signing_key, source.id, staged)
+    with services().writers() as db:
+        record_submission(db, services().store, services().signing_key, source.id, staged)
     return render_template("source/received.html",
                            files=[obj for obj in staged if obj.kind == "file"],
                            message_sent=any(obj.kind == "message" for obj in staged))
