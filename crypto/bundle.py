@@ -20,8 +20,10 @@ from typing import IO, Any
 
 from crypto.custody import (
     CustodyEntry,
+    SigningKey,
     ciphertext_digest,
     entries_from_lines,
+    signature_valid,
     verify_chain,
 )
 from crypto.errors import CustodyBroken, FormatError, is_version
@@ -32,6 +34,11 @@ ROOT = "desk-bundle"
 VERSION_NAME = "VERSION"
 SIGNING_KEY_NAME = "signing-key.pub"
 MANIFEST_NAME = "manifest.gpg"
+MANIFEST_SIGNATURE_NAME = "manifest.sig"
+# What the desk's Ed25519 key signs: this line, then the manifest's plaintext.
+MANIFEST_SIGNATURE_CONTEXT = b"desk-bundle-manifest 2\n"
+# The manifest and custody log are read whole: a bundle whose are larger is refused.
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 CUSTODY_NAME = "custody.gpg"
 REPLY_COPY_NAME = "copy.gpg"
 MANIFEST_FORMAT = "desk-bundle-manifest"
@@ -112,6 +119,7 @@ class Bundle:
 
     signing_key: str
     manifest: bytes
+    manifest_signature: str
     custody: bytes
     objects: dict[str, BundleObject]
     # Journalists' copies of replies: reply id -> (size, sha256) of its copy.gpg.
@@ -127,7 +135,8 @@ def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
     copy it while hashing. Raise FormatError on anything FORMAT.md rejects. Nothing is trusted
     until verify_bundle."""
     version: bytes | None = None
-    signing_key = manifest = custody = None
+    signing_key = signature = None
+    manifest = custody = None
     objects: dict[str, BundleObject] = {}
     replies: dict[str, tuple[int, str]] = {}
     with tarfile.open(fileobj=source, mode="r|") as tar:
@@ -144,9 +153,11 @@ def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
             elif relative == (SIGNING_KEY_NAME,):
                 signing_key = handle.read(128).decode("ascii", "replace").strip()
             elif relative == (MANIFEST_NAME,):
-                manifest = handle.read()
+                manifest = _read_document(handle, info)
+            elif relative == (MANIFEST_SIGNATURE_NAME,):
+                signature = handle.read(256).decode("ascii", "replace").strip()
             elif relative == (CUSTODY_NAME,):
-                custody = handle.read()
+                custody = _read_document(handle, info)
             elif len(relative) == 3 and relative[0] == "objects" and \
                     OBJECT_ID_RE.match(relative[1]) and \
                     (relative[2] == METADATA_NAME or PART_NAME_RE.match(relative[2])):
@@ -165,9 +176,21 @@ def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
         raise FormatError(f"not a desk bundle of version {BUNDLE_VERSION}")
     if signing_key is None or not HEX64_RE.match(signing_key):
         raise FormatError("the bundle has no valid desk signing key")
-    if manifest is None or custody is None:
-        raise FormatError("the bundle lacks its manifest or custody log")
-    return Bundle(signing_key, manifest, custody, objects, replies)
+    if manifest is None or custody is None or signature is None:
+        raise FormatError("the bundle lacks its manifest, the manifest's signature or its "
+                          "custody log")
+    return Bundle(signing_key, manifest, signature, custody, objects, replies)
+
+
+def _read_document(handle: IO[bytes], info: tarfile.TarInfo) -> bytes:
+    if info.size > MAX_DOCUMENT_BYTES:
+        raise FormatError(f"member {info.name!r} is too large")
+    return handle.read()
+
+
+def sign_manifest(key: SigningKey, manifest_plain: bytes) -> str:
+    """The manifest's signature, as bundles carry it (hex)."""
+    return key.sign(MANIFEST_SIGNATURE_CONTEXT + manifest_plain)
 
 
 @dataclass(frozen=True)
@@ -248,6 +271,9 @@ def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
     signature and link, every object and reply listed and present, every object's ciphertext
     against the digest recorded when it was received and every reply copy against the digest
     recorded when it was sent. Raise CustodyBroken or FormatError."""
+    if not signature_valid(bundle.signing_key, MANIFEST_SIGNATURE_CONTEXT + manifest_plain,
+                           bundle.manifest_signature):
+        raise FormatError("the manifest is not signed by the desk's signing key")
     chain = verify_chain(entries_from_lines(custody_plain.decode("utf-8").splitlines()),
                          bundle.signing_key)
     manifest = parse_manifest(manifest_plain)

@@ -65,6 +65,16 @@ class SigningKey:
         return self._private.sign(message).hex()
 
 
+def signature_valid(public_hex: str, message: bytes, signature_hex: str) -> bool:
+    """True if `signature_hex` is the desk key `public_hex`'s Ed25519 signature of `message`."""
+    try:
+        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
+        public.verify(bytes.fromhex(signature_hex), message)
+    except (ValueError, InvalidSignature):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class CustodyEntry:
     """One link of the chain."""

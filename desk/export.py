@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from crypto.bundle import (
     CUSTODY_NAME,
     MANIFEST_NAME,
+    MANIFEST_SIGNATURE_NAME,
     SIGNING_KEY_NAME,
     VERSION_NAME,
     ManifestObject,
@@ -19,6 +20,7 @@ from crypto.bundle import (
     ManifestReply,
     Member,
     manifest_json,
+    sign_manifest,
     stream_tar,
     tar_size,
     version_line,
@@ -106,6 +108,8 @@ def export_bundle(services: Services, session: Session, submissions: Sequence[Su
         Member(VERSION_NAME, len(version_line()), data=version_line()),
         _data_member(SIGNING_KEY_NAME, (services.signing_key.public_hex + "\n").encode()),
         _data_member(MANIFEST_NAME, gpg.encrypt_bytes(manifest, recipients)),
+        _data_member(MANIFEST_SIGNATURE_NAME,
+                     (sign_manifest(services.signing_key, manifest) + "\n").encode("ascii")),
         _data_member(CUSTODY_NAME, gpg.encrypt_bytes(custody.encode("utf-8"), recipients)),
     ]
     for submission in submissions:

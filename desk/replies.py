@@ -54,12 +54,11 @@ def accept_reply_file(db: Session, desk: Services, source: Source, data: bytes,
         raise JournalistError(
             f"this reply was written for another source, not {source.designation}: check the "
             f"source named in desk-review reply; {REFUSED}")
-    missing = _missing_recipients(db, desk, reply_file.copy)
-    if missing:
+    problems = _recipient_problems(db, desk, reply_file.copy)
+    if problems:
         raise JournalistError(
-            "the journalists' copy is not encrypted to every journalist key of this desk "
-            f"(missing: {', '.join(missing)}); export a fresh bundle, import it and write the "
-            f"reply again; {REFUSED}")
+            f"the journalists' copy is wrong: {'; '.join(problems)}; export a fresh bundle, "
+            f"import it and write the reply again; {REFUSED}")
     return _store(db, desk, source, header.reply_id, reply_file.box, reply_file.copy,
                   "console", author, uploader)
 
@@ -88,19 +87,29 @@ def write_web_reply(db: Session, desk: Services, source: Source, text: str,
     return _store(db, desk, source, header.reply_id, box, encrypted, "web", author, author)
 
 
-def _missing_recipients(db: Session, desk: Services, copy: bytes) -> list[str]:
-    """Usernames of current journalist keys the copy is not encrypted to."""
+def _recipient_problems(db: Session, desk: Services, copy: bytes) -> list[str]:
+    """What is wrong with who the copy is encrypted to: journalists it leaves out, and any key
+    it is encrypted to that is not a current journalist key."""
     key_ids = desk.gpg.recipient_key_ids(copy)
     now = datetime.now(UTC)
     names = {fingerprint: name for fingerprint, name in db.execute(
         select(Journalist.fingerprint, Journalist.username))}
-    missing = []
+    missing, allowed = [], set()
     for fingerprint in desk.recipients.current():
         key = desk.gpg.key(fingerprint)
-        parts = [] if key is None else key.encryption_parts(now)
-        if not any(part.fingerprint[-16:].upper() in key_ids for part in parts):
+        ids = set() if key is None else \
+            {part.fingerprint[-16:].upper() for part in key.encryption_parts(now)}
+        allowed |= ids
+        if not ids & key_ids:
             missing.append(names.get(fingerprint, fingerprint))
-    return missing
+    problems = []
+    if missing:
+        problems.append(f"it is not encrypted to every journalist key of this desk (missing: "
+                        f"{', '.join(missing)})")
+    if extra := sorted(key_ids - allowed):
+        problems.append(f"it is also encrypted to keys that are not journalist keys of this "
+                        f"desk (key ids {', '.join(extra)})")
+    return problems
 
 
 def _store(db: Session, desk: Services, source: Source, reply_id: str, box: bytes,

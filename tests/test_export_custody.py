@@ -36,7 +36,7 @@ from tests.gpgtool import Keypair, gpg, make_keypair
 
 ROOT = "desk-bundle"
 HEAD = [f"{ROOT}/VERSION", f"{ROOT}/signing-key.pub", f"{ROOT}/manifest.gpg",
-        f"{ROOT}/custody.gpg"]
+        f"{ROOT}/manifest.sig", f"{ROOT}/custody.gpg"]
 MESSAGE = "The train left platform 4 with the prisoners at dawn."
 NOTE = b"plate numbers: see second clip\n"
 
@@ -155,7 +155,7 @@ def _open(data: bytes, keypair: Keypair, workdir: Path) -> Opened:
     """Check a bundle's layout and decrypt everything in it with stock gpg."""
     members = _members(data)
     names = [info.name for info, _ in members]
-    assert names[:4] == HEAD
+    assert names[:len(HEAD)] == HEAD
     for info, _ in members:
         assert info.isfile(), info.name
         assert (info.mtime, info.mode, info.uname, info.gname) == (0, 0o600, "", ""), info.name
@@ -167,7 +167,7 @@ def _open(data: bytes, keypair: Keypair, workdir: Path) -> Opened:
         keypair, content[f"{ROOT}/custody.gpg"], workdir, "c.gpg").decode().splitlines()]
     records: dict[str, dict[str, Any]] = {}
     plaintexts: dict[str, bytes] = {}
-    object_names = names[4:]
+    object_names = names[len(HEAD):]
     for name in object_names:
         match = re.fullmatch(rf"{ROOT}/objects/([0-9a-f]{{32}})/(meta\.gpg|part-\d{{6}}\.gpg)",
                              name)
@@ -223,7 +223,7 @@ def test_web_export_is_a_tar_of_ciphertext_that_stock_gpg_opens(
     assert response.headers["Content-Length"] == str(len(body))
     opened = _open(body, journalist, tmp_path / "alice")
     assert set(opened.records) == ids
-    assert len(opened.names) == 4 + 2 * len(ids)
+    assert len(opened.names) == len(HEAD) + 2 * len(ids)
     assert opened.by_kind_and_name() == sent
     manifest = opened.manifest
     assert (manifest["format"], manifest["version"]) == ("desk-bundle-manifest", 2)

@@ -375,9 +375,23 @@ def test_copy_not_encrypted_to_bob_is_refused_naming_bob(
         conversation: Conversation, journalist: Keypair) -> None:
     data = hand_built(conversation, journalist, journalist, [journalist])
     assert_refused(conversation, data, (
-        "Reply refused: the journalists' copy is not encrypted to every journalist key of this "
-        "desk (missing: bob); export a fresh bundle, import it and write the reply again; "
-        f"{REFUSED}."))
+        "Reply refused: the journalists' copy is wrong: it is not encrypted to every journalist "
+        "key of this desk (missing: bob); export a fresh bundle, import it and write the reply "
+        f"again; {REFUSED}."))
+
+
+def test_copy_also_encrypted_to_a_stranger_is_refused(
+        conversation: Conversation, journalist: Keypair, second_journalist: Keypair,
+        stranger: Keypair) -> None:
+    # Encrypted in the stranger's home, which holds all three public keys; signed by alice.
+    data = hand_built(conversation, journalist, stranger,
+                      [journalist, second_journalist, stranger])
+    before = desk_state(conversation.services)
+    page = upload_reply(conversation.journalist, find_source(conversation, None), data)
+    [(category, text)] = flashes(page)
+    assert category == "error"
+    assert "it is also encrypted to keys that are not journalist keys of this desk" in text
+    assert desk_state(conversation.services) == before
 
 
 def test_copy_that_is_not_openpgp_is_refused_naming_every_journalist(
@@ -386,9 +400,9 @@ def test_copy_that_is_not_openpgp_is_refused_naming_every_journalist(
     copy = b"the copy, in the clear"
     data = ReplyFile(valid.box, copy, sign(journalist, valid.box, copy)).to_bytes()
     assert_refused(conversation, data, (
-        "Reply refused: the journalists' copy is not encrypted to every journalist key of this "
-        "desk (missing: alice, bob); export a fresh bundle, import it and write the reply "
-        f"again; {REFUSED}."))
+        "Reply refused: the journalists' copy is wrong: it is not encrypted to every journalist "
+        "key of this desk (missing: alice, bob); export a fresh bundle, import it and write the "
+        f"reply again; {REFUSED}."))
 
 
 def test_reply_file_for_another_source_is_refused(conversation: Conversation) -> None:
