@@ -47,6 +47,7 @@ from tests.forms import csrf_token
 from tests.gpgtool import Keypair, gpg, make_keypair
 from tests.test_replies import upload_reply
 from tests.test_review import (
+    ROOT,
     assert_nothing_imported,
     diagnostic,
     export,
@@ -643,3 +644,28 @@ def test_deleting_a_source_deletes_its_replies_with_custody_entries(
     status, output = verify_custody(copied.data_dir)
     assert status == 0, output
     assert "0 replies match what was sent" in output
+
+
+def test_bundle_with_a_manifest_written_by_someone_else_is_refused(
+        stored: StoredReply, reply_bundle: Path, journalist: Keypair, stranger: Keypair,
+        tmp_path: Path) -> None:
+    """Anyone with the journalists' public keys can encrypt a manifest of their own. One that
+    adds their key to the recipients (so the next console reply's copy is encrypted to them
+    too) must be refused: the desk's signing key did not sign it."""
+    members = tar_members(reply_bundle)
+    name = f"{ROOT}/manifest.gpg"
+    manifest = json.loads(gpg(journalist.home, "--decrypt", stdin=dict(members)[name]).stdout)
+    manifest["recipients"].append({
+        "username": "mallory", "fingerprint": stranger.fingerprint,
+        "public_key": stranger.public_key.read_text()})
+    forged = encrypt(stranger.home, json.dumps(manifest).encode(), [journalist])
+    bundle = write_tar([(n, forged if n == name else d) for n, d in members],
+                       tmp_path / "forged.tar")
+    workspace = tmp_path / "ws"
+
+    refused = review(workspace, journalist.home, "import", str(bundle))
+
+    assert diagnostic(refused) == (
+        "bundle refused: the manifest is not signed by the desk's signing key",
+        "nothing was imported")
+    assert_nothing_imported(workspace, journalist.home)
