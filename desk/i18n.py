@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, request, session
+from flask import Flask, request, session, url_for
 from flask_babel import Babel, get_locale
 
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -98,5 +98,16 @@ def init_babel(app: Flask, interface: str) -> None:
 
     @app.context_processor
     def _language_context() -> dict[str, object]:
-        return {"language": current_language(),
+        return {"language": current_language(), "language_href": language_href,
                 "languages": LANGUAGES if interface == "source" else ()}
+
+
+def language_href(code: str) -> str:
+    """This page in language `code`: built from the route, never from the request's path (a
+    path such as /\\host would make the link leave the desk), and the landing page when this
+    page has no route of its own or was a form's answer."""
+    if request.method == "GET" and request.url_rule is not None and request.endpoint:
+        base = url_for(request.endpoint, **(request.view_args or {}))
+    else:
+        base = url_for("source.index")
+    return f"{base}?{QUERY_KEY}={code}"

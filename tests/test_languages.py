@@ -159,3 +159,12 @@ def test_the_journalist_interface_stays_english(journalist_app: Flask) -> None:
     assert html_tag(client, "/login", **{"Accept-Language": "ug"}) == ("en", "ltr")
     assert html_tag(client, "/login?l=ar") == ("en", "ltr")
     assert "languages" not in client.get("/login").text
+
+
+@pytest.mark.parametrize("path", ["/%5Celsewhere.onion/x", "//elsewhere.onion/x",
+                                  "/%2F%2Felsewhere.onion", "/login/../%5Celsewhere"])
+def test_language_links_never_leave_the_desk(app: Flask, path: str) -> None:
+    page = app.test_client().get(path, headers={"Accept-Language": "en"})
+    links = re.findall(r'href="([^"]*\?l=[^"]*)"', page.text)
+    assert len(links) == len(LANGUAGES) - 1
+    assert all(link.startswith("/?l=") for link in links), links
