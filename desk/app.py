@@ -10,11 +10,12 @@ from typing import IO, Literal
 from flask import Flask, Request, Response, current_app, g, render_template, request
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from desk.config import Config
-from desk.errors import N_, DeskError
+from desk.errors import N_, DeskError, NoSpace, is_disk_full
 from desk.i18n import init_babel
 from desk.instance import read_secret_key
 from desk.paths import TEMPLATES
@@ -106,6 +107,9 @@ def create_app(config: Config, interface: Interface = "source",
     app.teardown_appcontext(_close_db_session)
     app.after_request(_security_headers)
     app.register_error_handler(DeskError, _desk_error)
+    # A full disk reaches a view as ENOSPC from a write or SQLite's "database or disk is full".
+    app.register_error_handler(OSError, _storage_error)
+    app.register_error_handler(OperationalError, _storage_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     return app
@@ -130,8 +134,10 @@ def _source_interface(app: Flask, config: Config, services: Services) -> None:
     from desk.throttle import LoginThrottle
 
     app.request_class = SourceRequest
-    app.session_interface = DatabaseSessionInterface(SourceSession, "source_id",
-                                                     services.sessions, services.writers)
+    # Sealed under the cookie's token: the row does not say whose session it is, nor its
+    # language, nor anything else it holds.
+    app.session_interface = DatabaseSessionInterface(SourceSession, None, services.sessions,
+                                                     services.writers, sealed=True)
     app.extensions[views.THROTTLE] = LoginThrottle()
     app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes,
                       WTF_CSRF_TIME_LIMIT=CSRF_TOKEN_SECONDS)
@@ -202,7 +208,7 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def _discard_unread_body() -> None:
+def discard_unread_body() -> None:
     """Read and drop what is left of the request body.
 
     Answering before the body is read makes gunicorn close the socket under a client that is
@@ -220,12 +226,28 @@ def _discard_unread_body() -> None:
 
 
 def _error_page(status: int, message: str) -> tuple[str, int]:
-    _discard_unread_body()
+    discard_unread_body()
     return render_template("errors/error.html", status=status, message=message), status
 
 
+def report_no_space() -> None:
+    """Tell the operator, in one line without request data, that the disk is full."""
+    current_app.logger.warning(
+        "refused a write (507): the disk holding the desk's data is full; nothing was kept, "
+        "and the desk works again as soon as space is freed")
+
+
 def _desk_error(error: DeskError) -> tuple[str, int]:
+    if isinstance(error, NoSpace):
+        report_no_space()
     return _error_page(error.status, error.source_message)
+
+
+def _storage_error(error: Exception) -> tuple[str, int]:
+    """507 for a full disk; anything else goes on to the 500 handler, logged as before."""
+    if not is_disk_full(error):
+        raise error
+    return _desk_error(NoSpace())
 
 
 def _csrf_error(_error: CSRFError) -> tuple[str, int]:
@@ -234,6 +256,9 @@ def _csrf_error(_error: CSRFError) -> tuple[str, int]:
 
 def _http_error(error: HTTPException) -> tuple[str, int]:
     status = error.code or 500
+    # What no view handler saw, such as saving the session on a full disk.
+    if status == 500 and is_disk_full(getattr(error, "original_exception", None)):
+        return _desk_error(NoSpace())
     messages = {
         404: N_("There is nothing here."),
         405: N_("There is nothing here."),

@@ -8,13 +8,17 @@ a source's reply key: the row alone cannot open it, nor can the cookie alone.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
@@ -76,17 +80,45 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+DATA_PURPOSE = "data"
+
+
+def seal_data(session: ServerSession, plaintext: str) -> str:
+    """Session data encrypted under a key only the cookie's token yields (AES-256-GCM, the
+    row id as associated data), as base64."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(session.cookie_key(DATA_PURPOSE)).encrypt(
+        nonce, plaintext.encode("utf-8"), (session.sid or "").encode("ascii"))
+    return base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def unseal_data(session: ServerSession, stored: str) -> dict[str, Any] | None:
+    """What seal_data sealed, or None if this token does not open it."""
+    try:
+        blob = base64.b64decode(stored, validate=True)
+        plaintext = AESGCM(session.cookie_key(DATA_PURPOSE)).decrypt(
+            blob[:12], blob[12:], (session.sid or "").encode("ascii"))
+        data = json.loads(plaintext.decode("utf-8"))
+    except (InvalidTag, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 class DatabaseSessionInterface(SessionInterface):
     """Flask sessions stored as rows of `model` (journalist or source sessions).
 
     `owner` is the session key whose value also goes in the row's owner column
-    (`journalist_id` or `source_id`), so deleting an account ends its sessions.
+    (`journalist_id`), so deleting an account ends its sessions. With `sealed`, the row's data
+    is encrypted under the cookie's token and the owner column stays empty: a source session's
+    row shows only that some session exists, not whose it is or what it holds.
     """
 
-    def __init__(self, model: SessionRow, owner: str, sessions: sessionmaker[Session],
-                 writers: sessionmaker[Session], idle_timeout: timedelta = IDLE_TIMEOUT) -> None:
+    def __init__(self, model: SessionRow, owner: str | None, sessions: sessionmaker[Session],
+                 writers: sessionmaker[Session], idle_timeout: timedelta = IDLE_TIMEOUT,
+                 sealed: bool = False) -> None:
         self.model = model
         self.owner = owner
+        self.sealed = sealed
         self._sessions = sessions
         self._writers = writers
         self.idle_timeout = idle_timeout
@@ -99,7 +131,12 @@ class DatabaseSessionInterface(SessionInterface):
                 row = cast("JournalistSession | SourceSession | None",
                            db.get(self.model, token_hash(token)))
                 if row is not None and row.expires_at > _now():
-                    return ServerSession(json.loads(row.data), token, row.expires_at)
+                    loaded = ServerSession(None, token, row.expires_at)
+                    data = unseal_data(loaded, row.data) if self.sealed else json.loads(row.data)
+                    if data is not None:
+                        loaded.update(data)
+                        loaded.modified = False
+                        return loaded
         return ServerSession()
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -127,8 +164,12 @@ class DatabaseSessionInterface(SessionInterface):
                 session.sid = token_hash(session.token)
                 # New sessions are rare; sweep expired ones then, not on every request.
                 db.execute(delete(model).where(model.expires_at < now))
-            values = {"data": json.dumps(dict(session)), "expires_at": now + self.idle_timeout,
-                      self.owner: session.get(self.owner)}
+            data = json.dumps(dict(session))
+            values: dict[str, Any] = {
+                "data": seal_data(session, data) if self.sealed else data,
+                "expires_at": now + self.idle_timeout}
+            if self.owner is not None:
+                values[self.owner] = session.get(self.owner)
             if issued:
                 db.add(model(id=session.sid, **values))
             else:

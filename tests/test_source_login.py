@@ -199,6 +199,16 @@ def hkdf(material: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(material)
 
 
+def session_data(token: str, row: SourceSession) -> dict[str, Any]:
+    """A source session row's data, opened with the cookie's token as desk/sessions.py seals it
+    (AES-256-GCM under HKDF(token, "desk session data"), the row id as associated data)."""
+    blob = base64.b64decode(row.data)
+    key = hkdf(token.encode("ascii"), b"desk session data")
+    data: dict[str, Any] = json.loads(AESGCM(key).decrypt(blob[:12], blob[12:],
+                                                          row.id.encode("ascii")))
+    return data
+
+
 def unseal(key: bytes, sealed: bytes) -> bytes:
     """Open a sealed reply-key seed (nonce, then AES-256-GCM ciphertext) with `key`."""
     return AESGCM(key).decrypt(sealed[:12], sealed[12:], auth.SEAL_AAD)
@@ -393,9 +403,11 @@ def test_codename_logs_in_whatever_its_case_and_spacing(
     client, answer = log_in_fresh(app, retype(source.codename))
     assert answer.status_code == 302
     assert answer.headers["Location"] == "/submit"
-    row = session_row(desk, cookie_token(client) or "")
+    token = cookie_token(client) or ""
+    row = session_row(desk, token)
     assert row is not None
-    assert row.source_id == only_source(desk).id
+    assert row.source_id is None  # whose session it is, only the cookie can tell
+    assert session_data(token, row)["source_id"] == only_source(desk).id
 
 
 # --- 3. Input is capped before any derivation ---------------------------------------------------
@@ -527,9 +539,14 @@ def test_cookie_holds_only_a_random_token(
                    row.designation):
         assert secret not in token
     with desk.sessions() as db:
-        stored = db.scalars(select(SourceSession).where(SourceSession.source_id == row.id)).one()
-    assert stored.id == hashlib.sha256(token.encode()).hexdigest()
+        stored = db.get(SourceSession, hashlib.sha256(token.encode()).hexdigest())
+        others = db.scalars(select(SourceSession).where(SourceSession.source_id.is_not(None)))
+        assert list(others) == []
+    assert stored is not None
+    # The row's data is sealed under the token: no codename, no source id, no language.
     assert source.codename not in stored.data
+    assert row.id not in stored.data
+    assert "source_id" not in stored.data
     # The database keeps the token's hash, never the token.
     assert find_markers([token.encode()], desk.config.data_dir) == []
 
@@ -635,7 +652,7 @@ def replied(app: Flask, desk: Services, source: SourceBrowser) -> RepliedSource:
     assert token is not None
     stored = session_row(desk, token)
     assert stored is not None
-    sealed = base64.b64decode(json.loads(stored.data)[auth.SEALED_FIELD])
+    sealed = base64.b64decode(session_data(token, stored)[auth.SEALED_FIELD])
     box = (desk.store.reply_path(reply_id) / "box").read_bytes()
     return RepliedSource(client, source.codename, seed, token, stored.id, sealed, box)
 
@@ -670,6 +687,15 @@ def test_disk_alone_cannot_open_the_reply(desk: Services, replied: RepliedSource
     for key in candidates:
         with pytest.raises(InvalidTag):
             unseal(key, replied.sealed)
+    # And the row's data, which holds the sealed seed, is itself sealed under the token.
+    with desk.sessions() as db:
+        row = db.get(SourceSession, replied.session_id)
+    assert row is not None
+    blob = base64.b64decode(row.data)
+    for key in [*candidates, hkdf(secret_key.encode(), b"desk session data"),
+                hkdf(replied.session_id.encode(), b"desk session data")]:
+        with pytest.raises(InvalidTag):
+            AESGCM(key).decrypt(blob[:12], blob[12:], replied.session_id.encode("ascii"))
     # Nor does any 96 bytes of the sealed seed itself serve as the seed.
     for start in range(len(replied.sealed) - 96 + 1):
         window_key = key_from_seed(replied.sealed[start:start + 96])[0]
