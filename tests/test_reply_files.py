@@ -432,6 +432,24 @@ def test_hand_built_reply_file_signed_by_bob_is_stored_as_his(
     assert (last.object_id, last.actor) == (reply_id, "alice")
 
 
+def test_a_reply_folder_left_by_a_crash_does_not_block_the_upload(
+        copied: Conversation, journalist: Keypair, second_journalist: Keypair,
+        stranger: Keypair) -> None:
+    """A crash between publishing a reply's folder and committing its row leaves the folder
+    alone; uploading the same file again must store it, not fail on the leftover."""
+    data = hand_built(copied, journalist, stranger, [journalist, second_journalist])
+    reply_id = read_header(ReplyFile.from_bytes(data).box).reply_id
+    leftover = copied.services.store.reply_path(reply_id)
+    leftover.mkdir()
+    (leftover / "copy.gpg").write_bytes(b"half of something")
+
+    page = upload_reply(copied.journalist, find_source(copied), data)
+
+    assert flashes(page)[0][0] == "info"
+    assert (leftover / "copy.gpg").read_bytes() == ReplyFile.from_bytes(data).copy
+    assert verify_custody(copied.data_dir)[0] == 0
+
+
 def test_reply_file_whose_version_is_true_is_refused(
         copied: Conversation, journalist: Keypair, second_journalist: Keypair,
         stranger: Keypair) -> None:

@@ -42,7 +42,7 @@ from desk.app import create_app
 from desk.designations import random_designation
 from desk.instance import load_instance
 from desk.models import Reply, Source, SourceSession, Submission
-from desk.replies import write_web_reply
+from desk.replies import ReplyTarget, write_web_reply
 from desk.services import Services, open_services
 from desk.sessions import IDLE_TIMEOUT, REFRESH_AFTER
 from desk.source import auth
@@ -188,10 +188,11 @@ def returning_source(app: Flask, source: SourceBrowser) -> FlaskClient:
 
 def send_reply(desk: Services, source_id: str, text: str) -> str:
     """A journalist's web reply to the source; returns the reply id."""
-    with desk.writers() as db:
+    with desk.sessions() as db:
         row = db.get(Source, source_id)
         assert row is not None
-        return write_web_reply(db, desk, row, text, "alice").id
+        target = ReplyTarget.of(row)
+    return write_web_reply(desk, target, text, "alice").id
 
 
 def hkdf(material: bytes, info: bytes) -> bytes:

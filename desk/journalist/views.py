@@ -33,7 +33,7 @@ from desk.errors import JournalistError
 from desk.export import Export, export_bundle, select_submissions
 from desk.instance import load_instance
 from desk.models import Journalist, Source, Submission
-from desk.replies import accept_reply_file, history, write_web_reply
+from desk.replies import ReplyTarget, accept_reply_file, history, write_web_reply
 from desk.submissions import delete_source, delete_submissions, set_seen
 
 blueprint = Blueprint("journalist", __name__)
@@ -128,19 +128,19 @@ def source(source_id: str) -> str:
 @login_required
 def upload_reply(source_id: str) -> Response:
     """Store a reply file written by `desk-review reply` on the offline machine."""
-    found = _source_or_404(source_id)
+    target, username = ReplyTarget.of(_source_or_404(source_id)), g.journalist.username
     upload = request.files.get("reply_file")
     data = upload.read(MAX_REPLY_FILE + 1) if upload is not None else b""
+    db_session().rollback()  # gpg runs next: hold no write lock meanwhile
     if not data:
         flash("Choose the reply file (.desk) that desk-review reply wrote.", "error")
     else:
         try:
-            reply = accept_reply_file(db_session(), services(), found, data,
-                                      g.journalist.username)
+            reply = accept_reply_file(services(), target, data, username)
         except JournalistError as exc:
             flash(f"Reply refused: {exc}.", "error")
         else:
-            flash(f"Reply {reply.number} to {found.designation} stored. The desk cannot read "
+            flash(f"Reply {reply.number} to {target.designation} stored. The desk cannot read "
                   "it; the source sees it the next time they log in.", "info")
     return redirect(url_for("journalist.source", source_id=source_id))
 
@@ -149,18 +149,18 @@ def upload_reply(source_id: str) -> Response:
 @login_required
 def write_reply(source_id: str) -> Response:
     """Seal a reply typed here (the convenience path: the server sees the text in memory)."""
-    found = _source_or_404(source_id)
+    target, username = ReplyTarget.of(_source_or_404(source_id)), g.journalist.username
     text = request.form.get("text", "").strip()
+    db_session().rollback()  # sealing and gpg run next: hold no write lock meanwhile
     if not text:
         flash("Write the reply first.", "error")
     else:
         try:
-            reply = write_web_reply(db_session(), services(), found, text,
-                                    g.journalist.username)
+            reply = write_web_reply(services(), target, text, username)
         except JournalistError as exc:
             flash(f"Reply not sent: {exc}.", "error")
         else:
-            flash(f"Reply {reply.number} to {found.designation} sent.", "info")
+            flash(f"Reply {reply.number} to {target.designation} sent.", "info")
     return redirect(url_for("journalist.source", source_id=source_id))
 
 
