@@ -30,17 +30,6 @@ say() { printf 'desk-install: %s\n' "$*"; }
 die() { printf 'desk-install: %s\n' "$*" >&2; exit 1; }
 as_desk() { (cd / && umask 077 && runuser -u "$DESK_USER" -- env HOME="$DATA" DESK_DATA="$DATA" "$@"); }
 
-# A digest of the installed desk (code, templates, dependencies): restart only when it changes.
-code_digest() {
-  {
-    if [[ -d $PREFIX/lib ]]; then
-      "$PREFIX/bin/pip" freeze --all 2>/dev/null || true
-      find "$PREFIX" -type f ! -name '*.pyc' \( -path "$PREFIX/lib/*/site-packages/desk/*" \
-        -o -path "$PREFIX/lib/*/site-packages/crypto/*" -o -path "$PREFIX/share/desk/*" \) \
-        -print0 | sort -z | xargs -0r sha256sum
-    fi
-  } | sha256sum
-}
 
 [[ $(id -u) -eq 0 ]] || die "run this as root: sudo $0"
 [[ -d /run/systemd/system ]] || die "systemd is not running here; this script needs it"
@@ -80,11 +69,13 @@ fi
 install -d -m 0700 -o "$DESK_USER" -g "$DESK_USER" "$DATA"
 
 say "the desk, in $PREFIX"
-before=$(code_digest)
+# pip replaces code and templates in place and `desk init` may migrate the database: never
+# under running interfaces. Stopping them cuts off an upload in progress; with JavaScript on,
+# the source's browser resumes it.
+systemctl stop desk@source.service desk@journalist.service 2>/dev/null || true
 [[ -x $PREFIX/bin/python ]] || "$PYTHON" -m venv "$PREFIX"
 "$PREFIX/bin/pip" install -q --upgrade pip
 "$PREFIX/bin/pip" install -q --upgrade "$REPO"
-after=$(code_digest)
 as_desk "$PREFIX/bin/desk" init
 
 say "tor instance $TOR_INSTANCE"
@@ -98,22 +89,15 @@ tor_config() {
 tor_config >/dev/null
 
 say "systemd units"
-units_changed=no
 for unit in "$REPO"/deploy/systemd/*; do
   target=$UNIT_DIR/$(basename "$unit")
   if ! cmp -s "$unit" "$target"; then
     install -m 0644 "$unit" "$target"
-    units_changed=yes
   fi
 done
 systemctl daemon-reload
 systemctl enable --quiet "${UNITS[@]}" tor.service
-if [[ $before != "$after" || $units_changed == yes ]]; then
-  # An upload in progress is cut off; with JavaScript on, the source's browser resumes it.
-  systemctl restart desk@source.service desk@journalist.service
-else
-  systemctl start desk@source.service desk@journalist.service
-fi
+systemctl start desk@source.service desk@journalist.service
 systemctl start desk-purge.timer desk-keys-check.timer
 # Reloading (SIGHUP) keeps tor's circuits; it starts tor@desk if it is not running.
 systemctl reload-or-restart tor@desk.service
