@@ -14,7 +14,9 @@ from crypto.kdf import PRODUCTION_KDF, KdfParams
 from desk.errors import ConfigError
 
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
-SIZE_RE = re.compile(r"^\s*(\d+)\s*(|B|KiB|MiB|GiB|TiB)\s*$")
+SIZE_RE = re.compile(r"^\s*([0-9]{1,19})\s*(|B|KiB|MiB|GiB|TiB)\s*$")
+# The largest size SQLite's 64-bit integers (and so the settings row) can hold.
+MAX_SIZE = 2**63 - 1
 SIZE_UNITS = {"": 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
 
 
@@ -72,7 +74,8 @@ def parse_size(text: str) -> int | None:
     match = SIZE_RE.match(text)
     if not match or int(match.group(1)) <= 0:
         return None
-    return int(match.group(1)) * SIZE_UNITS[match.group(2)]
+    size = int(match.group(1)) * SIZE_UNITS[match.group(2)]
+    return size if size <= MAX_SIZE else None
 
 
 def _size(env: Mapping[str, str], name: str, default: int) -> int:

@@ -16,9 +16,14 @@ from typing import Any
 
 from flask import Flask
 from gunicorn import glogging
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.config import Config as GunicornConfig
 from gunicorn.http import wsgi
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest
+
+from desk.app import SECURITY_HEADERS
 
 # gunicorn log lines that quote a request (its request line, a header, its URI or method),
 # and what is logged instead. A request can carry a codename, a tus upload id or a source's
@@ -64,8 +69,10 @@ class RequestFreeLogger(glogging.Logger):  # type: ignore[misc]
 
 
 def _worker_started(worker: Any) -> None:
-    """In each worker, before it serves: drop the Server header and filter Flask's log."""
+    """In each worker, before it serves: drop the Server header, answer the requests gunicorn
+    refuses itself with the desk's page, and filter Flask's log."""
     _drop_server_header()
+    _desk_error_pages()
     app_log = logging.getLogger("desk")  # Flask's logger for an app named "desk"
     if not any(isinstance(f, RequestFreeFilter) for f in app_log.filters):
         app_log.addFilter(RequestFreeFilter())
@@ -117,9 +124,9 @@ class DeskServer(BaseApplication):  # type: ignore[misc]
         for key, value in self._settings.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> WSGIApp:
         """Build the app inside the worker."""
-        return self._factory()
+        return body_errors_as_disconnects(self._factory())
 
 
 def serve(factory: Callable[[], Flask], host: str, port: int) -> None:
@@ -127,14 +134,110 @@ def serve(factory: Callable[[], Flask], host: str, port: int) -> None:
     DeskServer(factory, host, port).run()
 
 
-def interface_app(interface: str) -> Flask:
+def interface_app(interface: str) -> WSGIApp:
     """The app for `interface` on the desk in DESK_DATA, for `gunicorn 'desk.serve:...'`."""
     from desk.app import create_app
     from desk.config import load_config
 
     if interface not in ("source", "journalist"):
         raise ValueError(f"no interface called {interface!r}")
-    return create_app(load_config(os.environ), "source" if interface == "source" else "journalist")
+    return body_errors_as_disconnects(create_app(
+        load_config(os.environ), "source" if interface == "source" else "journalist"))
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+
+class _BodyReader:
+    """gunicorn's request body, whose framing errors are a 400.
+
+    gunicorn raises its own ParseException (a bad chunk size, a missing chunk terminator, a
+    bad trailer) from inside `read`, where nothing in Flask, Werkzeug or the desk expects it;
+    it would become a 500 and a logged traceback. It becomes Werkzeug's BadRequest instead:
+    the request is refused with the desk's page, and what its body had sent is discarded like
+    any failed upload's (not kept, as the bytes before a dropped connection are).
+    """
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def _guard(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except ParseException as exc:
+            raise BadRequest("the request body's framing is broken") from exc
+
+    def read(self, size: int | None = None) -> bytes:
+        """Like the body's read."""
+        return self._guard(lambda: self._body.read(size))  # type: ignore[no-any-return]
+
+    def readline(self, size: int | None = None) -> bytes:
+        """Like the body's readline."""
+        return self._guard(lambda: self._body.readline(size))  # type: ignore[no-any-return]
+
+    def readlines(self, hint: int | None = None) -> list[bytes]:
+        """Like the body's readlines."""
+        return self._guard(lambda: self._body.readlines(hint))  # type: ignore[no-any-return]
+
+    def __iter__(self) -> _BodyReader:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+def body_errors_as_disconnects(app: WSGIApp) -> WSGIApp:
+    """`app` with gunicorn's body parse errors turned into BadRequest."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        body = environ.get("wsgi.input")
+        if body is not None:
+            environ["wsgi.input"] = _BodyReader(body)
+        return app(environ, start_response)
+
+    return wrapped
+
+
+# What gunicorn sends when it refuses a request before the app sees it (a header too large,
+# a bad request line or Content-Length): the desk's page, in English (no app runs to choose a
+# language), not gunicorn's, which quotes part of the request.
+_REFUSED_PAGE = """<!doctype html>
+<html lang="en" dir="ltr">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>Not available</title>
+<link rel="stylesheet" href="/static/desk.css">
+</head>
+<body>
+<header class="masthead"><span class="brand">desk</span></header>
+<main>
+<h1>Sorry</h1>
+<p class="lead" id="error-message">This request could not be read, so nothing was kept.</p>
+<p><a class="button" href="/">Back to the start</a></p>
+</main>
+</body>
+</html>
+"""
+
+
+def _write_refusal(sock: Any, status_int: int, reason: str, _message: str) -> None:
+    body = _REFUSED_PAGE.encode("utf-8")
+    head = "".join(f"{name}: {value}\r\n" for name, value in {
+        "Connection": "close", "Content-Type": "text/html; charset=utf-8",
+        "Content-Length": str(len(body)), **SECURITY_HEADERS}.items())
+    reason = "".join(c for c in reason if c.isprintable() and c != "\r")[:64]
+    gunicorn_util.write_nonblock(
+        sock, f"HTTP/1.1 {status_int} {reason}\r\n{head}\r\n".encode("latin-1") + body)
+
+
+def _desk_error_pages() -> None:
+    """Make gunicorn answer the requests it refuses itself with `_REFUSED_PAGE`."""
+    gunicorn_util.write_error = _write_refusal
 
 
 def _drop_server_header() -> None:

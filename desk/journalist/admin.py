@@ -20,6 +20,7 @@ from desk.models import Journalist
 from desk.recipients import key_statuses
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
+MAX_ROW_ID = 2**63 - 1
 
 MAX_KEY_BYTES = 256 * 1024
 
@@ -131,6 +132,8 @@ def _uploaded_key() -> bytes:
 
 
 def _journalist_or_404(journalist_id: int) -> Journalist:
+    if journalist_id > MAX_ROW_ID:  # past SQLite's integers: no such row, not an overflow
+        abort(404)
     journalist = db_session().get(Journalist, journalist_id)
     if journalist is None:
         abort(404)

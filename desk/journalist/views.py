@@ -96,10 +96,11 @@ def logout() -> Response:
 def sources() -> str:
     """Sources with anything stored: starred first, then by last activity, paginated."""
     db = db_session()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
     # Selecting the indexed column lets SQLite answer from ix_submissions_source_id_seen alone.
     has_items = select(Submission.source_id).where(Submission.source_id == Source.id).exists()
     total = db.scalar(select(func.count()).select_from(Source).where(has_items)) or 0
+    last_page = max(-(-total // PAGE_SIZE), 1)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), last_page)
     rows = list(db.scalars(
         select(Source).where(has_items)
         .order_by(Source.starred.desc(), Source.last_activity_on.desc(), Source.id)
@@ -109,7 +110,7 @@ def sources() -> str:
                func.sum(case((Submission.seen.is_(False), 1), else_=0)))
         .where(Submission.source_id.in_([s.id for s in rows]))
         .group_by(Submission.source_id))}
-    pages = max(-(-total // PAGE_SIZE), 1)
+    pages = last_page
     return render_template("journalist/sources.html", sources=rows, counts=counts, page=page,
                            pages=pages, total=total)
 
