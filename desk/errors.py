@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
+# What a write reports when the disk (or the desk user's quota) is full.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# SQLite's primary result code for "database or disk is full".
+SQLITE_FULL = 13
+
 
 def N_(message: str) -> str:
     """Mark a message sources may read for translation (babel.cfg extracts it); the page that
@@ -49,3 +56,30 @@ class BadSubmission(DeskError):
 
 class JournalistError(DeskError):
     """A journalist or key operation was refused; the message says why."""
+
+
+class NoSpace(DeskError):
+    """The disk that holds the desk's data is (nearly) full, so a write was refused and undone;
+    nothing was kept. Free space on it: the desk accepts uploads again at once, no restart."""
+
+    status = 507
+    source_message = N_("The desk has no room for what you sent right now, so nothing was "
+                        "kept. Please try again later.")
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """True if `error` says the disk is full: NoSpace, ENOSPC or EDQUOT from a write, or
+    SQLite's SQLITE_FULL (also inside SQLAlchemy's wrapper, which keeps it as `orig`)."""
+    for _ in range(3):  # the error, the driver error it wraps, and one more
+        if error is None:
+            return False
+        if isinstance(error, NoSpace):
+            return True
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return True
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF == SQLITE_FULL:
+            return True
+        wrapped = getattr(error, "orig", None)
+        error = wrapped if isinstance(wrapped, BaseException) else None
+    return False

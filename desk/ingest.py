@@ -26,10 +26,11 @@ from werkzeug.sansio.multipart import (
 from werkzeug.sansio.multipart import MultipartDecoder as _WerkzeugDecoder
 
 from crypto.custody import ciphertext_digest, object_files
+from crypto.errors import EncryptionFailed
 from crypto.gpg import GnuPG, Readable
 from crypto.objects import METADATA_NAME, Kind, ObjectRecord, PartRecord, new_object_id, part_name
-from desk.errors import BadSubmission
-from desk.store import Staging, Store
+from desk.errors import BadSubmission, NoSpace
+from desk.store import SPACE_RESERVE, Staging, Store
 
 CHUNK_SIZE = 1 << 20
 MAX_MESSAGE_BYTES = 1 << 20
@@ -80,8 +81,7 @@ class ObjectWriter:
         for a client's Upload-Checksum; None without one.
         """
         reader = HashingReader(source, checksum)
-        with staging.new_file(part_name(index)) as temp:
-            self.gpg.encrypt_stream(reader, self.recipients, temp)
+        self._encrypt(staging, part_name(index), reader)
         return (PartRecord(part_name(index), reader.size, reader.hexdigest()),
                 reader.checksum_digest())
 
@@ -92,8 +92,7 @@ class ObjectWriter:
         record = ObjectRecord(
             object_id=new_object_id(), kind=kind, received_at=datetime.now(UTC), parts=parts,
             filename=filename, content_type=content_type, sha256=sha256)
-        with staging.new_file(METADATA_NAME) as temp:
-            self.gpg.encrypt_stream(_BytesReader(record.to_json()), self.recipients, temp)
+        self._encrypt(staging, METADATA_NAME, HashingReader(_BytesReader(record.to_json())))
         # Read the ciphertext back (from the page cache) for the custody digest.
         ciphertext = object_files(staging.path)
         return StagedObject(
@@ -102,6 +101,45 @@ class ObjectWriter:
             ciphertext_size=sum(size for size, _ in ciphertext.values()),
             ciphertext_sha256=ciphertext_digest(ciphertext),
         )
+
+    def _encrypt(self, staging: Staging, name: str, reader: HashingReader) -> None:
+        """Encrypt what `reader` yields into the file `name`, durably; NoSpace if the disk
+        filled up on the way."""
+        watched = _SpaceWatch(reader, self.store)
+        try:
+            with staging.new_file(name) as temp:
+                self.gpg.encrypt_stream(watched, self.recipients, temp)
+        except (EncryptionFailed, BrokenPipeError) as exc:
+            # gpg reports a full disk only as a failed run, or by closing its input early (a
+            # broken pipe), and its partial output is gone by now. If what it was given did
+            # not fit in what was free (now, or at any point while it wrote), with the usual
+            # reserve, that was the cause: another upload may have filled the disk and
+            # cleaned up after itself meanwhile.
+            if min(watched.least_free, self.store.free_bytes()) < reader.size + SPACE_RESERVE:
+                raise NoSpace() from exc
+            raise
+
+
+class _SpaceWatch:
+    """Passes reads through, noting the least free space on the store's disk seen meanwhile
+    (once per mebibyte: a statvfs call, cheap next to encrypting it)."""
+
+    EVERY = 1 << 20
+
+    def __init__(self, source: Readable, store: Store) -> None:
+        self._source = source
+        self._store = store
+        self._unchecked = 0
+        self.least_free = store.free_bytes()
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes from the wrapped stream."""
+        data = self._source.read(n)
+        self._unchecked += len(data)
+        if self._unchecked >= self.EVERY:
+            self._unchecked = 0
+            self.least_free = min(self.least_free, self._store.free_bytes())
+        return data
 
 
 class HashingReader:

@@ -4,11 +4,16 @@ Layout (crypto/FORMAT.md): ``objects/<id>/`` holds a published object, ``replies
 reply; ``staging/<random>/`` holds one being written. A file is written under a ``.tmp-`` name,
 fsynced, renamed and its directory fsynced; an object or reply is published by renaming its
 staging directory into place.
+
+A write that would leave less than `SPACE_RESERVE` free is refused with NoSpace before it starts
+(the database and uploads already under way need room too); a write that fills the disk anyway
+fails with ENOSPC and leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -16,8 +21,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from crypto.objects import OBJECT_ID_RE
+from desk.errors import NoSpace
 
 TEMP_PREFIX = ".tmp-"
+# Room kept free beyond an upload's own size (its ciphertext is a little larger, and the
+# database, sessions and other uploads in progress write to the same disk).
+SPACE_RESERVE = 64 * 1024 * 1024
 
 
 def fsync_path(path: Path) -> None:
@@ -46,10 +55,12 @@ def write_durably(path: Path, chunks: Iterable[bytes]) -> None:
 
 
 class Staging:
-    """A private directory where one object's files are written before publication."""
+    """A private directory where one object's files are written before publication; `store`
+    is the store it belongs to, whose test hook counts what is written there."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, store: Store | None = None) -> None:
         self.path = path
+        self.store = store
 
     @contextlib.contextmanager
     def new_file(self, name: str) -> Iterator[Path]:
@@ -57,6 +68,8 @@ class Staging:
         temp = self.path / f"{TEMP_PREFIX}{name}"
         try:
             yield temp
+            if self.store is not None:
+                self.store.spend(temp.stat().st_size)
             fsync_path(temp)
             os.rename(temp, self.path / name)
             fsync_path(self.path)
@@ -74,6 +87,11 @@ class Store:
         self.staging_root = root / "staging"
         self.uploads = root / "uploads"
         self.replies = root / "replies"
+        # Test hook, None (off) unless a test sets it: the store then behaves as if its disk
+        # had only this many bytes free, and a file written through a Staging that does not
+        # fit fails with ENOSPC as on a real full disk. For tests that cannot mount a small
+        # filesystem; nothing in the desk sets it, and no setting or variable reaches it.
+        self.simulated_free_bytes: int | None = None
 
     def create(self) -> None:
         """Make the store's directories, readable by the desk's user only."""
@@ -81,11 +99,47 @@ class Store:
                      self.replies):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
+    def free_bytes(self) -> int:
+        """Bytes the desk may still write on the store's disk."""
+        free = shutil.disk_usage(self.root).free
+        simulated = self.simulated_free_bytes
+        return free if simulated is None else min(free, simulated)
+
+    def require_space(self, size: int) -> None:
+        """NoSpace unless `size` bytes more would still leave SPACE_RESERVE free."""
+        if self.free_bytes() < size + SPACE_RESERVE:
+            raise NoSpace()
+
+    def spend(self, size: int) -> None:
+        """Count a file just written against `simulated_free_bytes`, if a test set it."""
+        simulated = self.simulated_free_bytes
+        if simulated is None:
+            return
+        if size > simulated:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.simulated_free_bytes = simulated - size
+
     def stage(self) -> Staging:
         """A new, empty staging directory."""
         path = self.staging_root / secrets.token_hex(16)
         path.mkdir(mode=0o700)
-        return Staging(path)
+        return Staging(path, self)
+
+    def stage_links(self, source: Staging) -> Staging:
+        """A new staging directory holding hard links to `source`'s ciphertext files.
+
+        Publishing the links and undoing that (which deletes them) leaves `source` whole.
+        """
+        staging = self.stage()
+        try:
+            for path in sorted(source.path.iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    os.link(path, staging.path / path.name)
+            fsync_path(staging.path)
+        except BaseException:
+            self.discard(staging)
+            raise
+        return staging
 
     def discard(self, staging: Staging) -> None:
         """Remove a staging directory and everything in it."""

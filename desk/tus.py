@@ -33,7 +33,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from crypto.custody import SigningKey
 from crypto.gpg import Readable
-from crypto.objects import PartRecord
+from crypto.objects import METADATA_NAME, PartRecord
 from desk.ingest import ObjectWriter
 from desk.models import Upload
 from desk.store import Staging, Store
@@ -43,8 +43,6 @@ TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,expiration,termination,checksum"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 UPLOAD_DAYS = 7
-# Creation leaves this much free beyond the upload itself (ciphertext is a little larger).
-DISK_RESERVE = 64 * 1024 * 1024
 LOCK_NAME = ".lock"
 MAX_METADATA_CHARS = 4096
 
@@ -128,11 +126,10 @@ def upload_dir(store: Store, upload_id: str) -> Path:
 
 def create_upload(session: Session, store: Store, source_id: str, secret: str, length: int,
                   metadata: dict[str, bytes]) -> Upload:
-    """Make the upload's folder and row (not committed); 507 if it would not fit on disk."""
+    """Make the upload's folder and row (not committed); NoSpace if it would not fit on disk."""
     root = store.uploads
     root.mkdir(mode=0o700, exist_ok=True)
-    if shutil.disk_usage(root).free < length + DISK_RESERVE:
-        raise TusError(507, "not enough space on the desk for this upload")
+    store.require_space(length)
     upload_id = secrets.token_hex(16)
     upload_dir(store, upload_id).mkdir(mode=0o700)
     today = datetime.now(UTC).date()
@@ -236,9 +233,11 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
     slow client would otherwise hold SQLite's write lock for the whole body); a writer
     transaction then records the part. With a checksum, a part that does not match, or that
     was cut short, is discarded (460, or a resumable offset). When the last byte arrives, the
-    upload is published as an object.
+    upload is published as an object. If anything fails (a full disk: NoSpace, or SQLite's
+    "database or disk is full"), the offset stays at the last recorded part and the client
+    resumes from there once there is room.
     """
-    folder = Staging(upload_dir(writer.store, upload.id))
+    folder = Staging(upload_dir(writer.store, upload.id), writer.store)
     reader = BodyReader(body, upload.length - upload.offset, declared)
     part, digest = writer.write_part(folder, upload.part_count, reader,
                                      checksum[0] if checksum else None)
@@ -253,27 +252,32 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
         if checksum is not None and part.size and not reader.cut_short:
             raise TusError(460, "checksum mismatch: the part was discarded")
         return PatchResult(upload.offset, False)
-    with sessions() as session:
-        current = session.get(Upload, upload.id)
-        if current is None or current.offset != upload.offset:  # pragma: no cover - locked
-            part_path.unlink(missing_ok=True)
-            raise TusError(409, "the upload changed while this part arrived")
-        record = unseal(secret, current.id, current.sealed)
-        parts = [*record["parts"], [part.name, part.size, part.sha256]]  # type: ignore[misc]
-        current.sealed = seal(secret, current.id, {**record, "parts": parts})
-        current.offset += part.size
-        current.part_count += 1
-        if current.offset < current.length:
-            session.commit()
-            return PatchResult(current.offset, False)
-        offset = current.offset
-        _publish(session, writer, key, current, record, parts)
-        return PatchResult(offset, True)
+    try:
+        with sessions() as session:
+            current = session.get(Upload, upload.id)
+            if current is None or current.offset != upload.offset:  # pragma: no cover - locked
+                raise TusError(409, "the upload changed while this part arrived")
+            record = unseal(secret, current.id, current.sealed)
+            parts = [*record["parts"], [part.name, part.size, part.sha256]]  # type: ignore[misc]
+            current.sealed = seal(secret, current.id, {**record, "parts": parts})
+            current.offset += part.size
+            current.part_count += 1
+            if current.offset < current.length:
+                session.commit()
+                return PatchResult(current.offset, False)
+            offset = current.offset
+            _publish(session, writer, key, current, folder, record, parts)
+            return PatchResult(offset, True)
+    except BaseException:
+        # Not recorded: the row still counts the parts before this one, so drop this part
+        # (and the metadata record, if publishing got that far); the client sends it again.
+        part_path.unlink(missing_ok=True)
+        (folder.path / METADATA_NAME).unlink(missing_ok=True)
+        raise
 
 
 def _publish(session: Session, writer: ObjectWriter, key: SigningKey, upload: Upload,
-             record: dict[str, object], parts: list[list[object]]) -> None:
-    folder = Staging(upload_dir(writer.store, upload.id))
+             folder: Staging, record: dict[str, object], parts: list[list[object]]) -> None:
     records = tuple(PartRecord(str(n), int(str(s)), str(h)) for n, s, h in parts)
     name = record.get("filename")
     staged = writer.finish(
@@ -284,10 +288,14 @@ def _publish(session: Session, writer: ObjectWriter, key: SigningKey, upload: Up
         records[0].sha256 if len(records) == 1 else None)
     source_id = upload.source_id
     session.delete(upload)
-    # The lock file moves with the folder and goes only now: removing it before would let
-    # another request lock a fresh one while this upload is being published.
+    # Publish hard links to the upload's files, not its folder: if recording the object fails
+    # (a full database), record_submission deletes what it published, and the upload's own
+    # folder must survive that, whole and resumable.
+    staged.staging = writer.store.stage_links(folder)
     record_submission(session, writer.store, key, source_id, [staged])
-    (writer.store.path(staged.object_id) / LOCK_NAME).unlink(missing_ok=True)
+    # The folder, with its lock file, goes only now: removing it before would let another
+    # request lock a fresh one while this upload is being published.
+    shutil.rmtree(folder.path, ignore_errors=True)
 
 
 def terminate(session: Session, store: Store, upload: Upload) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import shutil
 
 from flask import Blueprint, Response, request, session
+from sqlalchemy.exc import OperationalError
 from werkzeug.http import http_date
 
-from desk.app import db_session, services
+from desk.app import db_session, discard_unread_body, report_no_space, services
+from desk.errors import NoSpace, is_disk_full
 from desk.ingest import ObjectWriter
 from desk.models import Upload
 from desk.tus import (
@@ -55,6 +57,20 @@ def tus_headers(response: Response) -> Response:
 def refused(error: TusError) -> Response:
     """A refusal as the protocol expects it."""
     return _answer(error.status, str(error))
+
+
+@blueprint.errorhandler(NoSpace)
+@blueprint.errorhandler(OSError)
+@blueprint.errorhandler(OperationalError)
+def no_space(error: Exception) -> Response:
+    """A full disk as the protocol expects it: 507, and the client resumes later from the
+    offset HEAD gives. Any other error goes on to the app's 500 handler."""
+    if not is_disk_full(error):
+        raise error
+    report_no_space()
+    # Read the rest of a PATCH body, so that the client gets this answer, not a reset.
+    discard_unread_body()
+    return _answer(507, "not enough space on the desk right now; nothing was kept")
 
 
 @blueprint.route("/", methods=["OPTIONS"], provide_automatic_options=False)

@@ -149,6 +149,10 @@ def submit() -> Response | str:
     db_session().commit()
     if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
         raise BadSubmission("not a multipart form")
+    # Refuse a body that cannot fit before encrypting any of it; one that fills the disk
+    # anyway (a body of unknown length, or other uploads arriving meanwhile) fails with
+    # NoSpace and leaves nothing behind.
+    services().store.require_space(request.content_length or 0)
     writer = ObjectWriter(services().store, services().gpg, services().recipients.current())
     # Read the body ourselves: request.files would spool file parts to a plaintext temp file.
     staged = ingest_form(request.stream, request.mimetype_params["boundary"], writer, _check_csrf)
