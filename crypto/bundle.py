@@ -151,11 +151,13 @@ def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
             if relative == (VERSION_NAME,):
                 version = handle.read(64)
             elif relative == (SIGNING_KEY_NAME,):
-                signing_key = handle.read(128).decode("ascii", "replace").strip()
+                signing_key = _hex_line(handle, 64)
             elif relative == (MANIFEST_NAME,):
                 manifest = _read_document(handle, info)
             elif relative == (MANIFEST_SIGNATURE_NAME,):
-                signature = handle.read(256).decode("ascii", "replace").strip()
+                signature = _hex_line(handle, 128)
+                if signature is None:
+                    raise FormatError("the manifest's signature is malformed")
             elif relative == (CUSTODY_NAME,):
                 custody = _read_document(handle, info)
             elif len(relative) == 3 and relative[0] == "objects" and \
@@ -180,6 +182,14 @@ def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
         raise FormatError("the bundle lacks its manifest, the manifest's signature or its "
                           "custody log")
     return Bundle(signing_key, manifest, signature, custody, objects, replies)
+
+
+def _hex_line(handle: IO[bytes], digits: int) -> str | None:
+    """A member holding exactly `digits` lower-case hex digits and a newline, or None."""
+    data = handle.read(digits + 2)
+    if re.fullmatch(rb"[0-9a-f]{%d}\n" % digits, data) is None:
+        return None
+    return data[:-1].decode("ascii")
 
 
 def _read_document(handle: IO[bytes], info: tarfile.TarInfo) -> bytes:

@@ -175,7 +175,7 @@ class GnuPG:
         """
         result = self._gpg.decrypt(data)
         if not result.ok or result.returncode != 0:
-            raise DecryptionFailed(f"gpg could not decrypt ({result.status or 'no status'})")
+            raise DecryptionFailed(_decryption_problem(result))
         plaintext: bytes = result.data
         return plaintext
 

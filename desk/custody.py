@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from crypto.custody import (
@@ -53,6 +53,19 @@ def custody_records(session: Session) -> Iterator[CustodyRecord]:
                                .execution_options(yield_per=1000))
 
 
+def _stored_entries(session: Session) -> Iterator[CustodyEntry]:
+    """Every stored entry in order, read as text: a row someone edited into something that is
+    not even a date must be named as a bad entry, not crash the check."""
+    rows = session.execute(text(
+        'SELECT seq, CAST("on" AS TEXT), event, object_id, ciphertext_sha256, actor, '
+        "prev_hash, entry_hash, signature FROM custody_entries ORDER BY seq"))
+    for seq, on, *rest in rows:
+        try:
+            yield CustodyEntry(int(seq), date.fromisoformat(str(on)), *rest)
+        except (TypeError, ValueError) as exc:
+            raise CustodyBroken("the entry is not well-formed", seq=seq) from exc
+
+
 @dataclass(frozen=True)
 class CustodyReport:
     """What `desk custody verify` found."""
@@ -68,7 +81,7 @@ def verify_desk(session: Session, store: Store, public_hex: str) -> CustodyRepor
 
     Raises CustodyBroken naming the first bad entry, object or reply.
     """
-    chain = verify_chain((record.entry() for record in custody_records(session)), public_hex)
+    chain = verify_chain(_stored_entries(session), public_hex)
     received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
     deleted = {e.object_id for e in chain if e.event == "delete"}
     replies_checked = _verify_replies(session, store, chain, deleted)

@@ -227,7 +227,8 @@ def read_objects(config: Config, keypair: Keypair) -> list[StoredObject]:
 
 def files_under(*roots: Path) -> list[Path]:
     """Every regular file below `roots`."""
-    return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
+    return [p for root in roots if root.is_file() for p in (root,)] + \
+        [p for root in roots if root.is_dir() for p in root.rglob("*") if p.is_file()]
 
 
 def find_markers(markers: list[bytes], *roots: Path) -> list[tuple[Path, bytes]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from crypto.custody import ciphertext_digest, object_files
 from crypto.errors import DecryptionFailed
 from crypto.gpg import GnuPG
 from desk.review.errors import ReviewError
@@ -52,6 +53,21 @@ def safe_filename(name: str | None, item_id: str) -> str:
     return name or f"item-{item_id}"
 
 
+def _check_ciphertext(workspace: Workspace, item: Item) -> None:
+    """The item's files must still be the ciphertext import verified against custody. Checked
+    after the parts decrypted (each against its own hash, which names a damaged part): what is
+    left to catch is a damaged metadata record, which open does not read."""
+    folder = workspace.objects(item.id)
+    try:
+        digest = ciphertext_digest(object_files(folder))
+    except FileNotFoundError:
+        digest = None
+    if digest != item.ciphertext_sha256:
+        raise ReviewError(f"item {item.id}: its ciphertext in this workspace differs from what "
+                          "was imported and verified; nothing was kept",
+                          "import the bundle again to restore it")
+
+
 def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | None = None,
               progress: Callable[[int], None] = lambda _n: None) -> Opened:
     """Decrypt an item into `out_dir` (default: the workspace's decrypted/<id>/), or, for a
@@ -61,6 +77,7 @@ def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | No
         parts = [(p.name, p.size, p.sha256) for p in item.parts]
         if item.kind == "message" and out_dir is None:
             data, digest = _decrypt_to_memory(workspace, gpg, item, parts)
+            _check_ciphertext(workspace, item)
             log_action(session, item.id, "read-message", sha256=digest)
             return Opened(None, digest, len(data), data.decode("utf-8", "replace"))
         folder = out_dir or workspace.decrypted(item.id)
@@ -72,6 +89,7 @@ def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | No
         temp = folder / f".partial-{os.urandom(6).hex()}"
         try:
             digest, size = _decrypt_parts(workspace, gpg, item, parts, temp, progress)
+            _check_ciphertext(workspace, item)
             os.replace(temp, final)
         finally:
             temp.unlink(missing_ok=True)

@@ -137,9 +137,13 @@ def _decrypt(gpg: GnuPG, data: bytes, what: str) -> bytes:
     try:
         return gpg.decrypt_bytes(data)
     except DecryptionFailed as exc:
-        raise ReviewError(f"cannot decrypt the bundle's {what}: {exc}",
-                          "use --gnupghome (or GNUPGHOME) for the GnuPG home that holds your "
-                          "journalist secret key") from exc
+        if str(exc).startswith("no secret key"):
+            raise ReviewError(f"cannot decrypt the bundle's {what}: {exc}",
+                              "use --gnupghome (or GNUPGHOME) for the GnuPG home that holds "
+                              "your journalist secret key") from exc
+        raise ReviewError(f"bundle refused: its {what} does not decrypt: {exc}",
+                          "nothing was imported; ask the desk for a fresh export and keep "
+                          "this bundle as evidence") from exc
 
 
 def _record(gpg: GnuPG, folder: Path) -> ObjectRecord:
