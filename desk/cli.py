@@ -391,18 +391,60 @@ def settings_command(name: str | None, max_upload: str | None,
 @cli.command("purge", with_appcontext=False)
 @_fail_on_errors
 def purge_command() -> None:
-    """Delete submissions past the retention period (recording each in custody), resumable
-    uploads past their expiry, and expired sessions."""
+    """Delete submissions and replies past the retention period (recording each in custody),
+    resumable uploads past their expiry, and expired sessions."""
     from desk.sessions import sweep_expired
 
     services = open_services(_config())
     with services.writers() as session:
-        deleted = purge_expired(session, services.store, services.signing_key)
+        deleted, replies = purge_expired(session, services.store, services.signing_key)
         uploads = purge_expired_uploads(session, services.store)
         sessions = sweep_expired(session)
         session.commit()
-    click.echo(f"Purged {deleted} expired object(s), {uploads} expired upload(s) and "
-               f"{sessions} expired session(s).")
+    click.echo(f"Purged {deleted} expired object(s), {replies} expired reply(ies), {uploads} "
+               f"expired upload(s) and {sessions} expired session(s).")
+
+
+@cli.command("doctor", with_appcontext=False)
+@click.option("--repair", is_flag=True,
+              help="Remove what interrupted writes left (never a row, never anything the "
+                   "custody log recorded). Stop both interfaces first.")
+@_fail_on_errors
+def doctor_command(repair: bool) -> None:
+    """Find what an interrupted write (a crash, a power cut) left in the store, rows whose
+    files are gone, and database damage; one line each, exit 1 if anything is found."""
+    from desk.doctor import database_in_use, database_problems, examine, sole_session
+    from desk.doctor import repair as remove_debris
+
+    services = open_services(_config())
+    store = services.store
+    if not repair:
+        with services.sessions() as session:
+            found = examine(session, store) + database_problems(session)
+        for finding in found:
+            click.echo(finding.line())
+        if not found:
+            click.echo("Nothing found: every stored file has its row, every row its files, and "
+                       "the database is intact.")
+            return
+        services.engine.dispose()  # its pooled connection would count as a server's
+        if database_in_use(services.config.database_url):
+            click.echo("desk: a server has the database open, so writes under way are listed "
+                       "too; stop both interfaces for an exact report", err=True)
+        removable = sum(finding.removable for finding in found)
+        click.echo(f"{len(found)} finding(s); `desk doctor --repair` removes {removable} of them.")
+        sys.exit(1)
+    # Hold the database alone throughout: no server may start writing while debris goes.
+    with sole_session(services.config.database_url) as session:
+        removed = remove_debris(examine(session, store) + database_problems(session))
+        left = examine(session, store) + database_problems(session)
+    for finding in removed:
+        click.echo(f"removed\t{finding.kind}\t{finding.where}")
+    for finding in left:
+        click.echo(finding.line())
+    click.echo(f"Removed {len(removed)} thing(s) interrupted writes left; "
+               + (f"{len(left)} finding(s) need a person." if left else "nothing else found."))
+    sys.exit(1 if left else 0)
 
 
 @cli.command("demo", with_appcontext=False)

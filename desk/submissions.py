@@ -14,7 +14,7 @@ from desk.custody import append_entry
 from desk.designations import new_designation
 from desk.ingest import StagedObject
 from desk.instance import load_instance
-from desk.models import Source, Submission
+from desk.models import Reply, Source, Submission
 from desk.replies import delete_replies, history
 from desk.store import Store
 
@@ -94,12 +94,18 @@ def delete_source(session: Session, store: Store, key: SigningKey, source: Sourc
 RETENTION_ACTOR = "retention"
 
 
-def purge_expired(session: Session, store: Store, key: SigningKey) -> int:
-    """Delete objects received before the retention period; return how many."""
+def purge_expired(session: Session, store: Store, key: SigningKey) -> tuple[int, int]:
+    """Delete objects received, and replies sent, before the retention period, each with a
+    custody entry; return how many of each."""
     days = load_instance(session).retention_days
     if days is None:
-        return 0
+        return 0, 0
     cutoff = datetime.now(UTC).date() - timedelta(days=days)
     expired = list(session.scalars(select(Submission).where(Submission.received_on < cutoff)))
     delete_submissions(session, store, key, expired, RETENTION_ACTOR)
-    return len(expired)
+    replies = list(session.scalars(select(Reply).where(Reply.created_on < cutoff)))
+    delete_replies(session, key, replies, RETENTION_ACTOR)
+    session.commit()
+    for reply in replies:
+        store.remove_reply(reply.id)
+    return len(expired), len(replies)

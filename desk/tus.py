@@ -172,6 +172,10 @@ def locked(store: Store, upload_id: str) -> Iterator[None]:
             raise TusError(423, "another request is writing to this upload") from exc
         yield
     finally:
+        # Unlock before closing: a gpg child forked meanwhile shares this open file until it
+        # execs, and closing our descriptor alone would leave the lock held for that long.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 

@@ -66,7 +66,9 @@ STYLESHEET = "/static/desk.css"
 MIN_REQUESTS = 200
 TIMEOUT = 30  # seconds for any one exchange with the real server
 
-HYPOTHESIS = settings(max_examples=20, deadline=None, derandomize=True, database=None,
+# bench/faults.py sets DESK_FAULTS_LONG for the long run: fifty times the examples.
+HYPOTHESIS = settings(max_examples=1000 if os.environ.get("DESK_FAULTS_LONG") else 20,
+                      deadline=None, derandomize=True, database=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture,
                                              HealthCheck.too_slow])
 
@@ -1599,7 +1601,7 @@ def test_broken_chunked_framing_gets_a_4xx_page_and_no_traceback(
 
 
 # Nine properties run HYPOTHESIS.max_examples examples each; the method property runs 15.
-HYPOTHESIS_EXAMPLES = 9 * 20 + 15
+HYPOTHESIS_EXAMPLES = 9 * (HYPOTHESIS.max_examples or 0) + 15
 # One request per case of each table, before the real server's and the strict xfails'.
 PLANNED = {
     "submit form": len(SUBMIT_CASES),

@@ -28,7 +28,8 @@ from crypto.bundle import Bundle, read_bundle, verify_bundle
 from crypto.custody import CustodyEntry, ciphertext_digest, object_files
 from crypto.errors import CustodyBroken, FormatError
 from desk.custody import custody_records
-from desk.models import Source, Submission
+from desk.models import Reply, Source, Submission
+from desk.replies import ReplyTarget, write_web_reply
 from desk.services import Services
 from tests.conftest import SourceBrowser, files_under, run_desk
 from tests.forms import csrf_token
@@ -525,15 +526,27 @@ def test_purge_deletes_only_expired_objects_and_records_it(
     _, _, ids = _only_source(accounts)
     (recent,) = ids - {old}
 
+    with accounts.sessions() as session:
+        target = ReplyTarget.of(session.scalars(select(Source)).one())
+    old_reply = write_web_reply(accounts, target, "an old question", "alice").id
+    recent_reply = write_web_reply(accounts, target, "a recent question", "alice").id
+    with accounts.sessions() as session:
+        session.execute(update(Reply).where(Reply.id == old_reply).values(
+            created_on=datetime.now(UTC).date() - timedelta(days=3)))
+        session.commit()
+
     purged = run_desk("purge", data_dir=data_dir)
 
     assert purged.returncode == 0, purged.stderr
-    assert "Purged 1 expired object(s)" in purged.stdout
+    assert "Purged 1 expired object(s), 1 expired reply(ies)" in purged.stdout
+    assert not accounts.store.reply_path(old_reply).exists()
+    assert accounts.store.reply_path(recent_reply).is_dir()
     assert not accounts.store.path(old).exists()
     assert accounts.store.path(recent).is_dir()
     assert set(_seen(accounts)) == {recent}
     deletions = [e for e in _entries(accounts) if e.event == "delete"]
-    assert [(e.object_id, e.actor) for e in deletions] == [(old, "retention")]
+    assert [(e.object_id, e.actor) for e in deletions] == [(old, "retention"),
+                                                           (old_reply, "retention")]
     verified = _verify(accounts)
     assert verified.returncode == 0, verified.stderr
 
