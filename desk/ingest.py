@@ -36,6 +36,11 @@ CHUNK_SIZE = 1 << 20
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_FIELD_BYTES = 4096
 MAX_FORM_PARTS = 1000
+# What the decoder may hold at once: a preamble, one part's headers, or a text field such as
+# the message. File data streams through in CHUNK_SIZE pieces and never accumulates; without
+# this bound a body of junk before the first boundary would be held whole, up to the upload
+# limit. Werkzeug answers anything larger with 413.
+MAX_FORM_MEMORY = 4 * CHUNK_SIZE
 MESSAGE_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
@@ -205,7 +210,8 @@ class MultipartForm:
     def __init__(self, body: Readable, boundary: str) -> None:
         self._body = body
         try:
-            self._decoder = _Decoder(boundary.encode("latin-1"), max_parts=MAX_FORM_PARTS)
+            self._decoder = _Decoder(boundary.encode("latin-1"), MAX_FORM_MEMORY,
+                                     max_parts=MAX_FORM_PARTS)
         except UnicodeEncodeError as exc:
             raise BadSubmission("multipart boundary is not ASCII") from exc
         self._in_part = False

@@ -401,7 +401,7 @@ SUBMIT_CASES: list[tuple[str, str, Build]] = [
                            + t["own"].encode(), message_part()))),
     ("boundary", "8 MiB preamble and no delimiter",
      lambda t: submit(b"p" * 8 * MiB)),
-    # Valid but for its size: an xfail, see UNBOUNDED_BUFFER.
+    # Valid but for its size: refused with 413 (desk/ingest.py MAX_FORM_MEMORY).
     ("boundary", "8 MiB of part headers on the token",
      lambda t: submit(form(b'Content-Disposition: form-data; name="csrf_token"\r\nX-Pad: '
                            + b"h" * 8 * MiB + b"\r\n\r\n" + t["own"].encode(), message_part()))),
@@ -482,26 +482,10 @@ SUBMIT_CASES: list[tuple[str, str, Build]] = [
 ]
 
 
-UNBOUNDED_BUFFER = (
-    "desk/ingest.py MultipartForm.__init__ builds Werkzeug's MultipartDecoder without "
-    "max_form_memory_size, so "
-    "a preamble or a part's headers are buffered whole in memory, up to the upload limit "
-    "(4 GiB by default). Fix: pass "
-    "max_form_memory_size (a few MiB; file data is drained as it streams) or refuse in "
-    "MultipartForm._event once len(self._decoder.buffer) passes a bound")
-SUBMIT_XFAILS = {
-    "8 MiB of part headers on the token": pytest.mark.xfail(
-        strict=True, reason=f"stored, not refused: {UNBOUNDED_BUFFER}"),
-    "Content-Length 2**70": pytest.mark.xfail(strict=True, reason=(
-        "507 'no room', not 413: desk/source/views.py submit() calls store.require_space("
-        "request.content_length) before request.stream applies MAX_CONTENT_LENGTH, so a "
-        "length past the limit is blamed on the disk. Fix: refuse content_length > "
-        "request.max_content_length with 413 (RequestEntityTooLarge) before require_space")),
-}
 
 
 @pytest.mark.parametrize(("category", "build"), [
-    pytest.param(category, build, id=f"{category}: {name}", marks=SUBMIT_XFAILS.get(name, ()))
+    pytest.param(category, build, id=f"{category}: {name}")
     for category, name, build in SUBMIT_CASES])
 def test_malformed_submit_form_gets_a_4xx_page_and_stores_nothing(
         bench: Bench, tokens: dict[str, str], category: str, build: Build) -> None:
@@ -1203,13 +1187,8 @@ def test_journalist_login_with_any_body_and_no_token_gets_a_4xx_page(
 # 8. Product problems found by the cases above, kept as strict xfails
 
 
-LENIENT_INT = ("desk/source/uploads.py create() and patch() parse Upload-Length and "
-               "Upload-Offset with int(), which also takes '+5', '1_0', '-0' and no-break "
-               "spaces; tus wants digits only. Fix: re.fullmatch(r'[0-9]{1,19}', value) "
-               "before int()")
 
 
-@pytest.mark.xfail(strict=True, reason=LENIENT_INT)
 @pytest.mark.parametrize("length", ["0\xa0", "7000000_0", "+5", "-0"])
 def test_upload_length_in_pythons_int_syntax_makes_no_upload(
         bench: Bench, tokens: dict[str, str], length: str) -> None:
@@ -1221,7 +1200,6 @@ def test_upload_length_in_pythons_int_syntax_makes_no_upload(
     assert_tus_refusal(response, 400)
 
 
-@pytest.mark.xfail(strict=True, reason=LENIENT_INT)
 @pytest.mark.parametrize("offset", ["0_0", "+0", "\xa00"])
 def test_upload_offset_in_pythons_int_syntax_moves_nothing(
         bench: Bench, tokens: dict[str, str], offset: str) -> None:
@@ -1268,7 +1246,6 @@ class LazyBody:
         return 0
 
 
-@pytest.mark.xfail(strict=True, reason=UNBOUNDED_BUFFER)
 @pytest.mark.parametrize(("head", "filler", "size", "tail"), [
     pytest.param(b"", b"p", 6 * MiB, b"\r\n--" + BOUNDARY + b"--\r\n", id="preamble"),
     pytest.param(b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="x"\r\nX-Pad: ',

@@ -7,6 +7,7 @@ client programs; the protocol is in desk/tus.py.
 
 from __future__ import annotations
 
+import re
 import shutil
 
 from flask import Blueprint, Response, request, session
@@ -35,6 +36,7 @@ from desk.tus import (
 )
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/uploads")
+NUMBER_RE = re.compile(r"[0-9]{1,19}")
 
 
 @blueprint.before_request
@@ -88,11 +90,9 @@ def create() -> Response:
     source_id, secret = session.get("source_id"), _owner_secret()
     if source_id is None or secret is None:
         raise TusError(403, "get a codename first")
-    try:
-        length = int(request.headers.get("Upload-Length", ""))
-    except ValueError as exc:
-        raise TusError(400, "Upload-Length is required (deferred length is not supported)") \
-            from exc
+    length = _header_number("Upload-Length")
+    if length is None:
+        raise TusError(400, "Upload-Length is required (deferred length is not supported)")
     if length < 0:
         raise TusError(400, "Upload-Length must not be negative")
     if request.max_content_length is not None and length > request.max_content_length:
@@ -127,10 +127,9 @@ def patch(upload_id: str) -> Response:
     """Stream this body into the upload's next encrypted part."""
     if request.mimetype != "application/offset+octet-stream":
         raise TusError(415, "Content-Type must be application/offset+octet-stream")
-    try:
-        offset = int(request.headers.get("Upload-Offset", ""))
-    except ValueError as exc:
-        raise TusError(400, "Upload-Offset is required") from exc
+    offset = _header_number("Upload-Offset")
+    if offset is None:
+        raise TusError(400, "Upload-Offset is required")
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
     secret = _owner_secret()
     upload = find_upload(db_session(), upload_id, secret)
@@ -155,6 +154,13 @@ def delete(upload_id: str) -> Response:
     with locked(services().store, upload.id), services().writers() as writer:
         terminate(writer, services().store, writer.merge(upload))
     return _answer(204, "")
+
+
+def _header_number(name: str) -> int | None:
+    """A header that tus defines as a non-negative integer: ASCII digits only (int() would
+    also take '+5', '1_0', '-0' and surrounding Unicode spaces), at most 19 of them."""
+    value = request.headers.get(name, "")
+    return int(value) if NUMBER_RE.fullmatch(value) else None
 
 
 def _owner_secret() -> str | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import validate_csrf
-from werkzeug.exceptions import TooManyRequests
+from werkzeug.exceptions import RequestEntityTooLarge, TooManyRequests
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
@@ -152,6 +152,9 @@ def submit() -> Response | str:
     # Refuse a body that cannot fit before encrypting any of it; one that fills the disk
     # anyway (a body of unknown length, or other uploads arriving meanwhile) fails with
     # NoSpace and leaves nothing behind.
+    if request.max_content_length is not None and \
+            (request.content_length or 0) > request.max_content_length:
+        raise RequestEntityTooLarge()  # too large for the desk at all, whatever the disk
     services().store.require_space(request.content_length or 0)
     writer = ObjectWriter(services().store, services().gpg, services().recipients.current())
     # Read the body ourselves: request.files would spool file parts to a plaintext temp file.
