@@ -139,6 +139,7 @@ def _source_interface(app: Flask, config: Config, services: Services) -> None:
     app.session_interface = DatabaseSessionInterface(SourceSession, None, services.sessions,
                                                      services.writers, sealed=True)
     app.extensions[views.THROTTLE] = LoginThrottle()
+    app.extensions[views.GENERATE_THROTTLE] = LoginThrottle()
     app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes,
                       WTF_CSRF_TIME_LIMIT=CSRF_TOKEN_SECONDS)
     # Ahead of CSRFProtect's hook, which would read a refused request's form first.

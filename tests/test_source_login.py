@@ -46,7 +46,7 @@ from desk.replies import ReplyTarget, write_web_reply
 from desk.services import Services, open_services
 from desk.sessions import IDLE_TIMEOUT, REFRESH_AFTER
 from desk.source import auth
-from desk.source.views import THROTTLE
+from desk.source.views import GENERATE_THROTTLE, THROTTLE
 from desk.throttle import Limits, LoginThrottle
 from tests.conftest import CHEAP_KDF, SourceBrowser, find_markers
 from tests.forms import CSRF_RE, csrf_token
@@ -448,10 +448,10 @@ class FakeClock:
         self.now += seconds
 
 
-def install_throttle(app: Flask, limits: Limits) -> FakeClock:
-    """Replace the app's login throttle with one of `limits` on a fake clock."""
+def install_throttle(app: Flask, limits: Limits, which: str = THROTTLE) -> FakeClock:
+    """Replace one of the app's throttles with one of `limits` on a fake clock."""
     clock = FakeClock()
-    app.extensions[THROTTLE] = LoginThrottle(limits, clock=clock)
+    app.extensions[which] = LoginThrottle(limits, clock=clock)
     return clock
 
 
@@ -477,10 +477,10 @@ def test_desk_throttle_stops_many_sessions_without_deriving(
     assert next_one.status_code == 429
 
 
-def test_new_codenames_are_throttled_like_logins(
+def test_new_codenames_are_throttled_in_buckets_of_their_own(
         app: Flask, desk: Services, derivations: Derivations) -> None:
     install_throttle(app, Limits(desk_capacity=2, desk_per_second=0.001,
-                                 session_capacity=5, session_per_second=1))
+                                 session_capacity=5, session_per_second=1), GENERATE_THROTTLE)
     answers = []
     for _ in range(3):
         client = app.test_client()
@@ -490,6 +490,16 @@ def test_new_codenames_are_throttled_like_logins(
     assert TOO_MANY in answers[2].text
     with desk.sessions() as session:
         assert len(session.scalars(select(Source)).all()) == 2
+
+
+def test_guessing_codenames_does_not_stop_new_sources(
+        app: Flask, desk: Services, derivations: Derivations) -> None:
+    install_throttle(app, Limits(desk_capacity=1, desk_per_second=0.001))
+    assert log_in_fresh(app, generate_passphrase())[1].status_code == 401
+    assert log_in_fresh(app, generate_passphrase())[1].status_code == 429
+    newcomer = app.test_client()
+    token = csrf_token(newcomer.get("/").text)
+    assert newcomer.post("/generate", data={"csrf_token": token}).status_code == 200
 
 
 def test_one_guessing_session_does_not_lock_out_other_sources(

@@ -29,6 +29,9 @@ from desk.submissions import record_submission
 from desk.throttle import LoginThrottle
 
 THROTTLE = "desk_login_throttle"
+# New codenames have buckets of their own: guessing codenames must not stop new sources from
+# getting one, nor a flood of new codenames stop sources from logging in.
+GENERATE_THROTTLE = "desk_generate_throttle"
 
 blueprint = Blueprint("source", __name__)
 
@@ -64,9 +67,9 @@ def index() -> str:
 def generate() -> str:
     """Make a codename, store only its lookup id and reply public key, and show it once.
 
-    Two derivations and a new row: throttled like a login.
+    Two derivations and a new row: throttled like a login, in buckets of its own.
     """
-    _throttle()
+    _throttle(GENERATE_THROTTLE)
     codename, source, seed = new_source(services())
     start_session(source, seed)
     # Rendered in the POST response, never redirected to: the codename is in no URL or cookie.
@@ -86,7 +89,7 @@ def login() -> Response | tuple[str, int]:
     typed = request.form.get("codename", "")
     if not typed.strip():
         return render_template("source/login.html", failed=True), 401
-    _throttle()
+    _throttle(THROTTLE)
     found = find_source(services(), typed)
     if found is None:
         return render_template("source/login.html", failed=True), 401
@@ -176,9 +179,9 @@ def logout() -> Response:
     return redirect(url_for("source.index"))
 
 
-def _throttle() -> None:
+def _throttle(which: str) -> None:
     """429 unless this session and the whole desk may spend a derivation now."""
-    throttle: LoginThrottle = current_app.extensions[THROTTLE]
+    throttle: LoginThrottle = current_app.extensions[which]
     if not throttle.allow(session.sid or ""):  # type: ignore[attr-defined]
         raise TooManyRequests()
 
