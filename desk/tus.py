@@ -34,7 +34,7 @@ from werkzeug.exceptions import ClientDisconnected
 from crypto.custody import SigningKey
 from crypto.gpg import Readable
 from crypto.objects import METADATA_NAME, PartRecord
-from desk.ingest import ObjectWriter
+from desk.ingest import ObjectWriter, StagedObject
 from desk.models import Upload
 from desk.store import Staging, Store
 from desk.submissions import record_submission
@@ -257,20 +257,25 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
             raise TusError(460, "checksum mismatch: the part was discarded")
         return PatchResult(upload.offset, False)
     try:
+        # The lock keeps other requests off this upload, so its row is as it was read.
+        record = unseal(secret, upload.id, upload.sealed)
+        parts = [*record["parts"], [part.name, part.size, part.sha256]]  # type: ignore[misc]
+        # The last part: encrypt the metadata record and hash the ciphertext (seconds for a
+        # large file) before taking the write lock, which then covers only the bookkeeping.
+        staged = None if upload.offset + part.size < upload.length else \
+            _finish(writer, folder, record, parts)
         with sessions() as session:
             current = session.get(Upload, upload.id)
             if current is None or current.offset != upload.offset:  # pragma: no cover - locked
                 raise TusError(409, "the upload changed while this part arrived")
-            record = unseal(secret, current.id, current.sealed)
-            parts = [*record["parts"], [part.name, part.size, part.sha256]]  # type: ignore[misc]
             current.sealed = seal(secret, current.id, {**record, "parts": parts})
             current.offset += part.size
             current.part_count += 1
-            if current.offset < current.length:
+            if staged is None:
                 session.commit()
                 return PatchResult(current.offset, False)
             offset = current.offset
-            _publish(session, writer, key, current, folder, record, parts)
+            _publish(session, writer, key, current, folder, staged)
             return PatchResult(offset, True)
     except BaseException:
         # Not recorded: the row still counts the parts before this one, so drop this part
@@ -280,16 +285,21 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
         raise
 
 
-def _publish(session: Session, writer: ObjectWriter, key: SigningKey, upload: Upload,
-             folder: Staging, record: dict[str, object], parts: list[list[object]]) -> None:
+def _finish(writer: ObjectWriter, folder: Staging, record: dict[str, object],
+            parts: list[list[object]]) -> StagedObject:
+    """Write the finished upload's metadata record and take its ciphertext digest."""
     records = tuple(PartRecord(str(n), int(str(s)), str(h)) for n, s, h in parts)
     name = record.get("filename")
-    staged = writer.finish(
+    return writer.finish(
         folder, "file", records,
         None if name is None else base64.b64decode(str(name)),
         None if record.get("filetype") is None else str(record["filetype"]),
         # One part is the whole file; across requests the console computes the whole hash.
         records[0].sha256 if len(records) == 1 else None)
+
+
+def _publish(session: Session, writer: ObjectWriter, key: SigningKey, upload: Upload,
+             folder: Staging, staged: StagedObject) -> None:
     source_id = upload.source_id
     session.delete(upload)
     # Publish hard links to the upload's files, not its folder: if recording the object fails
