@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from crypto.bundle import REPLY_COPY_NAME
 from crypto.custody import (
     CustodyEntry,
     SigningKey,
@@ -25,7 +26,6 @@ from desk.store import Store
 # A stored reply's files; its custody digest covers the journalists' copy, which outlives the
 # source's box (the source may delete that).
 REPLY_BOX_NAME = "box"
-REPLY_COPY_NAME = "copy.gpg"
 
 
 def reply_digest(store: Store, reply_id: str) -> str:

@@ -23,8 +23,9 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from crypto.bundle import REPLY_COPY_NAME
 from crypto.objects import METADATA_NAME, OBJECT_ID_RE, PART_NAME_RE, part_name
-from desk.custody import REPLY_BOX_NAME, REPLY_COPY_NAME
+from desk.custody import REPLY_BOX_NAME
 from desk.errors import JournalistError
 from desk.models import CustodyRecord, Reply, Submission, Upload
 from desk.store import TEMP_PREFIX, Store, fsync_path

@@ -13,6 +13,7 @@ from crypto.bundle import (
     CUSTODY_NAME,
     MANIFEST_NAME,
     MANIFEST_SIGNATURE_NAME,
+    REPLY_COPY_NAME,
     SIGNING_KEY_NAME,
     VERSION_NAME,
     ManifestObject,
@@ -26,7 +27,7 @@ from crypto.bundle import (
     version_line,
 )
 from crypto.objects import METADATA_NAME
-from desk.custody import REPLY_COPY_NAME, append_entry, custody_records
+from desk.custody import append_entry, custody_records
 from desk.errors import JournalistError, NotAcceptingSubmissions
 from desk.instance import load_instance
 from desk.models import Journalist, Reply, Source, Submission

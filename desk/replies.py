@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crypto.bundle import REPLY_COPY_NAME
 from crypto.custody import SigningKey
 from crypto.errors import EncryptionFailed, FormatError
 from crypto.reply import key_id, read_header, seal_reply
 from crypto.replyfile import ReplyCopy, ReplyFile
-from desk.custody import REPLY_BOX_NAME, REPLY_COPY_NAME, append_entry, reply_digest
+from desk.custody import REPLY_BOX_NAME, append_entry, reply_digest
 from desk.errors import JournalistError, NotAcceptingSubmissions
 from desk.models import Journalist, Reply, Source
 from desk.services import Services
