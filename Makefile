@@ -26,9 +26,11 @@ translations: $(VENV)/.installed
 	  --ignore-obsolete
 	$(BIN)/pybabel compile -d desk/translations
 
+# Style, types, and the layers of the tree (no import cycle, no layer reaching up).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_layering.py
 
 # System packages: gnupg and Python's venv module for the desk; ffmpeg and exiftool for the
 # review console (and its tests).

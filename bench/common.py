@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:
 
 import requests  # noqa: E402
 
-from desk.auth import totp_code  # noqa: E402
+from desk.records.credentials import totp_code  # noqa: E402
 from tests.forms import csrf_token  # noqa: E402
 from tests.gpgtool import Keypair, make_keypair  # noqa: E402
 

@@ -209,7 +209,7 @@ def _role(label: str, frames: list[str]) -> str:
         return "copy thread (python-gnupg _copy_data: body -> gpg stdin)"
     if "(_read_data)" in label or "(_read_response)" in label:
         return "gpg stdout/stderr readers"
-    if any(f.startswith("submit (desk/source/views.py") for f in frames):
+    if any(f.startswith("submit (desk/web/source/views.py") for f in frames):
         return "request thread (view submit)"
     return "other (idle pools, arbiter, other requests)"
 

@@ -51,9 +51,9 @@ import requests
 from common import PROFILE_RATE, Server, cpu_seconds, summary
 from sqlalchemy import event, insert, select
 
-from desk.db import make_engine
-from desk.designations import random_designation
-from desk.models import Journalist, Source, Submission
+from desk.records.db import make_engine
+from desk.records.designations import random_designation
+from desk.records.models import Journalist, Source, Submission
 
 PAGE_SIZE = 50  # desk.journalist.views.PAGE_SIZE
 PASSWORD = "bench-long-passphrase-for-alice"  # noqa: S105 - a throwaway desk

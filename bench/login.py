@@ -27,7 +27,7 @@ Each round, in an order that rotates from round to round:
 
 Every login is a fresh session: GET /login (not timed) for the cookie and the CSRF token, then
 the timed POST /login on the same keep-alive connection. A wrong codename is seven random EFF
-words. The desk throttles logins in memory (desk/throttle.py, a bucket per process and one per
+words. The desk throttles logins in memory (desk/web/throttle.py, a bucket per process and one per
 session). The client keeps its own copy of the desk's bucket for each server, as if one process
 took every login, and waits for enough tokens before each login or burst, so that no login
 should meet a 429; each 429 is counted all the same.
@@ -68,10 +68,10 @@ from sqlalchemy import insert
 
 from crypto.codename import SALT_BYTES, generate_passphrase
 from crypto.kdf import PRODUCTION_KDF
-from desk.db import make_engine
-from desk.designations import random_designation
-from desk.models import Source
-from desk.throttle import Limits
+from desk.records.db import make_engine
+from desk.records.designations import random_designation
+from desk.records.models import Source
+from desk.web.throttle import Limits
 from tests.forms import CODENAME_RE, csrf_token
 
 MEASUREMENTS = ("raw", "wrong-1", "wrong-N", "right-N", "burst")

@@ -709,7 +709,7 @@ def phase_concurrent(args: argparse.Namespace, desk: Desk, monitor: Monitor,
                      known: set[str]) -> dict[str, Any]:
     clients, size, rate = args.clients, args.client_mib * MiB, args.client_rate
     chunk = args.chunk_mib * MiB
-    desk.journalist = common.start_server(desk.data, "journalist", desk.root / "journalist.log")
+    desk.web.journalist = common.start_server(desk.data, "journalist", desk.root / "journalist.log")
     t0 = time.perf_counter()
     sessions = [new_session(desk.source.url) for _ in range(clients)]
     setup_s = time.perf_counter() - t0
@@ -907,9 +907,9 @@ def _role(_label: str, frames: list[str]) -> str:
         return "copy thread (python-gnupg _copy_data: body -> gpg stdin)"
     if any(f.startswith(("_read_response (", "_read_data (")) for f in frames):
         return "gpg stdout/stderr readers"
-    if any(f.startswith("submit (desk/source/views.py") for f in frames):
+    if any(f.startswith("submit (desk/web/source/views.py") for f in frames):
         return "request thread (view submit)"
-    if any(f.startswith("patch (desk/source/uploads.py") for f in frames):
+    if any(f.startswith("patch (desk/web/source/tus_views.py") for f in frames):
         return "request thread (tus patch)"
     return "other (idle pools, arbiter, other requests)"
 

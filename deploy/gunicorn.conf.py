@@ -1,12 +1,12 @@
 """gunicorn settings for a desk interface, for running gunicorn itself instead of `desk serve`:
 
     DESK_DATA=/var/lib/desk gunicorn -c deploy/gunicorn.conf.py \\
-        --bind 127.0.0.1:8080 "desk.serve:interface_app('source')"
+        --bind 127.0.0.1:8080 "desk.ops.serve:interface_app('source')"
     DESK_DATA=/var/lib/desk gunicorn -c deploy/gunicorn.conf.py \\
-        --bind 127.0.0.1:8081 "desk.serve:interface_app('journalist')"
+        --bind 127.0.0.1:8081 "desk.ops.serve:interface_app('journalist')"
 
 `desk serve` (what the systemd units run) applies exactly these settings. They are kept in
-desk/serve.py, `GUNICORN_SETTINGS`, so that an installed desk has them without this folder;
+desk/ops/serve.py, `GUNICORN_SETTINGS`, so that an installed desk has them without this folder;
 the comments there say why each is set. In short:
 
 - worker_class "gthread", 2 workers x 64 threads: a sync worker is killed when one request
@@ -17,7 +17,7 @@ the comments there say why each is set. In short:
 - no Server header, no worker recycling, no control socket.
 """
 
-from desk.serve import GUNICORN_SETTINGS
+from desk.ops.serve import GUNICORN_SETTINGS
 
 globals().update(GUNICORN_SETTINGS)
 

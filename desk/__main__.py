@@ -1,5 +1,5 @@
 """`python -m desk` runs the `desk` command."""
 
-from desk.cli import cli
+from desk.ops.cli import cli
 
 cli()

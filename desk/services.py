@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from crypto.custody import SigningKey
 from crypto.gpg import GnuPG
 from desk.config import Config
-from desk.db import make_engine, make_sessionmaker, make_writer_sessionmaker
 from desk.errors import NotInitialised
-from desk.instance import read_signing_key
-from desk.recipients import Recipients
-from desk.store import Store
+from desk.records.db import make_engine, make_sessionmaker, make_writer_sessionmaker
+from desk.records.instance import read_signing_key
+from desk.records.recipients import Recipients
+from desk.storage.store import Store
 
 
 @dataclass

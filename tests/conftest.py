@@ -21,8 +21,8 @@ from werkzeug.test import TestResponse
 from crypto.kdf import KdfParams
 from desk.app import create_app
 from desk.config import Config
-from desk.instance import init_desk
-from desk.journalists import add_journalist
+from desk.records.accounts import add_journalist
+from desk.records.instance import init_desk
 from desk.services import Services, open_services
 from tests.forms import CODENAME_RE, FormBody, csrf_token
 from tests.gpgtool import Keypair, make_keypair
@@ -98,8 +98,8 @@ PASSWORDS = {"alice": "alice-long-passphrase-1", "bob": "bob-long-passphrase-22"
 @pytest.fixture
 def accounts(desk: Services, second_journalist: Keypair) -> Services:
     """`desk` with two accounts that can log in: alice (admin) and bob (not an admin)."""
-    from desk.auth import hash_password, new_totp_secret
-    from desk.journalists import find_journalist
+    from desk.records.accounts import find_journalist
+    from desk.records.credentials import hash_password, new_totp_secret
 
     with desk.sessions() as session:
         alice = find_journalist(session, "alice")
@@ -109,7 +109,7 @@ def accounts(desk: Services, second_journalist: Keypair) -> Services:
         add_journalist(session, desk.gpg, "bob", second_journalist.public_key.read_bytes(),
                        password=PASSWORDS["bob"], kdf=CHEAP_KDF)
         session.commit()
-    desk.recipients.invalidate()
+    desk.records.recipients.invalidate()
     return desk
 
 
@@ -117,8 +117,8 @@ def fresh_code(services: Services, username: str) -> str:
     """A TOTP code the account has not used yet (within the allowed drift of one step)."""
     from datetime import UTC, datetime
 
-    from desk.auth import TOTP_STEP_SECONDS, totp_code
-    from desk.journalists import find_journalist
+    from desk.records.accounts import find_journalist
+    from desk.records.credentials import TOTP_STEP_SECONDS, totp_code
 
     with services.sessions() as session:
         journalist = find_journalist(session, username)

@@ -46,11 +46,11 @@ from werkzeug.http import parse_options_header
 from werkzeug.test import TestResponse
 
 from desk.app import create_app
-from desk.auth import hash_password, new_totp_secret
 from desk.config import Config
-from desk.instance import init_desk
-from desk.journalists import add_journalist
-from desk.models import CustodyRecord, Journalist, Reply, Source, Submission, Upload
+from desk.records.accounts import add_journalist
+from desk.records.credentials import hash_password, new_totp_secret
+from desk.records.instance import init_desk
+from desk.records.models import CustodyRecord, Journalist, Reply, Source, Submission, Upload
 from desk.services import Services, open_services
 from tests.conftest import CHEAP_KDF, PASSWORDS, Server, SourceBrowser, find_markers, log_in
 from tests.forms import csrf_token
@@ -245,7 +245,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, journalist: Keypair) -> Iter
         alice.password_hash = hash_password(PASSWORDS["alice"], CHEAP_KDF)
         alice.totp_secret = new_totp_secret()
         db.commit()
-    desk.recipients.invalidate()
+    desk.records.recipients.invalidate()
     source_app = create_app(config, "source", services=desk)
     journalist_app = create_app(config, "journalist", services=desk)
     source = SourceBrowser(source_app.test_client())
@@ -401,7 +401,7 @@ SUBMIT_CASES: list[tuple[str, str, Build]] = [
                            + t["own"].encode(), message_part()))),
     ("boundary", "8 MiB preamble and no delimiter",
      lambda t: submit(b"p" * 8 * MiB)),
-    # Valid but for its size: refused with 413 (desk/ingest.py MAX_FORM_MEMORY).
+    # Valid but for its size: refused with 413 (desk/intake/ingest.py MAX_FORM_MEMORY).
     ("boundary", "8 MiB of part headers on the token",
      lambda t: submit(form(b'Content-Disposition: form-data; name="csrf_token"\r\nX-Pad: '
                            + b"h" * 8 * MiB + b"\r\n\r\n" + t["own"].encode(), message_part()))),

@@ -17,8 +17,8 @@ from crypto.codename import (
     new_salt,
     wordlist,
 )
-from desk.instance import load_instance
-from desk.models import Source
+from desk.records.instance import load_instance
+from desk.records.models import Source
 from desk.services import Services
 from tests.conftest import SourceBrowser, find_markers
 

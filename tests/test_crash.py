@@ -46,8 +46,8 @@ import pytest
 import requests
 
 from crypto.objects import part_name
-from desk.custody import verify_desk
-from desk.doctor import Finding, database_problems, examine, repair, sole_session
+from desk.ops.doctor import Finding, database_problems, examine, repair, sole_session
+from desk.records.custody import verify_desk
 from desk.services import Services
 from tests.conftest import DESK_COMMAND, free_port
 from tests.forms import CODENAME_RE, FormBody, csrf_token
@@ -744,24 +744,24 @@ class CrashPoint:
 
 
 CRASH_POINTS = {
-    "form-part-encrypted": CrashPoint("desk.ingest:ObjectWriter.write_part", "form",
+    "form-part-encrypted": CrashPoint("desk.intake.ingest:ObjectWriter.write_part", "form",
                                       {"staging": 1}),
-    "form-record-encrypted": CrashPoint("desk.ingest:ObjectWriter.finish", "form",
+    "form-record-encrypted": CrashPoint("desk.intake.ingest:ObjectWriter.finish", "form",
                                         {"staging": 1}),
-    "form-published": CrashPoint("desk.store:Store.publish", "form",
+    "form-published": CrashPoint("desk.storage.store:Store.publish", "form",
                                  {"object-without-row": 1}),
-    "form-committed": CrashPoint("desk.submissions:record_submission", "form", {},
+    "form-committed": CrashPoint("desk.records.submissions:record_submission", "form", {},
                                  listed=True),
-    "tus-created": CrashPoint("desk.tus:create_upload", "tus-create",
+    "tus-created": CrashPoint("desk.intake.tus:create_upload", "tus-create",
                               {"upload-without-row": 1}),
-    "tus-part-encrypted": CrashPoint("desk.ingest:ObjectWriter.write_part", "tus",
+    "tus-part-encrypted": CrashPoint("desk.intake.ingest:ObjectWriter.write_part", "tus",
                                      {"unrecorded-part": 1}),
-    "tus-record-encrypted": CrashPoint("desk.ingest:ObjectWriter.finish", "tus",
+    "tus-record-encrypted": CrashPoint("desk.intake.ingest:ObjectWriter.finish", "tus",
                                        {"unrecorded-part": 1, "unrecorded-metadata": 1}),
-    "tus-published": CrashPoint("desk.store:Store.publish", "tus",
+    "tus-published": CrashPoint("desk.storage.store:Store.publish", "tus",
                                 {"object-without-row": 1, "unrecorded-part": 1,
                                  "unrecorded-metadata": 1}),
-    "tus-committed": CrashPoint("desk.submissions:record_submission", "tus",
+    "tus-committed": CrashPoint("desk.records.submissions:record_submission", "tus",
                                 {"upload-without-row": 1}, listed=True),
 }
 
@@ -859,7 +859,7 @@ def test_a_crash_right_after_each_step_loses_nothing_acknowledged(
 
 def test_the_next_patch_is_not_refused_because_a_child_was_forked_during_the_last(
         desk: Services, tmp_path: Path) -> None:
-    server, armed = hooked_server(desk, tmp_path, "desk.tus:append_part", "fork")
+    server, armed = hooked_server(desk, tmp_path, "desk.intake.tus:append_part", "fork")
     try:
         server.start()
         session = SourceSession.open(server.url)

@@ -6,11 +6,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from desk import migrations
 from desk.config import Config
-from desk.db import make_engine
-from desk.instance import init_desk
-from desk.models import Base
+from desk.records import migrations
+from desk.records.db import make_engine
+from desk.records.instance import init_desk
+from desk.records.models import Base
 from desk.services import Services
 
 

@@ -25,10 +25,10 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from desk.cli import DEFAULT_PORTS
-from desk.serve import GUNICORN_SETTINGS
+from desk.ops.cli import DEFAULT_PORTS
+from desk.ops.serve import GUNICORN_SETTINGS
+from desk.ops.tor import OnionLayout, render_torrc
 from desk.services import Services
-from desk.tor import OnionLayout, render_torrc
 from tests.conftest import DESK_COMMAND, Server, free_port, read_objects, run_desk
 from tests.forms import CODENAME_RE, FormBody, csrf_token
 from tests.gpgtool import Keypair
@@ -312,7 +312,7 @@ def test_gunicorn_reads_the_desk_settings_from_deploy_conf(empty_desk: Services)
 
     result = subprocess.run(
         [str(gunicorn), "-c", str(DEPLOY / "gunicorn.conf.py"), "--print-config",
-         "desk.serve:interface_app('source')"],
+         "desk.ops.serve:interface_app('source')"],
         capture_output=True, text=True, env=env, timeout=60, check=False)
 
     assert result.returncode == 0, result.stderr

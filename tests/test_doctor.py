@@ -1,4 +1,4 @@
-"""`desk doctor` (desk/doctor.py): it finds every kind of debris an interrupted write leaves,
+"""`desk doctor` (desk/ops/doctor.py): it finds every kind of debris an interrupted write leaves,
 removes exactly that with --repair, and reports, but never touches, rows whose files are gone
 and files the custody log recorded. Crashes of a real server are in tests/test_crash.py."""
 
@@ -17,13 +17,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from crypto.objects import new_object_id, part_name
-from desk.custody import verify_desk
-from desk.doctor import Finding, database_problems, examine, repair, sole_session
-from desk.models import Reply, Source, Submission, Upload
-from desk.replies import ReplyTarget, write_web_reply
+from desk.intake.tus import LOCK_NAME
+from desk.ops.doctor import Finding, database_problems, examine, repair, sole_session
+from desk.outbound.replies import ReplyTarget, write_web_reply
+from desk.records.custody import verify_desk
+from desk.records.models import Reply, Source, Submission, Upload
+from desk.records.submissions import delete_submissions
 from desk.services import Services
-from desk.submissions import delete_submissions
-from desk.tus import LOCK_NAME
 from tests.conftest import SourceBrowser, files_under, run_desk
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -263,7 +263,7 @@ def test_a_box_the_source_deleted_is_removed_and_the_copy_kept(full: Desk) -> No
 
 
 def test_an_upload_folder_published_without_its_row_is_kept(full: Desk) -> None:
-    # What desk/tus.py did before it published hard links: the upload's own folder, lock file
+    # What desk/intake/tus.py did before it published hard links: the upload's own folder, lock file
     # and all, renamed into objects/ before the commit; a crash then leaves the upload's row
     # without its folder, and the folder (holding the acknowledged parts) without a row.
     (full.upload_folder / part_name(1)).write_bytes(b"the last part")

@@ -27,9 +27,9 @@ from werkzeug.test import TestResponse
 from crypto.bundle import Bundle, read_bundle, verify_bundle
 from crypto.custody import CustodyEntry, ciphertext_digest, object_files
 from crypto.errors import CustodyBroken, FormatError
-from desk.custody import custody_records
-from desk.models import Reply, Source, Submission
-from desk.replies import ReplyTarget, write_web_reply
+from desk.outbound.replies import ReplyTarget, write_web_reply
+from desk.records.custody import custody_records
+from desk.records.models import Reply, Source, Submission
 from desk.services import Services
 from tests.conftest import SourceBrowser, files_under, run_desk
 from tests.forms import csrf_token

@@ -20,11 +20,11 @@ from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
 from desk.app import create_app
-from desk.auth import TOTP_STEP_SECONDS, totp_code
 from desk.config import Config
-from desk.instance import load_instance
-from desk.journalists import find_journalist
-from desk.models import Journalist, JournalistSession
+from desk.records.accounts import find_journalist
+from desk.records.credentials import TOTP_STEP_SECONDS, totp_code
+from desk.records.instance import load_instance
+from desk.records.models import Journalist, JournalistSession
 from desk.services import Services, open_services
 from tests.conftest import (
     CHEAP_KDF,
@@ -777,7 +777,7 @@ def test_superscript_digit_retention_is_refused_with_the_retention_message(
 
 def test_new_password_or_two_factor_ends_existing_sessions(
         accounts: Services, alice: FlaskClient, bob: FlaskClient) -> None:
-    from desk.journalists import reset_two_factor, set_password
+    from desk.records.accounts import reset_two_factor, set_password
 
     with accounts.sessions() as session:
         reset_two_factor(session, find_journalist(session, "alice"))

@@ -18,8 +18,8 @@ from crypto.keys import KeyInfo, KeyPart, key_problems, parse_fingerprint
 from desk.app import create_app
 from desk.config import Config, load_config
 from desk.errors import JournalistError
-from desk.journalists import add_journalist
-from desk.models import Journalist, Source, Submission
+from desk.records.accounts import add_journalist
+from desk.records.models import Journalist, Source, Submission
 from desk.services import Services, open_services
 from tests.conftest import SourceBrowser, files_under, run_desk
 from tests.forms import FormBody
@@ -267,7 +267,7 @@ def test_desk_encrypts_only_to_pinned_keys(
         other_keypair: Keypair) -> None:
     gpg(desk.config.gnupg_home, "--import", str(other_keypair.public_key))
     assert other_keypair.fingerprint in {key.fingerprint for key in desk.gpg.list_keys()}
-    desk.recipients.invalidate()
+    desk.records.recipients.invalidate()
     assert desk.recipients.current() == [journalist.fingerprint]
 
     assert source.send("to alice only", (("clip.mp4", b"frames" * 1000),)).status_code == 200

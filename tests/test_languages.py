@@ -16,7 +16,7 @@ from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
 
-from desk.i18n import LANGUAGES, TRANSLATIONS
+from desk.web.i18n import LANGUAGES, TRANSLATIONS
 from tests.forms import csrf_token
 
 ROOT = Path(__file__).resolve().parent.parent

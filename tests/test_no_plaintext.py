@@ -35,7 +35,7 @@ import requests
 from sqlalchemy import func, select
 from tusclient.client import TusClient
 
-from desk.models import Reply, Source, Submission
+from desk.records.models import Reply, Source, Submission
 from desk.services import Services
 from tests.conftest import (
     DESK_COMMAND,

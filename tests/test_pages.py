@@ -17,9 +17,9 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from desk.app import create_app
-from desk.models import Source
+from desk.records.models import Source
 from desk.services import Services
-from desk.throttle import Limits, LoginThrottle
+from desk.web.throttle import Limits, LoginThrottle
 from tests.conftest import Server, SourceBrowser
 from tests.forms import FormBody, csrf_token
 

@@ -12,7 +12,7 @@ import requests
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from desk.models import Reply, Source
+from desk.records.models import Reply, Source
 from desk.services import Services
 from tests.conftest import Server, SourceBrowser, find_markers, run_desk
 from tests.forms import csrf_token

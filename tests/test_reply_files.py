@@ -31,9 +31,9 @@ from crypto.reply import read_header, seal_reply
 from crypto.replyfile import ReplyCopy, ReplyFile, signed_payload
 from desk.app import create_app
 from desk.config import Config
-from desk.instance import init_desk
-from desk.journalists import add_journalist
-from desk.models import CustodyRecord, Reply, Source
+from desk.records.accounts import add_journalist
+from desk.records.instance import init_desk
+from desk.records.models import CustodyRecord, Reply, Source
 from desk.services import Services, open_services
 from tests.conftest import (
     CHEAP_KDF,

@@ -28,9 +28,9 @@ from sqlalchemy import select
 
 from desk.app import create_app
 from desk.config import Config
-from desk.instance import init_desk
-from desk.journalists import add_journalist
-from desk.models import Source
+from desk.records.accounts import add_journalist
+from desk.records.instance import init_desk
+from desk.records.models import Source
 from desk.review.inspect import inspect_file
 from desk.services import Services, open_services
 from tests.conftest import CHEAP_KDF, SourceBrowser, files_under, find_markers, run_desk

@@ -27,7 +27,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from desk.models import Submission
+from desk.records.models import Submission
 from desk.services import Services
 from tests.conftest import Server, files_under, find_markers, read_objects
 from tests.forms import CODENAME_RE, FormBody, csrf_token

@@ -39,15 +39,15 @@ from crypto.codename import MAX_CODENAME_CHARS, Codename, generate_passphrase, w
 from crypto.errors import FormatError
 from crypto.reply import key_from_seed, reply_seed, reply_text
 from desk.app import create_app
-from desk.designations import random_designation
-from desk.instance import load_instance
-from desk.models import Reply, Source, SourceSession, Submission
-from desk.replies import ReplyTarget, write_web_reply
+from desk.outbound.replies import ReplyTarget, write_web_reply
+from desk.records.designations import random_designation
+from desk.records.instance import load_instance
+from desk.records.models import Reply, Source, SourceSession, Submission
 from desk.services import Services, open_services
-from desk.sessions import IDLE_TIMEOUT, REFRESH_AFTER
-from desk.source import auth
-from desk.source.views import GENERATE_THROTTLE, THROTTLE
-from desk.throttle import Limits, LoginThrottle
+from desk.web.sessions import IDLE_TIMEOUT, REFRESH_AFTER
+from desk.web.source import auth
+from desk.web.source.views import GENERATE_THROTTLE, THROTTLE
+from desk.web.throttle import Limits, LoginThrottle
 from tests.conftest import CHEAP_KDF, SourceBrowser, find_markers
 from tests.forms import CSRF_RE, csrf_token
 
@@ -196,12 +196,12 @@ def send_reply(desk: Services, source_id: str, text: str) -> str:
 
 
 def hkdf(material: bytes, info: bytes) -> bytes:
-    """HKDF-SHA256 to 32 bytes with no salt, as desk/sessions.py derives cookie keys."""
+    """HKDF-SHA256 to 32 bytes with no salt, as desk/web/sessions.py derives cookie keys."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(material)
 
 
 def session_data(token: str, row: SourceSession) -> dict[str, Any]:
-    """A source session row's data, opened with the cookie's token as desk/sessions.py seals it
+    """A source session row's data, opened with the cookie's token as desk/web/sessions.py seals it
     (AES-256-GCM under HKDF(token, "desk session data"), the row id as associated data)."""
     blob = base64.b64decode(row.data)
     key = hkdf(token.encode("ascii"), b"desk session data")

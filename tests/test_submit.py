@@ -9,7 +9,7 @@ import secrets
 import pytest
 from sqlalchemy import select
 
-from desk.models import Source, Submission
+from desk.records.models import Source, Submission
 from desk.services import Services
 from tests.conftest import SourceBrowser, files_under, find_markers, read_objects
 from tests.forms import FormBody
@@ -55,12 +55,12 @@ def test_rows_hold_dates_and_sizes_only(desk: Services, source: SourceBrowser) -
 def test_either_journalist_key_alone_decrypts_every_part(
         desk: Services, source: SourceBrowser, journalist: Keypair,
         second_journalist: Keypair) -> None:
-    from desk.journalists import add_journalist
+    from desk.records.accounts import add_journalist
 
     with desk.sessions() as session:
         add_journalist(session, desk.gpg, "bob", second_journalist.public_key.read_bytes())
         session.commit()
-    desk.recipients.invalidate()
+    desk.records.recipients.invalidate()
     data = os.urandom(100_000)
     assert source.send("two keys", (("clip.mov", data),)).status_code == 200
 

@@ -34,9 +34,9 @@ from sqlalchemy import select
 from crypto.custody import SigningKey, entry_body
 from desk.app import create_app
 from desk.config import Config
-from desk.instance import init_desk
-from desk.journalists import add_journalist
-from desk.models import Submission
+from desk.records.accounts import add_journalist
+from desk.records.instance import init_desk
+from desk.records.models import Submission
 from desk.services import open_services
 from tests.conftest import CHEAP_KDF, SourceBrowser, files_under, find_markers, run_desk
 from tests.gpgtool import Keypair

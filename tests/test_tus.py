@@ -1,4 +1,5 @@
-"""Resumable uploads: the tus 1.0.0 endpoint at /uploads/ (desk/source/uploads.py, desk/tus.py).
+"""Resumable uploads: the tus 1.0.0 endpoint at /uploads/ (desk/web/source/tus_views.py and
+desk/intake/tus.py).
 
 Protocol answers are checked with the Flask test client. Everything that depends on real
 network behaviour (an independent tus client, connections that die mid-body, two PATCHes at
@@ -42,10 +43,10 @@ from werkzeug.test import TestResponse
 
 from desk import tus
 from desk.app import create_app
-from desk.ingest import ObjectWriter
-from desk.models import CustodyRecord, Submission, Upload
+from desk.intake.ingest import ObjectWriter
+from desk.records.models import CustodyRecord, Submission, Upload
 from desk.services import Services
-from desk.store import Staging
+from desk.storage.store import Staging
 from tests.conftest import (
     Server,
     SourceBrowser,

@@ -1,0 +1,1 @@
+"""Bytes in from a source: the form and tus uploads streamed into gpg, then recorded."""

@@ -1,0 +1,342 @@
+"""Resumable uploads (tus 1.0.0): each PATCH body becomes one encrypted part.
+
+An upload lives in `store/uploads/<id>/` as durable parts until its last byte arrives; then
+its metadata record is written and the folder is published as a normal object, with its row
+and custody entry, exactly like a form upload. What the desk must not keep readable (the
+file's name and type, each part's plaintext SHA-256) is sealed in the upload's row with a key
+derived from a secret that lives only in the creating session's cookie.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import ClientDisconnected
+
+from crypto.custody import SigningKey
+from crypto.gpg import Readable
+from crypto.objects import METADATA_NAME, PartRecord
+from desk.intake.ingest import ObjectWriter
+from desk.records.models import Upload
+from desk.records.submissions import record_submission
+from desk.storage.store import StagedObject, Staging, Store
+
+TUS_VERSION = "1.0.0"
+EXTENSIONS = "creation,expiration,termination,checksum"
+CHECKSUM_ALGORITHMS = ("sha1", "sha256")
+UPLOAD_DAYS = 7
+LOCK_NAME = ".lock"
+MAX_METADATA_CHARS = 4096
+
+
+class TusError(Exception):
+    """A tus request refused with `status`; the message is for the client program."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def expires_at(upload: Upload) -> datetime:
+    """The instant an upload expires: the end of its expiry day (rows hold dates only)."""
+    return datetime.combine(upload.expires_on + timedelta(days=1), datetime.min.time(), UTC)
+
+
+def owner_hash(secret: str) -> str:
+    """What the upload row keeps of the secret."""
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def _key(secret: str, upload_id: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"desk tus upload " + upload_id.encode("ascii")
+                ).derive(secret.encode("ascii"))
+
+
+def seal(secret: str, upload_id: str, data: dict[str, object]) -> bytes:
+    """Encrypt the upload's private record under the cookie secret (AES-256-GCM)."""
+    nonce = os.urandom(12)
+    plaintext = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    return nonce + AESGCM(_key(secret, upload_id)).encrypt(nonce, plaintext,
+                                                           upload_id.encode("ascii"))
+
+
+def unseal(secret: str, upload_id: str, blob: bytes) -> dict[str, object]:
+    """Decrypt what `seal` made; TusError 404 if this secret does not open it."""
+    try:
+        plaintext = AESGCM(_key(secret, upload_id)).decrypt(blob[:12], blob[12:],
+                                                            upload_id.encode("ascii"))
+    except (InvalidTag, ValueError) as exc:
+        raise TusError(404, "no such upload") from exc
+    loaded: dict[str, object] = json.loads(plaintext)
+    return loaded
+
+
+def parse_metadata(header: str) -> dict[str, bytes]:
+    """The Upload-Metadata header: comma-separated 'key base64value' pairs."""
+    if len(header) > MAX_METADATA_CHARS:
+        raise TusError(400, "Upload-Metadata is too long")
+    pairs: dict[str, bytes] = {}
+    for item in filter(None, (p.strip() for p in header.split(","))):
+        key, _, value = item.partition(" ")
+        if not key or not key.isascii() or " " in key or key in pairs:
+            raise TusError(400, "bad Upload-Metadata key")
+        try:
+            pairs[key] = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise TusError(400, "Upload-Metadata values must be base64") from exc
+    return pairs
+
+
+def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
+    """The Upload-Checksum header: 'algorithm base64digest'."""
+    if not header:
+        return None
+    algorithm, _, value = header.strip().partition(" ")
+    if algorithm not in CHECKSUM_ALGORITHMS:
+        raise TusError(400, "unsupported checksum algorithm")
+    try:
+        return algorithm, base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise TusError(400, "Upload-Checksum must be base64") from exc
+
+
+def upload_dir(store: Store, upload_id: str) -> Path:
+    """Where an upload's parts wait."""
+    return store.uploads / upload_id
+
+
+def create_upload(session: Session, store: Store, source_id: str, secret: str, length: int,
+                  metadata: dict[str, bytes]) -> Upload:
+    """Make the upload's folder and row (not committed); NoSpace if it would not fit on disk."""
+    root = store.uploads
+    root.mkdir(mode=0o700, exist_ok=True)
+    store.require_space(length)
+    upload_id = secrets.token_hex(16)
+    upload_dir(store, upload_id).mkdir(mode=0o700)
+    today = datetime.now(UTC).date()
+    name = metadata.get("filename")
+    record: dict[str, object] = {
+        "filename": None if name is None else base64.b64encode(name).decode("ascii"),
+        "filetype": (metadata.get("filetype") or b"").decode("utf-8", "replace") or None,
+        "parts": [],
+    }
+    upload = Upload(id=upload_id, source_id=source_id, owner=owner_hash(secret),
+                    length=length, offset=0, part_count=0,
+                    sealed=seal(secret, upload_id, record), created_on=today,
+                    expires_on=today + timedelta(days=UPLOAD_DAYS))
+    session.add(upload)
+    return upload
+
+
+def find_upload(session: Session, upload_id: str, secret: str | None) -> Upload:
+    """The upload if this session created it and it has not expired; else TusError 404/410."""
+    upload = session.get(Upload, upload_id)
+    if upload is None or secret is None or upload.owner != owner_hash(secret):
+        raise TusError(404, "no such upload")
+    if expires_at(upload) <= datetime.now(UTC):
+        raise TusError(410, "this upload has expired")
+    return upload
+
+
+@contextlib.contextmanager
+def locked(store: Store, upload_id: str) -> Iterator[None]:
+    """Hold the upload's lock, across processes; TusError 423 if another request has it."""
+    folder = upload_dir(store, upload_id)
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError as exc:
+        raise TusError(404, "no such upload") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise TusError(423, "another request is writing to this upload") from exc
+        yield
+    finally:
+        # Unlock before closing: a gpg child forked meanwhile shares this open file until it
+        # execs, and closing our descriptor alone would leave the lock held for that long.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class BodyReader:
+    """The PATCH body, at most `limit` bytes; a dropped connection reads as the end.
+
+    A client that disconnects mid-PATCH keeps what arrived: the bytes so far become a finished
+    part, and the client resumes from the new offset. `cut_short` says the body ended before
+    its Content-Length; `overflow` that a body without one ran past the upload's length.
+    """
+
+    # Small reads: a reset connection loses what gunicorn had buffered for the current read.
+    MAX_READ = 256 * 1024
+
+    def __init__(self, stream: Readable, limit: int, declared: int | None) -> None:
+        self._stream = stream
+        self._left = limit
+        self._declared = declared
+        self.received = 0
+        self.cut_short = False
+        self.overflow = False
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes of the body."""
+        if self._left <= 0:
+            if self._declared is None and not self.overflow:
+                self.overflow = bool(self._read(1))
+            return b""
+        want = min(self._left if n < 0 else n, self._left, self.MAX_READ)
+        data = self._read(want)
+        if not data and self._declared is not None and self.received < self._declared:
+            self.cut_short = True
+        self._left -= len(data)
+        self.received += len(data)
+        return data
+
+    def _read(self, n: int) -> bytes:
+        try:
+            return self._stream.read(n)
+        except (OSError, ValueError, ClientDisconnected):
+            self.cut_short = True
+            return b""
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """Where an upload stands after a PATCH."""
+
+    offset: int
+    finished: bool
+
+
+def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: SigningKey,
+                upload: Upload, secret: str, body: Readable, declared: int | None,
+                checksum: tuple[str, bytes] | None) -> PatchResult:
+    """Encrypt one PATCH body as the upload's next part, then advance the offset (committed).
+
+    The caller holds `locked()`. The body is encrypted with no database transaction open (a
+    slow client would otherwise hold SQLite's write lock for the whole body); a writer
+    transaction then records the part. With a checksum, a part that does not match, or that
+    was cut short, is discarded (460, or a resumable offset). When the last byte arrives, the
+    upload is published as an object. If anything fails (a full disk: NoSpace, or SQLite's
+    "database or disk is full"), the offset stays at the last recorded part and the client
+    resumes from there once there is room.
+    """
+    folder = Staging(upload_dir(writer.store, upload.id), writer.store)
+    reader = BodyReader(body, upload.length - upload.offset, declared)
+    part, digest = writer.write_part(folder, upload.part_count, reader,
+                                     checksum[0] if checksum else None)
+    part_path = folder.path / part.name
+    if reader.overflow:
+        part_path.unlink(missing_ok=True)
+        raise TusError(400, "this body goes past Upload-Length; the part was discarded")
+    # An empty part only for an empty file; a checksummed part must arrive whole and match.
+    empty = part.size == 0 and upload.length > 0
+    if empty or (checksum is not None and (reader.cut_short or digest != checksum[1])):
+        part_path.unlink(missing_ok=True)
+        if checksum is not None and part.size and not reader.cut_short:
+            raise TusError(460, "checksum mismatch: the part was discarded")
+        return PatchResult(upload.offset, False)
+    try:
+        # The lock keeps other requests off this upload, so its row is as it was read.
+        record = unseal(secret, upload.id, upload.sealed)
+        parts = [*record["parts"], [part.name, part.size, part.sha256]]  # type: ignore[misc]
+        # The last part: encrypt the metadata record and hash the ciphertext (seconds for a
+        # large file) before taking the write lock, which then covers only the bookkeeping.
+        staged = None if upload.offset + part.size < upload.length else \
+            _finish(writer, folder, record, parts)
+        with sessions() as session:
+            current = session.get(Upload, upload.id)
+            if current is None or current.offset != upload.offset:  # pragma: no cover - locked
+                raise TusError(409, "the upload changed while this part arrived")
+            current.sealed = seal(secret, current.id, {**record, "parts": parts})
+            current.offset += part.size
+            current.part_count += 1
+            if staged is None:
+                session.commit()
+                return PatchResult(current.offset, False)
+            offset = current.offset
+            _publish(session, writer, key, current, folder, staged)
+            return PatchResult(offset, True)
+    except BaseException:
+        # Not recorded: the row still counts the parts before this one, so drop this part
+        # (and the metadata record, if publishing got that far); the client sends it again.
+        part_path.unlink(missing_ok=True)
+        (folder.path / METADATA_NAME).unlink(missing_ok=True)
+        raise
+
+
+def _finish(writer: ObjectWriter, folder: Staging, record: dict[str, object],
+            parts: list[list[object]]) -> StagedObject:
+    """Write the finished upload's metadata record and take its ciphertext digest."""
+    records = tuple(PartRecord(str(n), int(str(s)), str(h)) for n, s, h in parts)
+    name = record.get("filename")
+    return writer.finish(
+        folder, "file", records,
+        None if name is None else base64.b64decode(str(name)),
+        None if record.get("filetype") is None else str(record["filetype"]),
+        # One part is the whole file; across requests the console computes the whole hash.
+        records[0].sha256 if len(records) == 1 else None)
+
+
+def _publish(session: Session, writer: ObjectWriter, key: SigningKey, upload: Upload,
+             folder: Staging, staged: StagedObject) -> None:
+    source_id = upload.source_id
+    session.delete(upload)
+    # Publish hard links to the upload's files, not its folder: if recording the object fails
+    # (a full database), record_submission deletes what it published, and the upload's own
+    # folder must survive that, whole and resumable.
+    staged.staging = writer.store.stage_links(folder)
+    record_submission(session, writer.store, key, source_id, [staged])
+    # The folder, with its lock file, goes only now: removing it before would let another
+    # request lock a fresh one while this upload is being published.
+    shutil.rmtree(folder.path, ignore_errors=True)
+
+
+def terminate(session: Session, store: Store, upload: Upload) -> None:
+    """Delete an upload and its parts (committed)."""
+    session.delete(upload)
+    session.commit()
+    shutil.rmtree(upload_dir(store, upload.id), ignore_errors=True)
+
+
+def purge_expired_uploads(session: Session, store: Store) -> int:
+    """Remove uploads past their expiry, and stray upload folders without a row; return how
+    many uploads went."""
+    today = datetime.now(UTC).date()
+    expired = list(session.scalars(select(Upload).where(Upload.expires_on < today)))
+    for upload in expired:
+        session.delete(upload)
+    session.commit()
+    for upload in expired:
+        shutil.rmtree(upload_dir(store, upload.id), ignore_errors=True)
+    known = set(session.scalars(select(Upload.id)))
+    removed = 0
+    root = store.uploads
+    # A folder younger than an hour may belong to an upload whose row is being committed.
+    settled = datetime.now(UTC).timestamp() - 3600
+    if root.is_dir():
+        for folder in root.iterdir():
+            if folder.name not in known and folder.stat().st_mtime < settled:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+    return len(expired) + removed

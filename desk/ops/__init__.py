@@ -1,0 +1,1 @@
+"""Running and administering a desk: the command line, serving, tor, doctor, demo."""

@@ -1,0 +1,499 @@
+"""The `desk` command: setting up, administering and serving a desk."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+from sqlalchemy import select
+
+from crypto.errors import CryptoError
+from desk.app import Interface, create_app
+from desk.config import Config, load_config
+from desk.errors import DeskError
+from desk.intake.tus import purge_expired_uploads
+from desk.ops.tor import OnionLayout, write_tor_config
+from desk.outbound.export import export_bundle, select_submissions
+from desk.records.accounts import (
+    add_journalist,
+    find_journalist,
+    remove_journalist,
+    replace_key,
+    reset_two_factor,
+    set_password,
+)
+from desk.records.credentials import (
+    check_password_rules,
+    totp_code,
+    totp_secret_text,
+    totp_uri,
+)
+from desk.records.custody import verify_desk
+from desk.records.instance import init_desk, load_instance, update_settings
+from desk.records.models import Journalist, Source
+from desk.records.recipients import key_statuses
+from desk.records.submissions import purge_expired
+from desk.services import open_services
+from desk.storage.store import write_durably
+
+DEFAULT_PORTS: dict[Interface, int] = {"source": 8080, "journalist": 8081}
+CLI_ACTOR = "desk-cli"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Failure(click.ClickException):
+    """One clear line on stderr, prefixed `desk:`, and exit status 1."""
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"desk: {self.format_message()}", err=True)
+
+
+def _config() -> Config:
+    try:
+        return load_config(os.environ)
+    except DeskError as exc:
+        raise _Failure(str(exc)) from exc
+
+
+def _source_app() -> Flask:
+    return create_app(_config(), "source")
+
+
+class DeskGroup(FlaskGroup):
+    """Flask's command group (so `desk shell` and `desk routes` work) that lists its commands
+    without building the app: `desk --help` must work before `desk init`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The desk's commands and Flask's built-in ones."""
+        return sorted(click.Group.list_commands(self, ctx))
+
+
+@click.group(cls=DeskGroup, create_app=_source_app, add_version_option=False,
+             load_dotenv=False, set_debug_flag=False)
+def cli() -> None:
+    """Run and administer a desk. The data directory is DESK_DATA (default ./desk-data)."""
+
+
+def _fail_on_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn desk and crypto errors into one clear line and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (DeskError, CryptoError) as exc:
+            raise _Failure(str(exc)) from exc
+
+    return wrapper
+
+
+@cli.command("init", with_appcontext=False)
+@_fail_on_errors
+def init_command() -> None:
+    """Create (or upgrade) the data directory, keyring and database."""
+    config = _config()
+    new = init_desk(config)
+    click.echo(f"{'Created' if new else 'Checked'} desk data directory {config.data_dir}")
+    if new:
+        click.echo("Next: desk journalist add USERNAME --key FILE.asc")
+
+
+@cli.group("journalist")
+def journalist_group() -> None:
+    """Journalist accounts and their keys."""
+
+
+@journalist_group.command("add", with_appcontext=False)
+@click.argument("username")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The journalist's OpenPGP public key (armored or binary).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file whose first line is the password (default: ask, if on a terminal).")
+@click.option("--admin", is_flag=True, help="Make this journalist an administrator.")
+@_fail_on_errors
+def journalist_add(username: str, key_file: Path, password_file: Path | None,
+                   admin: bool) -> None:
+    """Add a journalist, pin the fingerprint of their public key, and set up their login."""
+    key_data = _read_file(key_file)
+    password = _password(password_file)
+    services = open_services(_config())
+    with services.sessions() as session:
+        journalist = add_journalist(session, services.gpg, username, key_data, admin,
+                                    password=password, kdf=services.config.kdf)
+        session.commit()
+    click.echo(f"Added {journalist.username}{' (admin)' if admin else ''}.")
+    click.echo(f"Pinned key fingerprint: {_spaced(journalist.fingerprint)}")
+    click.echo("Compare it with the journalist over another channel before relying on it.")
+    if journalist.totp_secret is None:
+        click.echo("No password set: the key receives submissions, but this account cannot log "
+                   "in until `desk journalist set-password`.")
+    else:
+        _print_totp(journalist.username, journalist.totp_secret)
+
+
+@journalist_group.command("set-password", with_appcontext=False)
+@click.argument("username")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file whose first line is the password (default: ask).")
+@_fail_on_errors
+def journalist_set_password(username: str, password_file: Path | None) -> None:
+    """Set a journalist's password (and give them a TOTP secret if they have none)."""
+    password = _password(password_file)
+    if password is None:
+        raise _Failure("no password given: use --password-file or run on a terminal")
+    services = open_services(_config())
+    with services.sessions() as session:
+        new_secret = set_password(session, find_journalist(session, username), password,
+                                  services.config.kdf)
+        session.commit()
+    click.echo(f"Password set for {username}; their sessions have ended.")
+    if new_secret is not None:
+        _print_totp(username, new_secret)
+
+
+@journalist_group.command("remove", with_appcontext=False)
+@click.argument("username")
+@_fail_on_errors
+def journalist_remove(username: str) -> None:
+    """Remove a journalist, their sessions, and their key if nobody else pins it."""
+    services = open_services(_config())
+    with services.sessions() as session:
+        remove_journalist(session, services.gpg, find_journalist(session, username))
+        session.commit()
+    click.echo(f"Removed {username}.")
+
+
+@journalist_group.command("reset-2fa", with_appcontext=False)
+@click.argument("username")
+@_fail_on_errors
+def journalist_reset_2fa(username: str) -> None:
+    """Give a journalist a new TOTP secret, printed once."""
+    services = open_services(_config())
+    with services.sessions() as session:
+        secret = reset_two_factor(session, find_journalist(session, username))
+        session.commit()
+    _print_totp(username, secret)
+
+
+@journalist_group.command("key", with_appcontext=False)
+@click.argument("username")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_fail_on_errors
+def journalist_key(username: str, key_file: Path) -> None:
+    """Replace a journalist's public key."""
+    key_data = _read_file(key_file)
+    services = open_services(_config())
+    with services.sessions() as session:
+        fingerprint = replace_key(session, services.gpg, find_journalist(session, username),
+                                  key_data)
+        session.commit()
+    click.echo(f"Pinned key fingerprint: {_spaced(fingerprint)}")
+
+
+@journalist_group.command("list", with_appcontext=False)
+@_fail_on_errors
+def journalist_list() -> None:
+    """List journalists and their pinned fingerprints."""
+    services = open_services(_config())
+    with services.sessions() as session:
+        for journalist in session.scalars(select(Journalist).order_by(Journalist.username)):
+            role = "admin" if journalist.is_admin else "journalist"
+            click.echo(f"{journalist.username}\t{role}\t{journalist.fingerprint}")
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Journalist key health."""
+
+
+@keys_group.command("check", with_appcontext=False)
+@_fail_on_errors
+def keys_check() -> None:
+    """List every pinned key with its expiry; exit 1 if any key needs attention."""
+    services = open_services(_config())
+    now = datetime.now(UTC)
+    with services.sessions() as session:
+        statuses = key_statuses(session, services.gpg, now)
+    attention = False
+    for status in statuses:
+        expiry = f"expires {status.expires:%Y-%m-%d}" if status.expires else "no expiry"
+        algorithm = status.key.primary.algorithm_name if status.key else "-"
+        if status.problems:
+            verdict = "UNUSABLE: " + "; ".join(status.problems)
+        elif status.warning:
+            verdict = "WARNING: " + status.warning
+        else:
+            verdict = "ok"
+        attention |= verdict != "ok"
+        click.echo(f"{status.username}\t{status.fingerprint}\t{algorithm}\t{expiry}\t{verdict}")
+    usable = sum(status.usable for status in statuses)
+    if usable:
+        click.echo(f"Accepting submissions: encrypting to {usable} key(s).")
+    else:
+        click.echo("NOT accepting submissions: no valid journalist key. "
+                   "Add one with `desk journalist add`.")
+    sys.exit(1 if attention or not usable else 0)
+
+
+@cli.command("serve", with_appcontext=False)
+@click.argument("interface", type=click.Choice(["source", "journalist"]))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Default 8080 for the source interface, 8081 for the journalist one.")
+@_fail_on_errors
+def serve_command(interface: str, host: str, port: int | None) -> None:
+    """Serve an interface under gunicorn with threaded workers."""
+    from desk.ops.serve import serve
+
+    config = _config()
+    open_services(config)  # fail here, clearly, rather than in every worker
+    which: Interface = "source" if interface == "source" else "journalist"
+    serve(lambda: create_app(config, which), host, port or DEFAULT_PORTS[which])
+
+
+@cli.command("tor-config", with_appcontext=False)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the torrc.")
+@click.option("--tor-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="tor's data directory, holding both onion services; it must belong to the "
+                   "user tor runs as. Default: tor/ in the desk's data directory.")
+@click.option("--source-port", type=click.IntRange(1, 65535),
+              default=DEFAULT_PORTS["source"], show_default=True)
+@click.option("--journalist-port", type=click.IntRange(1, 65535),
+              default=DEFAULT_PORTS["journalist"], show_default=True)
+@_fail_on_errors
+def tor_config_command(out: Path, tor_dir: Path | None, source_port: int,
+                       journalist_port: int) -> None:
+    """Write a torrc for the two onion services and make the journalists' client key."""
+    if source_port == journalist_port:
+        raise _Failure("the source and journalist interfaces need different ports")
+    config = _config()
+    layout = OnionLayout((tor_dir or config.data_dir / "tor").absolute(), source_port,
+                         journalist_port)
+    setup = write_tor_config(layout, config.data_dir, out.absolute())
+    click.echo(f"Wrote {setup.torrc} (tor's data directory: {layout.tor_dir})")
+    for name, address, directory in (
+            ("Source interface", setup.source_address, layout.source_dir),
+            ("Journalist interface", setup.journalist_address, layout.journalist_dir)):
+        click.echo(f"{name}: {address}" if address else
+                   f"{name}: the address appears in {directory / 'hostname'} once tor has "
+                   "started")
+    if setup.client_key_created:
+        click.echo(f"Made the journalists' client key; tor reads its public half from "
+                   f"{layout.authorized_client_file} when it starts or reloads.")
+    key, line = setup.client_key, setup.client_line
+    if key is None:
+        click.echo(f"The journalists' client key is kept ({layout.authorized_client_file}), but "
+                   f"its private half is no longer on this server ({layout.client_key_file}). "
+                   "To issue a new one, delete the first file, run this again and reload tor.")
+    elif line is None:
+        click.echo("The journalists'' client key line needs the journalist address. Once tor has "
+                   f"started, print it with:\n  {setup.rerun_command()}")
+    else:
+        click.echo("Journalists' client key line, for each journalist's Tor Browser or "
+                   "ClientOnionAuthDir (keep it secret):")
+        click.echo(f"  {line}")
+        click.echo("Tor Browser's prompt on the journalist address asks only for the last part: "
+                   f"{key.private_base32}")
+        click.echo(f"It is kept in {layout.client_key_file}: delete that file once every "
+                   "journalist has the key.")
+
+
+@cli.command("export", with_appcontext=False)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the bundle (.tar).")
+@click.option("--all", "everything", is_flag=True, help="Every stored object.")
+@click.option("--unseen", is_flag=True, help="Objects no journalist has seen yet (default).")
+@click.option("--source", "designation", help="Everything from one source, by designation.")
+@_fail_on_errors
+def export_command(out: Path, everything: bool, unseen: bool, designation: str | None) -> None:
+    """Write an export bundle for the offline machine, as the web interface would stream it."""
+    if sum((everything, unseen, designation is not None)) > 1:
+        raise _Failure("choose one of --all, --unseen and --source")
+    # Check the destination first: the export is recorded in custody before it is written.
+    if out.exists():
+        raise _Failure(f"{out} already exists: choose another --out")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise _Failure(f"cannot write to {out.parent}: it is not a writable folder")
+    services = open_services(_config())
+    with services.writers() as session:
+        source = None
+        if designation is not None:
+            source = session.scalar(select(Source).where(Source.designation == designation))
+            if source is None:
+                raise _Failure(f"no source called {designation!r}")
+        chosen = select_submissions(session, unseen=not everything and source is None,
+                                    source=source)
+        if not chosen:
+            raise _Failure("nothing to export")
+        bundle = export_bundle(services, session, chosen, CLI_ACTOR)
+    try:
+        write_durably(out, bundle.chunks)
+    except OSError as exc:
+        raise _Failure(f"writing {out} failed ({exc.strerror}); the export was recorded in "
+                       "custody but no bundle was written, so run it again") from exc
+    click.echo(f"Wrote {bundle.count} object(s), {bundle.size} bytes, to {out}")
+
+
+@cli.group("custody")
+def custody_group() -> None:
+    """The signed chain of custody."""
+
+
+@custody_group.command("verify", with_appcontext=False)
+@_fail_on_errors
+def custody_verify() -> None:
+    """Check every custody signature and link, and every stored ciphertext against it."""
+    services = open_services(_config())
+    with services.sessions() as session:
+        report = verify_desk(session, services.store, services.signing_key.public_hex)
+    click.echo(f"Custody intact: {report.entries} entries, {report.objects_checked} stored "
+               f"objects match what was received, {report.replies_checked} replies match "
+               "what was sent.")
+
+
+@cli.command("settings", with_appcontext=False)
+@click.option("--name", help="The desk's name, shown to journalists.")
+@click.option("--max-upload", help="Largest sending, e.g. 4GiB; '' for DESK_MAX_UPLOAD_BYTES.")
+@click.option("--retention-days", help="Delete submissions older than this; '' keeps them.")
+@_fail_on_errors
+def settings_command(name: str | None, max_upload: str | None,
+                     retention_days: str | None) -> None:
+    """Show or change the desk's name, upload limit and retention."""
+    services = open_services(_config())
+    with services.sessions() as session:
+        instance = load_instance(session)
+        if name is not None or max_upload is not None or retention_days is not None:
+            update_settings(
+                session, instance.name if name is None else name,
+                str(instance.max_upload_bytes or "") if max_upload is None else max_upload,
+                str(instance.retention_days or "") if retention_days is None
+                else retention_days)
+            session.commit()
+        limit = instance.max_upload_bytes or services.config.max_upload_bytes
+        click.echo(f"name: {instance.name}")
+        click.echo(f"max upload: {limit} bytes"
+                   f"{'' if instance.max_upload_bytes else ' (DESK_MAX_UPLOAD_BYTES)'}")
+        click.echo(f"retention: {instance.retention_days or 'keep until deleted'}"
+                   f"{' days' if instance.retention_days else ''}")
+
+
+@cli.command("purge", with_appcontext=False)
+@_fail_on_errors
+def purge_command() -> None:
+    """Delete submissions and replies past the retention period (recording each in custody),
+    resumable uploads past their expiry, and expired sessions."""
+    from desk.web.sessions import sweep_expired
+
+    services = open_services(_config())
+    with services.writers() as session:
+        deleted, replies = purge_expired(session, services.store, services.signing_key)
+        uploads = purge_expired_uploads(session, services.store)
+        sessions = sweep_expired(session)
+        session.commit()
+    click.echo(f"Purged {deleted} expired object(s), {replies} expired reply(ies), {uploads} "
+               f"expired upload(s) and {sessions} expired session(s).")
+
+
+@cli.command("doctor", with_appcontext=False)
+@click.option("--repair", is_flag=True,
+              help="Remove what interrupted writes left (never a row, never anything the "
+                   "custody log recorded). Stop both interfaces first.")
+@_fail_on_errors
+def doctor_command(repair: bool) -> None:
+    """Find what an interrupted write (a crash, a power cut) left in the store, rows whose
+    files are gone, and database damage; one line each, exit 1 if anything is found."""
+    from desk.ops.doctor import database_in_use, database_problems, examine, sole_session
+    from desk.ops.doctor import repair as remove_debris
+
+    services = open_services(_config())
+    store = services.store
+    if not repair:
+        with services.sessions() as session:
+            found = examine(session, store) + database_problems(session)
+        for finding in found:
+            click.echo(finding.line())
+        if not found:
+            click.echo("Nothing found: every stored file has its row, every row its files, and "
+                       "the database is intact.")
+            return
+        services.engine.dispose()  # its pooled connection would count as a server's
+        if database_in_use(services.config.database_url):
+            click.echo("desk: a server has the database open, so writes under way are listed "
+                       "too; stop both interfaces for an exact report", err=True)
+        removable = sum(finding.removable for finding in found)
+        click.echo(f"{len(found)} finding(s); `desk doctor --repair` removes {removable} of them.")
+        sys.exit(1)
+    # Hold the database alone throughout: no server may start writing while debris goes.
+    with sole_session(services.config.database_url) as session:
+        removed = remove_debris(examine(session, store) + database_problems(session))
+        left = examine(session, store) + database_problems(session)
+    for finding in removed:
+        click.echo(f"removed\t{finding.kind}\t{finding.where}")
+    for finding in left:
+        click.echo(finding.line())
+    click.echo(f"Removed {len(removed)} thing(s) interrupted writes left; "
+               + (f"{len(left)} finding(s) need a person." if left else "nothing else found."))
+    sys.exit(1 if left else 0)
+
+
+@cli.command("demo", with_appcontext=False)
+@click.option("--dir", "directory", default="./desk-demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
+              help="Source interface port; the journalist interface uses the next one.")
+@click.option("--no-serve", is_flag=True, help="Set up only; do not start the servers.")
+@click.option("--code", is_flag=True,
+              help="Print the demo account's current two-factor code and exit.")
+@_fail_on_errors
+def demo_command(directory: Path, port: int, no_serve: bool, code: bool) -> None:
+    """Set up a demo desk with a demo journalist and serve both interfaces on 127.0.0.1."""
+    from desk.ops.demo import run_demo, setup_demo
+
+    demo = setup_demo(directory.absolute(), os.environ)
+    if code:
+        click.echo(totp_code(demo.totp_secret, datetime.now(UTC)))
+        return
+    click.echo(demo.instructions(port, port + 1))
+    if not no_serve:
+        run_demo(demo, port, port + 1)
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _Failure(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _password(password_file: Path | None) -> str | None:
+    """The password from a file's first line, or asked for on a terminal, or None."""
+    if password_file is not None:
+        lines = _read_file(password_file).decode("utf-8", "replace").splitlines()
+        password = lines[0] if lines else ""
+    elif sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        return None
+    check_password_rules(password)
+    return password
+
+
+def _print_totp(username: str, secret: bytes) -> None:
+    click.echo(f"TOTP secret: {totp_secret_text(secret)}")
+    click.echo(f"Authenticator URI: {totp_uri(secret, username)}")
+    click.echo("Shown once: enter it in the journalist's authenticator app now.")
+
+
+def _spaced(fingerprint: str) -> str:
+    return " ".join(fingerprint[i:i + 4] for i in range(0, len(fingerprint), 4))

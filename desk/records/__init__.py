@@ -1,0 +1,1 @@
+"""The desk's rows and ledger: models, migrations, accounts, custody, submissions."""

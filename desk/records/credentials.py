@@ -1,0 +1,129 @@
+"""Journalist authentication: Argon2id passwords, TOTP codes used once, per-account throttling.
+
+Every way a login can fail (unknown user, wrong password, wrong or reused code, throttled)
+raises the same LoginFailed, after the same work, so the answer says nothing about which.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import os
+import secrets
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+from cryptography.exceptions import InvalidKey
+from cryptography.hazmat.primitives.hashes import SHA1
+from cryptography.hazmat.primitives.twofactor.totp import TOTP
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crypto.kdf import PRODUCTION_KDF, KdfParams, phc_hash, phc_verify
+from desk.errors import JournalistError
+from desk.records.models import Journalist
+
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_CHARS = 1024
+TOTP_STEP_SECONDS = 30
+TOTP_DRIFT_STEPS = 1
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=1)
+ISSUER = "desk"
+
+
+class LoginFailed(Exception):
+    """Login failed: check the username, password and two-factor code."""
+
+
+def hash_password(password: str, params: KdfParams = PRODUCTION_KDF) -> str:
+    """An Argon2id PHC string for `password`."""
+    check_password_rules(password)
+    return phc_hash(password.encode("utf-8"), os.urandom(16), params)
+
+
+def check_password_rules(password: str) -> None:
+    """Raise JournalistError unless the password is long enough to resist guessing."""
+    if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        raise JournalistError(
+            f"passwords need at least {MIN_PASSWORD_CHARS} characters; a passphrase of several "
+            "random words is best")
+
+
+def password_matches(password: str, encoded: str) -> bool:
+    """True when `password` matches the PHC string `encoded`."""
+    try:
+        phc_verify(password.encode("utf-8"), encoded)
+    except (InvalidKey, ValueError):
+        return False
+    return True
+
+
+def new_totp_secret() -> bytes:
+    """20 random bytes, the size RFC 4226 recommends for HMAC-SHA1."""
+    return secrets.token_bytes(20)
+
+
+def totp_secret_text(secret: bytes) -> str:
+    """The secret in base32, as authenticator apps take it by hand."""
+    return base64.b32encode(secret).decode("ascii")
+
+
+def totp_uri(secret: bytes, username: str, issuer: str = ISSUER) -> str:
+    """The otpauth:// URI authenticator apps take from a QR code."""
+    return _totp(secret).get_provisioning_uri(username, issuer)
+
+
+def totp_code(secret: bytes, at: datetime) -> str:
+    """The code for `at` (tests and the demo use it)."""
+    return _totp(secret).generate(int(at.timestamp())).decode("ascii")
+
+
+def _totp(secret: bytes) -> TOTP:
+    return TOTP(secret, 6, SHA1(), TOTP_STEP_SECONDS)  # noqa: S303 - RFC 6238 default; apps expect it
+
+
+def accepted_step(secret: bytes, code: str, last_step: int | None, now: datetime) -> int | None:
+    """The time step `code` belongs to (within one step of drift), if not already used."""
+    current = int(now.timestamp()) // TOTP_STEP_SECONDS
+    totp = _totp(secret)
+    for step in range(current - TOTP_DRIFT_STEPS, current + TOTP_DRIFT_STEPS + 1):
+        expected = totp.generate(step * TOTP_STEP_SECONDS)
+        # Authenticator apps show "123 456"; people type it that way.
+        if hmac.compare_digest(expected, "".join(code.split()).encode("ascii", "replace")):
+            return step if last_step is None or step > last_step else None
+    return None
+
+
+@cache
+def _stand_in_hash(params: KdfParams) -> str:
+    """A hash to check unknown usernames against, so they cost the same Argon2id run."""
+    return hash_password(secrets.token_urlsafe(24), params)
+
+
+def authenticate(session: Session, username: str, password: str, code: str,
+                 kdf: KdfParams = PRODUCTION_KDF, now: datetime | None = None) -> Journalist:
+    """The journalist these credentials belong to; raise LoginFailed otherwise.
+
+    Records failures on the account (5 a minute, then every attempt fails until the minute is
+    over) and the used TOTP step on success. Commits.
+    """
+    now = now or datetime.now(UTC)
+    journalist = session.scalar(select(Journalist).where(Journalist.username == username[:64]))
+    if journalist is None or journalist.password_hash is None or journalist.totp_secret is None:
+        password_matches(password, _stand_in_hash(kdf))
+        raise LoginFailed()
+    since = journalist.failures_since.replace(tzinfo=UTC) if journalist.failures_since else None
+    if since is None or now - since > FAILURE_WINDOW:
+        journalist.failed_logins, journalist.failures_since = 0, now.replace(tzinfo=None)
+    throttled = journalist.failed_logins >= MAX_FAILURES
+    password_ok = password_matches(password, journalist.password_hash)
+    step = accepted_step(journalist.totp_secret, code, journalist.totp_last_step, now)
+    if throttled or not password_ok or step is None:
+        journalist.failed_logins += 1
+        session.commit()
+        raise LoginFailed()
+    journalist.totp_last_step, journalist.failed_logins = step, 0
+    journalist.failures_since = None
+    session.commit()
+    return journalist

@@ -1,0 +1,131 @@
+"""The desk's side of the chain of custody: appending entries and checking the whole log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from crypto.bundle import REPLY_COPY_NAME
+from crypto.custody import (
+    CustodyEntry,
+    SigningKey,
+    ciphertext_digest,
+    file_sha256,
+    make_entry,
+    object_files,
+    verify_chain,
+)
+from crypto.errors import CustodyBroken
+from desk.records.models import CustodyRecord, Reply, Submission
+from desk.storage.store import Store
+
+# A stored reply's files; its custody digest covers the journalists' copy, which outlives the
+# source's box (the source may delete that).
+REPLY_BOX_NAME = "box"
+
+
+def reply_digest(store: Store, reply_id: str) -> str:
+    """The ciphertext digest of a stored reply's journalists' copy."""
+    path = store.reply_path(reply_id) / REPLY_COPY_NAME
+    return ciphertext_digest({REPLY_COPY_NAME: file_sha256(path)})
+
+
+def append_entry(session: Session, key: SigningKey, event: str, object_id: str | None = None,
+                 ciphertext_sha256: str | None = None, actor: str | None = None
+                 ) -> CustodyRecord:
+    """Add the next signed entry in `session`'s transaction (a writer session)."""
+    last = session.scalar(select(CustodyRecord).order_by(CustodyRecord.seq.desc()).limit(1))
+    entry = make_entry(key, None if last is None else last.entry(), datetime.now(UTC).date(),
+                       event, object_id, ciphertext_sha256, actor)
+    record = CustodyRecord.from_entry(entry)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def custody_records(session: Session) -> Iterator[CustodyRecord]:
+    """Every entry in order, streamed."""
+    yield from session.scalars(select(CustodyRecord).order_by(CustodyRecord.seq)
+                               .execution_options(yield_per=1000))
+
+
+def _stored_entries(session: Session) -> Iterator[CustodyEntry]:
+    """Every stored entry in order, read as text: a row someone edited into something that is
+    not even a date must be named as a bad entry, not crash the check."""
+    rows = session.execute(text(
+        'SELECT seq, CAST("on" AS TEXT), event, object_id, ciphertext_sha256, actor, '
+        "prev_hash, entry_hash, signature FROM custody_entries ORDER BY seq"))
+    for seq, on, *rest in rows:
+        try:
+            yield CustodyEntry(int(seq), date.fromisoformat(str(on)), *rest)
+        except (TypeError, ValueError) as exc:
+            raise CustodyBroken("the entry is not well-formed", seq=seq) from exc
+
+
+@dataclass(frozen=True)
+class CustodyReport:
+    """What `desk custody verify` found."""
+
+    entries: int
+    objects_checked: int
+    replies_checked: int = 0
+
+
+def verify_desk(session: Session, store: Store, public_hex: str) -> CustodyReport:
+    """Check every signature and link, then every stored object against its ingest entry and
+    every stored reply against its reply entry.
+
+    Raises CustodyBroken naming the first bad entry, object or reply.
+    """
+    chain = verify_chain(_stored_entries(session), public_hex)
+    received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
+    deleted = {e.object_id for e in chain if e.event == "delete"}
+    replies_checked = _verify_replies(session, store, chain, deleted)
+    rows = {s.id: s for s in session.scalars(select(Submission))}
+    vanished = sorted(oid for oid in set(received) - deleted - set(rows) if oid is not None)
+    if vanished:
+        raise CustodyBroken("was received but is gone without a delete entry",
+                            object_id=vanished[0])
+    checked = 0
+    for oid, submission in sorted(rows.items()):
+        if oid not in received:
+            raise CustodyBroken("has no ingest entry in the custody log", object_id=oid)
+        if oid in deleted:
+            raise CustodyBroken("is recorded as deleted but still present", object_id=oid)
+        directory = store.path(oid)
+        if not directory.is_dir():
+            raise CustodyBroken("is missing from the store", object_id=oid)
+        digest = ciphertext_digest(object_files(directory))
+        if digest != received[oid] or digest != submission.ciphertext_sha256:
+            raise CustodyBroken("stored ciphertext differs from what was received",
+                                object_id=oid)
+        checked += 1
+    return CustodyReport(entries=len(chain), objects_checked=checked,
+                         replies_checked=replies_checked)
+
+
+def _verify_replies(session: Session, store: Store, chain: list[CustodyEntry],
+                    deleted: set[str | None]) -> int:
+    sent = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "reply"}
+    rows = {r.id: r for r in session.scalars(select(Reply))}
+    vanished = sorted(oid for oid in set(sent) - deleted - set(rows) if oid is not None)
+    if vanished:
+        raise CustodyBroken("was sent but is gone without a delete entry",
+                            object_id=vanished[0], kind="reply")
+    for reply_id, reply in sorted(rows.items()):
+        if reply_id not in sent:
+            raise CustodyBroken("has no reply entry in the custody log",
+                                object_id=reply_id, kind="reply")
+        try:
+            digest = reply_digest(store, reply_id)
+        except FileNotFoundError as exc:
+            raise CustodyBroken("is missing from the store",
+                                object_id=reply_id, kind="reply") from exc
+        if digest != sent[reply_id] or digest != reply.ciphertext_sha256:
+            raise CustodyBroken("stored copy differs from what was sent",
+                                object_id=reply_id, kind="reply")
+    return len(rows)

@@ -1,0 +1,40 @@
+"""The custody log as stored: append-only rows, each a signed link of the chain."""
+
+from datetime import date
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crypto.custody import CustodyEntry
+from desk.records.models.base import Base
+
+
+class CustodyRecord(Base):
+    """One custody entry (crypto/FORMAT.md, "Chain of custody"). Never updated or deleted."""
+
+    __tablename__ = "custody_entries"
+
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    on: Mapped[date]
+    event: Mapped[str] = mapped_column(String(16))
+    # No foreign key: the entry outlives the object it records the deletion of.
+    object_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    ciphertext_sha256: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    signature: Mapped[str] = mapped_column(String(128))
+
+    def entry(self) -> CustodyEntry:
+        """The row as a chain entry."""
+        return CustodyEntry(self.seq, self.on, self.event, self.object_id,
+                            self.ciphertext_sha256, self.actor, self.prev_hash,
+                            self.entry_hash, self.signature)
+
+    @classmethod
+    def from_entry(cls, entry: CustodyEntry) -> "CustodyRecord":
+        """A row for a freshly made entry."""
+        return cls(seq=entry.seq, on=entry.on, event=entry.event, object_id=entry.object_id,
+                   ciphertext_sha256=entry.ciphertext_sha256, actor=entry.actor,
+                   prev_hash=entry.prev_hash, entry_hash=entry.entry_hash,
+                   signature=entry.signature)

@@ -1,0 +1,47 @@
+"""Journalists, the key fingerprints the desk encrypts to, and their sessions."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from desk.records.models.base import Base
+
+
+class Journalist(Base):
+    """A journalist account and its pinned OpenPGP key."""
+
+    __tablename__ = "journalists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    # The desk encrypts to this exact 40-hex fingerprint, never to a user id.
+    fingerprint: Mapped[str] = mapped_column(String(40), unique=True)
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    created_on: Mapped[date]
+    # Argon2id in PHC string form; None until a password is set.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(20))
+    # The last TOTP time step accepted, so a code works once.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    failures_since: Mapped[datetime | None]
+
+
+class JournalistSession(Base):
+    """A server-side session of the journalist interface; the cookie holds only a random token.
+
+    Expiry times are instants about journalists' own use of the interface, never about sources;
+    rows are deleted at logout or soon after they expire.
+    """
+
+    __tablename__ = "journalist_sessions"
+
+    # SHA-256 of the cookie's token: a stolen database does not yield live cookies.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    journalist_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journalists.id", ondelete="CASCADE"), index=True)
+    data: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,0 +1,199 @@
+"""The ciphertext store: objects appear in it whole and durable, or not at all.
+
+Layout (crypto/FORMAT.md): ``objects/<id>/`` holds a published object, ``replies/<id>/`` a
+reply; ``staging/<random>/`` holds one being written. A file is written under a ``.tmp-`` name,
+fsynced, renamed and its directory fsynced; an object or reply is published by renaming its
+staging directory into place.
+
+A write that would leave less than `SPACE_RESERVE` free is refused with NoSpace before it starts
+(the database and uploads already under way need room too); a write that fills the disk anyway
+fails with ENOSPC and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from crypto.objects import OBJECT_ID_RE, Kind
+from desk.errors import NoSpace
+
+TEMP_PREFIX = ".tmp-"
+# Room kept free beyond an upload's own size (its ciphertext is a little larger, and the
+# database, sessions and other uploads in progress write to the same disk).
+SPACE_RESERVE = 64 * 1024 * 1024
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file or directory to stable storage."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durably(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write `chunks` to `path` via a temporary name, fsynced, so `path` is whole or absent."""
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
+    try:
+        with temp.open("xb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temp, path)
+        fsync_path(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+class Staging:
+    """A private directory where one object's files are written before publication; `store`
+    is the store it belongs to, whose test hook counts what is written there."""
+
+    def __init__(self, path: Path, store: Store | None = None) -> None:
+        self.path = path
+        self.store = store
+
+    @contextlib.contextmanager
+    def new_file(self, name: str) -> Iterator[Path]:
+        """Yield a temporary path to write; on success make it durable under `name`."""
+        temp = self.path / f"{TEMP_PREFIX}{name}"
+        try:
+            yield temp
+            if self.store is not None:
+                self.store.spend(temp.stat().st_size)
+            fsync_path(temp)
+            os.rename(temp, self.path / name)
+            fsync_path(self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+
+@dataclass
+class StagedObject:
+    """An object fully encrypted into a staging directory, not yet published."""
+
+    object_id: str
+    kind: Kind
+    staging: Staging
+    size: int
+    sha256: str | None
+    filename: str | None
+    part_count: int
+    ciphertext_size: int
+    ciphertext_sha256: str
+
+
+class Store:
+    """A directory of published ciphertext objects."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.staging_root = root / "staging"
+        self.uploads = root / "uploads"
+        self.replies = root / "replies"
+        # Test hook, None (off) unless a test sets it: the store then behaves as if its disk
+        # had only this many bytes free, and a file written through a Staging that does not
+        # fit fails with ENOSPC as on a real full disk. For tests that cannot mount a small
+        # filesystem; nothing in the desk sets it, and no setting or variable reaches it.
+        self.simulated_free_bytes: int | None = None
+
+    def create(self) -> None:
+        """Make the store's directories, readable by the desk's user only."""
+        for path in (self.root, self.objects, self.staging_root, self.uploads,
+                     self.replies):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def free_bytes(self) -> int:
+        """Bytes the desk may still write on the store's disk."""
+        free = shutil.disk_usage(self.root).free
+        simulated = self.simulated_free_bytes
+        return free if simulated is None else min(free, simulated)
+
+    def require_space(self, size: int) -> None:
+        """NoSpace unless `size` bytes more would still leave SPACE_RESERVE free."""
+        if self.free_bytes() < size + SPACE_RESERVE:
+            raise NoSpace()
+
+    def spend(self, size: int) -> None:
+        """Count a file just written against `simulated_free_bytes`, if a test set it."""
+        simulated = self.simulated_free_bytes
+        if simulated is None:
+            return
+        if size > simulated:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.simulated_free_bytes = simulated - size
+
+    def stage(self) -> Staging:
+        """A new, empty staging directory."""
+        path = self.staging_root / secrets.token_hex(16)
+        path.mkdir(mode=0o700)
+        return Staging(path, self)
+
+    def stage_links(self, source: Staging) -> Staging:
+        """A new staging directory holding hard links to `source`'s ciphertext files.
+
+        Publishing the links and undoing that (which deletes them) leaves `source` whole.
+        """
+        staging = self.stage()
+        try:
+            for path in sorted(source.path.iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    os.link(path, staging.path / path.name)
+            fsync_path(staging.path)
+        except BaseException:
+            self.discard(staging)
+            raise
+        return staging
+
+    def discard(self, staging: Staging) -> None:
+        """Remove a staging directory and everything in it."""
+        shutil.rmtree(staging.path, ignore_errors=True)
+
+    def publish(self, staging: Staging, object_id: str) -> Path:
+        """Move a finished staging directory to ``objects/<object_id>`` durably."""
+        return self._publish(staging, self.path(object_id))
+
+    def publish_reply(self, staging: Staging, reply_id: str) -> Path:
+        """Move a finished staging directory to ``replies/<reply_id>`` durably."""
+        self.replies.mkdir(mode=0o700, exist_ok=True)  # a store made before replies existed
+        return self._publish(staging, self.reply_path(reply_id))
+
+    def _publish(self, staging: Staging, final: Path) -> Path:
+        fsync_path(staging.path)
+        os.rename(staging.path, final)
+        fsync_path(final.parent)
+        return final
+
+    def path(self, object_id: str) -> Path:
+        """The directory of a published object."""
+        if not OBJECT_ID_RE.match(object_id):
+            raise ValueError(f"not an object id: {object_id!r}")
+        return self.objects / object_id
+
+    def reply_path(self, reply_id: str) -> Path:
+        """The directory of a stored reply."""
+        if not OBJECT_ID_RE.match(reply_id):
+            raise ValueError(f"not a reply id: {reply_id!r}")
+        return self.replies / reply_id
+
+    def remove_reply(self, reply_id: str) -> None:
+        """Delete a reply's files."""
+        shutil.rmtree(self.reply_path(reply_id), ignore_errors=True)
+        fsync_path(self.replies)
+
+    def remove(self, object_id: str) -> None:
+        """Delete a published object's files."""
+        shutil.rmtree(self.path(object_id), ignore_errors=True)
+        fsync_path(self.objects)

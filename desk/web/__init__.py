@@ -1,0 +1,1 @@
+"""HTTP: request plumbing shared by both interfaces, and one blueprint per interface."""

@@ -1,0 +1,6 @@
+"""The journalist interface: its own app, port and cookie; works without JavaScript."""
+
+from desk.web.journalist.admin import blueprint as admin_blueprint
+from desk.web.journalist.views import blueprint
+
+__all__ = ["admin_blueprint", "blueprint"]

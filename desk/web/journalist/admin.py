@@ -1,0 +1,140 @@
+"""Admin pages: journalists and their keys, key health, and the desk's settings.
+
+Every route answers 403 to a journalist who is not an admin.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from crypto.codename import generate_passphrase
+from desk.errors import JournalistError
+from desk.records.accounts import add_journalist, remove_journalist, replace_key, reset_two_factor
+from desk.records.credentials import totp_secret_text, totp_uri
+from desk.records.instance import load_instance, update_settings
+from desk.records.models import Journalist
+from desk.records.recipients import key_statuses
+from desk.web.context import db_session, services
+from desk.web.journalist.access import login_required
+
+blueprint = Blueprint("admin", __name__, url_prefix="/admin")
+MAX_ROW_ID = 2**63 - 1
+
+MAX_KEY_BYTES = 256 * 1024
+
+
+@blueprint.before_request
+@login_required
+def require_admin() -> None:
+    """Refuse every admin page to journalists who are not admins."""
+    if not g.journalist.is_admin:
+        abort(403)
+
+
+@blueprint.errorhandler(JournalistError)
+def refused(error: JournalistError) -> Response:
+    """A refused change: say why on the admin page (the request's transaction is rolled
+    back after the request)."""
+    flash(str(error), "error")
+    return redirect(url_for("admin.index"))
+
+
+@blueprint.get("/")
+def index() -> str:
+    """Journalists, key health and settings."""
+    db = db_session()
+    journalists = list(db.scalars(select(Journalist).order_by(Journalist.username)))
+    statuses = {s.username: s for s in key_statuses(db, services().gpg)}
+    return render_template("journalist/admin.html", journalists=journalists, statuses=statuses,
+                           instance=load_instance(db),
+                           default_max_upload=services().config.max_upload_bytes)
+
+
+@blueprint.post("/journalists")
+def add() -> str:
+    """Add a journalist with a generated passphrase and a new TOTP secret, shown once."""
+    db = db_session()
+    password = generate_passphrase()
+    journalist = add_journalist(
+        db, services().gpg, request.form.get("username", "").strip(), _uploaded_key(),
+        is_admin=request.form.get("is_admin") == "1", password=password,
+        kdf=services().config.kdf)
+    db.commit()
+    services().recipients.invalidate()
+    return _credentials(journalist, password)
+
+
+@blueprint.post("/journalists/<int:journalist_id>/key")
+def change_key(journalist_id: int) -> Response:
+    """Replace a journalist's key; show the new fingerprint for comparison."""
+    db, journalist = db_session(), _journalist_or_404(journalist_id)
+    fingerprint = replace_key(db, services().gpg, journalist, _uploaded_key())
+    db.commit()
+    services().recipients.invalidate()
+    flash(f"{journalist.username} now has key {fingerprint}. Compare it with them over "
+          "another channel.", "info")
+    return redirect(url_for("admin.index"))
+
+
+@blueprint.post("/journalists/<int:journalist_id>/reset-2fa")
+def reset_2fa(journalist_id: int) -> str:
+    """A new TOTP secret, shown once."""
+    journalist = _journalist_or_404(journalist_id)
+    reset_two_factor(db_session(), journalist)
+    db_session().commit()
+    return _credentials(journalist, None)
+
+
+@blueprint.post("/journalists/<int:journalist_id>/remove")
+def remove(journalist_id: int) -> Response:
+    """Remove an account and its key; not your own."""
+    journalist = _journalist_or_404(journalist_id)
+    if journalist.id == g.journalist.id:
+        flash("You cannot remove your own account.", "error")
+    elif request.form.get("confirm") != "yes":
+        flash("Tick the box to confirm.", "error")
+    else:
+        remove_journalist(db_session(), services().gpg, journalist)
+        db_session().commit()
+        services().recipients.invalidate()
+        flash(f"Removed {journalist.username}.", "info")
+    return redirect(url_for("admin.index"))
+
+
+@blueprint.post("/settings")
+def settings() -> Response:
+    """The desk's name, upload limit and retention."""
+    db = db_session()
+    update_settings(db, request.form.get("name", ""), request.form.get("max_upload", ""),
+                    request.form.get("retention_days", ""))
+    db.commit()
+    flash("Settings saved.", "info")
+    return redirect(url_for("admin.index"))
+
+
+def _credentials(journalist: Journalist, password: str | None) -> str:
+    secret = journalist.totp_secret or b""
+    return render_template("journalist/credentials.html", account=journalist,
+                           password=password, totp_secret=totp_secret_text(secret),
+                           totp_uri=totp_uri(secret, journalist.username))
+
+
+def _uploaded_key() -> bytes:
+    upload = request.files.get("key")
+    data = upload.read(MAX_KEY_BYTES + 1) if upload else b""
+    if not data:
+        raise JournalistError("choose the journalist's public key file (.asc)")
+    if len(data) > MAX_KEY_BYTES:
+        raise JournalistError("that file is too large to be a public key")
+    return data
+
+
+def _journalist_or_404(journalist_id: int) -> Journalist:
+    if journalist_id > MAX_ROW_ID:  # past SQLite's integers: no such row, not an overflow
+        abort(404)
+    journalist = db_session().get(Journalist, journalist_id)
+    if journalist is None:
+        abort(404)
+    return journalist

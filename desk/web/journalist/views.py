@@ -1,0 +1,266 @@
+"""Journalist views: log in, see what arrived, mark, star, delete and export it.
+
+Journalists get specific messages. Everything works without JavaScript.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import BadRequest
+from werkzeug.wrappers import Response
+
+from desk.errors import JournalistError
+from desk.outbound.export import Export, export_bundle, select_submissions
+from desk.outbound.replies import ReplyTarget, accept_reply_file, write_web_reply
+from desk.records.credentials import LoginFailed, authenticate
+from desk.records.instance import load_instance
+from desk.records.models import Source, Submission
+from desk.records.replies import history
+from desk.records.submissions import delete_source, delete_submissions, set_seen
+from desk.web.context import db_session, services
+from desk.web.journalist.access import login_required
+
+blueprint = Blueprint("journalist", __name__)
+
+PAGE_SIZE = 50
+MAX_REPLY_FILE = 512 * 1024
+
+
+@blueprint.app_context_processor
+def _page_context() -> dict[str, object]:
+    return {"journalist": g.get("journalist"), "instance_name": load_instance(db_session()).name}
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login() -> Response | tuple[str, int] | str:
+    """Username, password and two-factor code."""
+    if request.method == "GET":
+        return render_template("journalist/login.html")
+    try:
+        journalist = authenticate(
+            db_session(), request.form.get("username", "")[:64],
+            request.form.get("password", "")[:1024], request.form.get("code", "")[:16],
+            services().config.kdf)
+    except LoginFailed:
+        return render_template("journalist/login.html", failed=True), 401
+    session.clear()
+    session.rotate()  # type: ignore[attr-defined]
+    session["journalist_id"] = journalist.id
+    return redirect(url_for("journalist.sources"))
+
+
+@blueprint.post("/logout")
+def logout() -> Response:
+    """End the session (POST with CSRF, so a link elsewhere cannot log anyone out)."""
+    session.clear()
+    return redirect(url_for("journalist.login"))
+
+
+@blueprint.get("/")
+@login_required
+def sources() -> str:
+    """Sources with anything stored: starred first, then by last activity, paginated."""
+    db = db_session()
+    # Selecting the indexed column lets SQLite answer from ix_submissions_source_id_seen alone.
+    has_items = select(Submission.source_id).where(Submission.source_id == Source.id).exists()
+    total = db.scalar(select(func.count()).select_from(Source).where(has_items)) or 0
+    last_page = max(-(-total // PAGE_SIZE), 1)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), last_page)
+    rows = list(db.scalars(
+        select(Source).where(has_items)
+        .order_by(Source.starred.desc(), Source.last_activity_on.desc(), Source.id)
+        .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+    counts = {source_id: (items, unseen) for source_id, items, unseen in db.execute(
+        select(Submission.source_id, func.count(),
+               func.sum(case((Submission.seen.is_(False), 1), else_=0)))
+        .where(Submission.source_id.in_([s.id for s in rows]))
+        .group_by(Submission.source_id))}
+    pages = last_page
+    return render_template("journalist/sources.html", sources=rows, counts=counts, page=page,
+                           pages=pages, total=total)
+
+
+@blueprint.get("/sources/<source_id>")
+@login_required
+def source(source_id: str) -> str:
+    """One source's items and the replies sent to it."""
+    found = _source_or_404(source_id)
+    items = select_submissions(db_session(), source=found)
+    return render_template("journalist/source.html", source=found, items=items,
+                           replies=history(db_session(), found.id))
+
+
+@blueprint.post("/sources/<source_id>/replies/upload")
+@login_required
+def upload_reply(source_id: str) -> Response:
+    """Store a reply file written by `desk-review reply` on the offline machine."""
+    target, username = ReplyTarget.of(_source_or_404(source_id)), g.journalist.username
+    upload = request.files.get("reply_file")
+    data = upload.read(MAX_REPLY_FILE + 1) if upload is not None else b""
+    db_session().rollback()  # gpg runs next: hold no write lock meanwhile
+    if not data:
+        flash("Choose the reply file (.desk) that desk-review reply wrote.", "error")
+    else:
+        try:
+            reply = accept_reply_file(services(), target, data, username)
+        except JournalistError as exc:
+            flash(f"Reply refused: {exc}.", "error")
+        else:
+            flash(f"Reply {reply.number} to {target.designation} stored. The desk cannot read "
+                  "it; the source sees it the next time they log in.", "info")
+    return redirect(url_for("journalist.source", source_id=source_id))
+
+
+@blueprint.post("/sources/<source_id>/replies")
+@login_required
+def write_reply(source_id: str) -> Response:
+    """Seal a reply typed here (the convenience path: the server sees the text in memory)."""
+    target, username = ReplyTarget.of(_source_or_404(source_id)), g.journalist.username
+    text = request.form.get("text", "").strip()
+    db_session().rollback()  # sealing and gpg run next: hold no write lock meanwhile
+    if not text:
+        flash("Write the reply first.", "error")
+    else:
+        try:
+            reply = write_web_reply(services(), target, text, username)
+        except JournalistError as exc:
+            flash(f"Reply not sent: {exc}.", "error")
+        else:
+            flash(f"Reply {reply.number} to {target.designation} sent.", "info")
+    return redirect(url_for("journalist.source", source_id=source_id))
+
+
+@blueprint.post("/sources/<source_id>/star")
+@login_required
+def star(source_id: str) -> Response:
+    """Star or unstar a source."""
+    found = _source_or_404(source_id)
+    found.starred = request.form.get("starred") == "1"
+    db_session().commit()
+    return redirect(_local_path(request.form.get("next")) or url_for("journalist.sources"))
+
+
+@blueprint.post("/sources/<source_id>/delete")
+@login_required
+def remove_source(source_id: str) -> Response:
+    """Delete a source and everything it sent, for good."""
+    found = _source_or_404(source_id)
+    if request.form.get("confirm") != "yes":
+        flash("Tick the box to confirm: deletion is final.", "error")
+        return redirect(url_for("journalist.source", source_id=source_id))
+    delete_source(db_session(), services().store, services().signing_key, found,
+                  g.journalist.username)
+    flash(f"Deleted {found.designation} and everything it sent.", "info")
+    return redirect(url_for("journalist.sources"))
+
+
+@blueprint.post("/sources/<source_id>/items")
+@login_required
+def items_action(source_id: str) -> Response:
+    """Mark selected items seen or unseen, delete them, or export them."""
+    found = _source_or_404(source_id)
+    selected = [s.id for s in select_submissions(db_session(), source=found,
+                                                 ids=request.form.getlist("item"))]
+    action = request.form.get("action")
+    back = redirect(url_for("journalist.source", source_id=source_id))
+    if not selected:
+        flash("Select at least one item first.", "error")
+        return back
+    if action in ("seen", "unseen"):
+        set_seen(db_session(), selected, action == "seen")
+        db_session().commit()
+        return back
+    if action == "delete":
+        if request.form.get("confirm") != "yes":
+            flash("Tick the box to confirm: deletion is final.", "error")
+            return back
+        delete_submissions(db_session(), services().store, services().signing_key,
+                           select_submissions(db_session(), ids=selected),
+                           g.journalist.username)
+        flash(f"Deleted {len(selected)} item(s).", "info")
+        return back
+    if action == "export":
+        return _export(ids=selected)
+    raise BadRequest("unknown action")
+
+
+@blueprint.get("/items/<item_id>/download")
+@login_required
+def download(item_id: str) -> Response:
+    """One object's ciphertext, as a bundle of one."""
+    return _export(ids=[item_id], event="download")
+
+
+@blueprint.post("/export")
+@login_required
+def export() -> Response:
+    """Everything, or everything unseen, as one bundle."""
+    scope = request.form.get("scope")
+    if scope not in ("all", "unseen"):
+        abort(400)
+    return _export(unseen=scope == "unseen")
+
+
+def _export(ids: list[str] | None = None, unseen: bool = False,
+            event: str = "export") -> Response:
+    # A POST's request session already holds the write lock; a GET (download) needs its own.
+    with _writer() as writer:
+        chosen = select_submissions(writer, ids=ids, unseen=unseen)
+        if not chosen:
+            if ids is not None and event == "download":
+                abort(404)
+            flash("There is nothing to export.", "error")
+            return redirect(url_for("journalist.sources"))
+        try:
+            bundle = export_bundle(services(), writer, chosen, g.journalist.username, event)
+        except JournalistError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("journalist.sources"))
+    return _stream(bundle)
+
+
+@contextlib.contextmanager
+def _writer() -> Iterator[Session]:
+    if request.method == "POST":
+        yield db_session()
+        return
+    with services().writers() as writer:
+        yield writer
+
+
+def _stream(bundle: Export) -> Response:
+    # Streamed straight from the store: no temp copy of the bundle is made on the server.
+    response = Response(stream_with_context(bundle.chunks), mimetype="application/x-tar")
+    response.headers["Content-Length"] = str(bundle.size)
+    response.headers["Content-Disposition"] = f'attachment; filename="{bundle.filename}"'
+    return response
+
+
+def _local_path(target: str | None) -> str | None:
+    """`target` if it is a path on this site, never another host (an open redirect)."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return None
+
+
+def _source_or_404(source_id: str) -> Source:
+    found = db_session().get(Source, source_id)
+    if found is None:
+        abort(404)
+    return found

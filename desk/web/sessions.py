@@ -1,0 +1,191 @@
+"""Server-side sessions for both interfaces: the cookie holds a random token only.
+
+The database keeps the token's SHA-256, the session's data and when it expires; inactivity
+ends a session, logout deletes it, and login issues a fresh token. Keys derived from the token
+(`ServerSession.cookie_key`) seal what the server must not be able to read on its own, such as
+a source's reply key: the row alone cannot open it, nor can the cookie alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.datastructures import CallbackDict
+
+from desk.records.models import JournalistSession, SourceSession
+
+IDLE_TIMEOUT = timedelta(minutes=30)
+# An unchanged session's expiry is pushed back at most this often: not a durable write per GET.
+REFRESH_AFTER = timedelta(minutes=1)
+TOKEN_BYTES = 32
+
+SessionRow = type[JournalistSession] | type[SourceSession]
+
+
+class ServerSession(CallbackDict[str, Any], SessionMixin):
+    """Session data, the cookie's token while this request knows it, and `rotate()`."""
+
+    def __init__(self, data: dict[str, Any] | None = None, token: str | None = None,
+                 expires_at: datetime | None = None) -> None:
+        def on_update(session: ServerSession) -> None:
+            session.modified = True
+
+        super().__init__(data or {}, on_update)
+        self.token = token
+        # The row this session was loaded from; None for a new one.
+        self.sid = None if token is None else token_hash(token)
+        self.new = token is None
+        self.rotated = False
+        self.modified = False
+        self.expires_at = expires_at
+
+    def rotate(self) -> None:
+        """Drop the old token and issue a new one (at login), keeping nothing sealed under
+        the old one usable."""
+        self.rotated = True
+        self.modified = True
+        self.token = None
+
+    def cookie_key(self, purpose: str) -> bytes:
+        """A 32-byte key derived from the cookie's token for `purpose`; makes the token now
+        for a session that has none yet. The server never stores it."""
+        if self.token is None:
+            self.token = secrets.token_urlsafe(TOKEN_BYTES)
+            self.modified = True
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=b"desk session " + purpose.encode("ascii")
+                    ).derive(self.token.encode("ascii"))
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of a session token."""
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+DATA_PURPOSE = "data"
+
+
+def seal_data(session: ServerSession, plaintext: str) -> str:
+    """Session data encrypted under a key only the cookie's token yields (AES-256-GCM, the
+    row id as associated data), as base64."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(session.cookie_key(DATA_PURPOSE)).encrypt(
+        nonce, plaintext.encode("utf-8"), (session.sid or "").encode("ascii"))
+    return base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def unseal_data(session: ServerSession, stored: str) -> dict[str, Any] | None:
+    """What seal_data sealed, or None if this token does not open it."""
+    try:
+        blob = base64.b64decode(stored, validate=True)
+        plaintext = AESGCM(session.cookie_key(DATA_PURPOSE)).decrypt(
+            blob[:12], blob[12:], (session.sid or "").encode("ascii"))
+        data = json.loads(plaintext.decode("utf-8"))
+    except (InvalidTag, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class DatabaseSessionInterface(SessionInterface):
+    """Flask sessions stored as rows of `model` (journalist or source sessions).
+
+    `owner` is the session key whose value also goes in the row's owner column
+    (`journalist_id`), so deleting an account ends its sessions. With `sealed`, the row's data
+    is encrypted under the cookie's token and the owner column stays empty: a source session's
+    row shows only that some session exists, not whose it is or what it holds.
+    """
+
+    def __init__(self, model: SessionRow, owner: str | None, sessions: sessionmaker[Session],
+                 writers: sessionmaker[Session], idle_timeout: timedelta = IDLE_TIMEOUT,
+                 sealed: bool = False) -> None:
+        self.model = model
+        self.owner = owner
+        self.sealed = sealed
+        self._sessions = sessions
+        self._writers = writers
+        self.idle_timeout = idle_timeout
+
+    def open_session(self, app: Flask, request: Request) -> ServerSession:
+        """Load the session the cookie's token names, if it exists and has not expired."""
+        token = request.cookies.get(self.get_cookie_name(app))
+        if token and len(token) < 128:
+            with self._sessions() as db:
+                row = cast("JournalistSession | SourceSession | None",
+                           db.get(self.model, token_hash(token)))
+                if row is not None and row.expires_at > _now():
+                    loaded = ServerSession(None, token, row.expires_at)
+                    data = unseal_data(loaded, row.data) if self.sealed else json.loads(row.data)
+                    if data is not None:
+                        loaded.update(data)
+                        loaded.modified = False
+                        return loaded
+        return ServerSession()
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Store the session and extend its life, or delete it once it is empty."""
+        if not isinstance(session, ServerSession):  # pragma: no cover - open_session made it
+            raise TypeError("not a server-side session")
+        name, now, model = self.get_cookie_name(app), _now(), self.model
+        fresh = session.expires_at is not None and \
+            session.expires_at - now > self.idle_timeout - REFRESH_AFTER
+        if session.sid is not None and not session.modified and fresh:
+            return
+        with self._writers() as db:
+            if session.sid is not None and (session.rotated or not session):
+                db.execute(delete(model).where(model.id == session.sid))
+                session.sid = None
+            if not session:
+                db.commit()
+                if not session.new:
+                    response.delete_cookie(name, path="/", httponly=True, samesite="Strict")
+                return
+            issued = session.sid is None
+            if issued:
+                if session.token is None:
+                    session.token = secrets.token_urlsafe(TOKEN_BYTES)
+                session.sid = token_hash(session.token)
+                # New sessions are rare; sweep expired ones then, not on every request.
+                db.execute(delete(model).where(model.expires_at < now))
+            data = json.dumps(dict(session))
+            values: dict[str, Any] = {
+                "data": seal_data(session, data) if self.sealed else data,
+                "expires_at": now + self.idle_timeout}
+            if self.owner is not None:
+                values[self.owner] = session.get(self.owner)
+            if issued:
+                db.add(model(id=session.sid, **values))
+            else:
+                # Only ever update: a request that loaded the session before a logout in
+                # another tab must not write the deleted row back.
+                db.execute(update(model).where(model.id == session.sid).values(**values))
+            db.commit()
+        if issued and session.token is not None:
+            response.set_cookie(name, session.token, httponly=True, samesite="Strict",
+                                path="/", secure=app.config["SESSION_COOKIE_SECURE"])
+
+
+def sweep_expired(db: Session) -> int:
+    """Delete every expired session row of both interfaces; not committed."""
+    now, removed = _now(), 0
+    for model in (JournalistSession, SourceSession):
+        result = db.execute(delete(model).where(model.expires_at < now))
+        removed += getattr(result, "rowcount", 0) or 0
+    return removed

@@ -1,0 +1,198 @@
+"""Source views. Every message a source sees is calm and reveals nothing about the desk's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import validate_csrf
+from werkzeug.exceptions import RequestEntityTooLarge, TooManyRequests
+from werkzeug.wrappers import Response
+from wtforms import ValidationError
+
+from crypto.errors import FormatError
+from crypto.reply import reply_text
+from desk.errors import BadSubmission, EmptySubmission, NotAcceptingSubmissions
+from desk.intake.ingest import ObjectWriter, ingest_form
+from desk.records.instance import load_instance
+from desk.records.models import Source
+from desk.records.replies import delete_for_source, replies_for_source
+from desk.records.submissions import record_submission
+from desk.web.context import db_session, services
+from desk.web.source.login import (
+    find_source,
+    forget_session,
+    new_source,
+    session_reply_key,
+    start_session,
+)
+from desk.web.throttle import LoginThrottle
+
+THROTTLE = "desk_login_throttle"
+# New codenames have buckets of their own: guessing codenames must not stop new sources from
+# getting one, nor a flood of new codenames stop sources from logging in.
+GENERATE_THROTTLE = "desk_generate_throttle"
+
+blueprint = Blueprint("source", __name__)
+
+
+def refuse_without_keys() -> None:
+    """With no valid journalist key every page says so, before any request body is read.
+
+    Registered on the app ahead of CSRFProtect, whose check would read the form first.
+    """
+    if request.endpoint != "static" and not services().recipients.current():
+        raise NotAcceptingSubmissions()
+
+
+def apply_upload_limit() -> None:
+    """The admins' upload limit, if they set one, else DESK_MAX_UPLOAD_BYTES.
+
+    Read in a short read-only session: the request's own session, on a POST, would take
+    SQLite's write lock here and hold it through the whole view.
+    """
+    with services().sessions() as reader:
+        limit = load_instance(reader).max_upload_bytes
+    if limit is not None:
+        request.max_content_length = limit
+
+
+@blueprint.get("/")
+def index() -> str:
+    """Landing page: safety guidance and the button that makes a codename."""
+    return render_template("source/index.html")
+
+
+@blueprint.post("/generate")
+def generate() -> str:
+    """Make a codename, store only its lookup id and reply public key, and show it once.
+
+    Two derivations and a new row: throttled like a login, in buckets of its own.
+    """
+    _throttle(GENERATE_THROTTLE)
+    codename, source, seed = new_source(services())
+    start_session(source, seed)
+    # Rendered in the POST response, never redirected to: the codename is in no URL or cookie.
+    return render_template("source/codename.html", codename=codename.reveal())
+
+
+@blueprint.get("/login")
+def login_form() -> str:
+    """The "I have a codename" form."""
+    return render_template("source/login.html")
+
+
+@blueprint.post("/login")
+def login() -> Response | tuple[str, int]:
+    """Log in with a codename: one Argon2id derivation, the same answer for any codename that
+    is not one, and a throttle for the whole desk and for each session."""
+    typed = request.form.get("codename", "")
+    if not typed.strip():
+        return render_template("source/login.html", failed=True), 401
+    _throttle(THROTTLE)
+    found = find_source(services(), typed)
+    if found is None:
+        return render_template("source/login.html", failed=True), 401
+    source, seed = found
+    start_session(source, seed)
+    return redirect(url_for("source.submit_form"))
+
+
+@dataclass(frozen=True)
+class ShownReply:
+    """A reply on the source's page: its text, or None if it cannot be opened."""
+
+    id: str
+    text: str | None
+
+
+@blueprint.get("/submit")
+def submit_form() -> Response | str:
+    """Replies from the journalists, and the message and files form."""
+    source = _current_source()
+    if source is None:
+        return redirect(url_for("source.index"))
+    key = session_reply_key()
+    shown = []
+    for found in replies_for_source(db_session(), services().store, source.id):
+        text = None
+        if key is not None:
+            try:
+                text = reply_text(key.open(found.box))
+            except FormatError:
+                text = None
+        shown.append(ShownReply(found.reply.id, text))
+    return render_template("source/submit.html", max_upload=request.max_content_length,
+                           replies=shown)
+
+
+@blueprint.post("/replies/delete")
+def delete_replies() -> Response:
+    """Delete the chosen replies (their boxes), or all of them."""
+    source = _current_source()
+    if source is None:
+        return redirect(url_for("source.index"))
+    db = db_session()
+    if request.form.get("all") == "1":
+        ids = [found.reply.id for found in replies_for_source(db, services().store, source.id)]
+    else:
+        ids = request.form.getlist("reply")[:1000]
+    delete_for_source(db, services().store, source.id, ids)
+    return redirect(url_for("source.submit_form"))
+
+
+@blueprint.post("/submit")
+def submit() -> Response | str:
+    """Stream the form's message and files into gpg, then store them all or none."""
+    source = _current_source()
+    if source is None:
+        raise BadSubmission("no source session")
+    # End the read transaction now: an upload can take hours, and an open snapshot would
+    # hold back the WAL checkpoint all that time.
+    db_session().commit()
+    if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
+        raise BadSubmission("not a multipart form")
+    # Refuse a body that cannot fit before encrypting any of it; one that fills the disk
+    # anyway (a body of unknown length, or other uploads arriving meanwhile) fails with
+    # NoSpace and leaves nothing behind.
+    if request.max_content_length is not None and \
+            (request.content_length or 0) > request.max_content_length:
+        raise RequestEntityTooLarge()  # too large for the desk at all, whatever the disk
+    services().store.require_space(request.content_length or 0)
+    writer = ObjectWriter(services().store, services().gpg, services().recipients.current())
+    # Read the body ourselves: request.files would spool file parts to a plaintext temp file.
+    staged = ingest_form(request.stream, request.mimetype_params["boundary"], writer, _check_csrf)
+    if not staged:
+        raise EmptySubmission()
+    with services().writers() as db:
+        record_submission(db, services().store, services().signing_key, source.id, staged)
+    return render_template("source/received.html",
+                           files=[obj for obj in staged if obj.kind == "file"],
+                           message_sent=any(obj.kind == "message" for obj in staged))
+
+
+@blueprint.post("/logout")
+def logout() -> Response:
+    """Forget this browser's session (keeping only the language it chose, under a new token)."""
+    forget_session()
+    session.rotate()  # type: ignore[attr-defined]
+    return redirect(url_for("source.index"))
+
+
+def _throttle(which: str) -> None:
+    """429 unless this session and the whole desk may spend a derivation now."""
+    throttle: LoginThrottle = current_app.extensions[which]
+    if not throttle.allow(session.sid or ""):  # type: ignore[attr-defined]
+        raise TooManyRequests()
+
+
+def _current_source() -> Source | None:
+    source_id = session.get("source_id")
+    return None if source_id is None else db_session().get(Source, source_id)
+
+
+def _check_csrf(token: str) -> None:
+    try:
+        validate_csrf(token)
+    except ValidationError as exc:
+        raise BadSubmission("CSRF token refused") from exc
