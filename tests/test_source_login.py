@@ -45,7 +45,7 @@ from desk.records.instance import load_instance
 from desk.records.models import Reply, Source, SourceSession, Submission
 from desk.services import Services, open_services
 from desk.web.sessions import IDLE_TIMEOUT, REFRESH_AFTER
-from desk.web.source import auth
+from desk.web.source import login as auth
 from desk.web.source.views import GENERATE_THROTTLE, THROTTLE
 from desk.web.throttle import Limits, LoginThrottle
 from tests.conftest import CHEAP_KDF, SourceBrowser, find_markers

@@ -41,8 +41,8 @@ from sqlalchemy import select as sql_select
 from tusclient.client import TusClient
 from werkzeug.test import TestResponse
 
-from desk import tus
 from desk.app import create_app
+from desk.intake import tus
 from desk.intake.ingest import ObjectWriter
 from desk.records.models import CustodyRecord, Submission, Upload
 from desk.services import Services
