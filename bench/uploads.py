@@ -709,7 +709,7 @@ def phase_concurrent(args: argparse.Namespace, desk: Desk, monitor: Monitor,
                      known: set[str]) -> dict[str, Any]:
     clients, size, rate = args.clients, args.client_mib * MiB, args.client_rate
     chunk = args.chunk_mib * MiB
-    desk.web.journalist = common.start_server(desk.data, "journalist", desk.root / "journalist.log")
+    desk.journalist = common.start_server(desk.data, "journalist", desk.root / "journalist.log")
     t0 = time.perf_counter()
     sessions = [new_session(desk.source.url) for _ in range(clients)]
     setup_s = time.perf_counter() - t0

@@ -109,7 +109,7 @@ def accounts(desk: Services, second_journalist: Keypair) -> Services:
         add_journalist(session, desk.gpg, "bob", second_journalist.public_key.read_bytes(),
                        password=PASSWORDS["bob"], kdf=CHEAP_KDF)
         session.commit()
-    desk.records.recipients.invalidate()
+    desk.recipients.invalidate()
     return desk
 
 

@@ -245,7 +245,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, journalist: Keypair) -> Iter
         alice.password_hash = hash_password(PASSWORDS["alice"], CHEAP_KDF)
         alice.totp_secret = new_totp_secret()
         db.commit()
-    desk.records.recipients.invalidate()
+    desk.recipients.invalidate()
     source_app = create_app(config, "source", services=desk)
     journalist_app = create_app(config, "journalist", services=desk)
     source = SourceBrowser(source_app.test_client())

@@ -267,7 +267,7 @@ def test_desk_encrypts_only_to_pinned_keys(
         other_keypair: Keypair) -> None:
     gpg(desk.config.gnupg_home, "--import", str(other_keypair.public_key))
     assert other_keypair.fingerprint in {key.fingerprint for key in desk.gpg.list_keys()}
-    desk.records.recipients.invalidate()
+    desk.recipients.invalidate()
     assert desk.recipients.current() == [journalist.fingerprint]
 
     assert source.send("to alice only", (("clip.mp4", b"frames" * 1000),)).status_code == 200

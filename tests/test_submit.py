@@ -60,7 +60,7 @@ def test_either_journalist_key_alone_decrypts_every_part(
     with desk.sessions() as session:
         add_journalist(session, desk.gpg, "bob", second_journalist.public_key.read_bytes())
         session.commit()
-    desk.records.recipients.invalidate()
+    desk.recipients.invalidate()
     data = os.urandom(100_000)
     assert source.send("two keys", (("clip.mov", data),)).status_code == 200
 
