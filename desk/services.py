@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -33,6 +35,18 @@ class Services:
 
     def __post_init__(self) -> None:
         self.recipients = Recipients(self.gpg, self.sessions)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A short writer transaction: it holds the write lock from its start, commits when
+        the block ends and rolls back if it raises. Keep slow work (gpg, a body) outside."""
+        with self.writers() as db:
+            try:
+                yield db
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
 
 
 def open_services(config: Config) -> Services:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
+
+# A session whose `info` holds this key refuses to change anything (see read_only_session).
+READ_ONLY = "desk.read_only"
+
+
+class ReadOnlySession(RuntimeError):
+    """Code tried to change rows through a read-only session: open a writer transaction."""
 
 
 def make_engine(url: str) -> Engine:
@@ -40,6 +47,27 @@ def _sqlite_begin(connection: Connection) -> None:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions for reading and for writes that need no ordering."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only_session(sessions: sessionmaker[Session]) -> Session:
+    """A session from `sessions` that raises ReadOnlySession on any insert, update or delete.
+
+    Every write then needs its own writer transaction, short and explicit, so nothing can
+    hold SQLite's write lock by accident while gpg runs or an upload streams in.
+    """
+    return sessions(info={READ_ONLY: True})
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flush(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise ReadOnlySession("this session only reads: change rows in a writer transaction")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_statement(state: ORMExecuteState) -> None:
+    if state.session.info.get(READ_ONLY) and not state.is_select:
+        raise ReadOnlySession("this session only reads: change rows in a writer transaction")
 
 
 def make_writer_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -58,6 +58,11 @@ def record_submission(session: Session, store: Store, key: SigningKey, source_id
         raise
 
 
+def set_starred(session: Session, source_id: str, starred: bool) -> None:
+    """Star or unstar a source; not committed."""
+    session.execute(update(Source).where(Source.id == source_id).values(starred=starred))
+
+
 def set_seen(session: Session, ids: Sequence[str], seen: bool = True) -> None:
     """Mark objects seen or unseen; not committed."""
     session.execute(update(Submission).where(Submission.id.in_(ids)).values(seen=seen))

@@ -8,6 +8,7 @@ import contextlib
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
+from desk.records.db import read_only_session
 from desk.services import Services
 
 DISCARD_CHUNK = 1 << 20
@@ -19,25 +20,27 @@ def services() -> Services:
 
 
 def db_session() -> Session:
-    """The request's database session, opened on first use and closed at teardown.
+    """The request's database session: read-only, opened on first use, closed at teardown.
 
-    POST requests change things, so their transactions take SQLite's write lock when they
-    begin: a deferred transaction that reads and then writes fails at once ("database is
-    locked") if another writer committed in between, and busy_timeout cannot help it.
+    A view changes rows only inside `services().transaction()`, its own short writer
+    transaction, so no view can hold SQLite's write lock across gpg or an upload.
     """
     if "db" not in g:
-        desk = services()
-        g.db = (desk.writers if request.method == "POST" else desk.sessions)()
+        g.db = read_only_session(services().sessions)
     return g.db  # type: ignore[no-any-return]
 
 
-def end_db_transaction(response: Response) -> Response:
-    """End the request's transaction before Flask saves the session."""
-    # Views commit what they change. Ending the transaction here, before Flask saves the
-    # session, releases a POST's write lock so the session save does not wait on it.
+def end_reads() -> None:
+    """End the request session's read transaction before slow work: an open snapshot would
+    hold back the WAL checkpoint for as long as an upload takes."""
     session = g.get("db")
     if session is not None:
         session.rollback()
+
+
+def end_db_transaction(response: Response) -> Response:
+    """End the request's read transaction before Flask saves the session."""
+    end_reads()
     return response
 
 

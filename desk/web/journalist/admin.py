@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from crypto.codename import generate_passphrase
@@ -55,13 +56,12 @@ def index() -> str:
 @blueprint.post("/journalists")
 def add() -> str:
     """Add a journalist with a generated passphrase and a new TOTP secret, shown once."""
-    db = db_session()
-    password = generate_passphrase()
-    journalist = add_journalist(
-        db, services().gpg, request.form.get("username", "").strip(), _uploaded_key(),
-        is_admin=request.form.get("is_admin") == "1", password=password,
-        kdf=services().config.kdf)
-    db.commit()
+    password, key = generate_passphrase(), _uploaded_key()
+    with services().transaction() as db:
+        journalist = add_journalist(
+            db, services().gpg, request.form.get("username", "").strip(), key,
+            is_admin=request.form.get("is_admin") == "1", password=password,
+            kdf=services().config.kdf)
     services().recipients.invalidate()
     return _credentials(journalist, password)
 
@@ -69,9 +69,11 @@ def add() -> str:
 @blueprint.post("/journalists/<int:journalist_id>/key")
 def change_key(journalist_id: int) -> Response:
     """Replace a journalist's key; show the new fingerprint for comparison."""
-    db, journalist = db_session(), _journalist_or_404(journalist_id)
-    fingerprint = replace_key(db, services().gpg, journalist, _uploaded_key())
-    db.commit()
+    _journalist_or_404(journalist_id)
+    key = _uploaded_key()
+    with services().transaction() as db:
+        journalist = _journalist_or_404(journalist_id, db)
+        fingerprint = replace_key(db, services().gpg, journalist, key)
     services().recipients.invalidate()
     flash(f"{journalist.username} now has key {fingerprint}. Compare it with them over "
           "another channel.", "info")
@@ -81,9 +83,9 @@ def change_key(journalist_id: int) -> Response:
 @blueprint.post("/journalists/<int:journalist_id>/reset-2fa")
 def reset_2fa(journalist_id: int) -> str:
     """A new TOTP secret, shown once."""
-    journalist = _journalist_or_404(journalist_id)
-    reset_two_factor(db_session(), journalist)
-    db_session().commit()
+    with services().transaction() as db:
+        journalist = _journalist_or_404(journalist_id, db)
+        reset_two_factor(db, journalist)
     return _credentials(journalist, None)
 
 
@@ -96,8 +98,8 @@ def remove(journalist_id: int) -> Response:
     elif request.form.get("confirm") != "yes":
         flash("Tick the box to confirm.", "error")
     else:
-        remove_journalist(db_session(), services().gpg, journalist)
-        db_session().commit()
+        with services().transaction() as db:
+            remove_journalist(db, services().gpg, _journalist_or_404(journalist_id, db))
         services().recipients.invalidate()
         flash(f"Removed {journalist.username}.", "info")
     return redirect(url_for("admin.index"))
@@ -106,10 +108,9 @@ def remove(journalist_id: int) -> Response:
 @blueprint.post("/settings")
 def settings() -> Response:
     """The desk's name, upload limit and retention."""
-    db = db_session()
-    update_settings(db, request.form.get("name", ""), request.form.get("max_upload", ""),
-                    request.form.get("retention_days", ""))
-    db.commit()
+    with services().transaction() as db:
+        update_settings(db, request.form.get("name", ""), request.form.get("max_upload", ""),
+                        request.form.get("retention_days", ""))
     flash("Settings saved.", "info")
     return redirect(url_for("admin.index"))
 
@@ -131,10 +132,11 @@ def _uploaded_key() -> bytes:
     return data
 
 
-def _journalist_or_404(journalist_id: int) -> Journalist:
+def _journalist_or_404(journalist_id: int, db: Session | None = None) -> Journalist:
+    """The journalist, read through `db` (the request's read-only session by default)."""
     if journalist_id > MAX_ROW_ID:  # past SQLite's integers: no such row, not an overflow
         abort(404)
-    journalist = db_session().get(Journalist, journalist_id)
+    journalist = (db or db_session()).get(Journalist, journalist_id)
     if journalist is None:
         abort(404)
     return journalist

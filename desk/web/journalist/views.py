@@ -5,9 +5,6 @@ Journalists get specific messages. Everything works without JavaScript.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from flask import (
     Blueprint,
     abort,
@@ -21,7 +18,6 @@ from flask import (
     url_for,
 )
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
@@ -32,7 +28,7 @@ from desk.records.credentials import LoginFailed, authenticate
 from desk.records.instance import load_instance
 from desk.records.models import Source, Submission
 from desk.records.replies import history
-from desk.records.submissions import delete_source, delete_submissions, set_seen
+from desk.records.submissions import delete_source, delete_submissions, set_seen, set_starred
 from desk.web.context import db_session, services
 from desk.web.journalist.access import login_required
 
@@ -53,10 +49,12 @@ def login() -> Response | tuple[str, int] | str:
     if request.method == "GET":
         return render_template("journalist/login.html")
     try:
-        journalist = authenticate(
-            db_session(), request.form.get("username", "")[:64],
-            request.form.get("password", "")[:1024], request.form.get("code", "")[:16],
-            services().config.kdf)
+        # A writer transaction: a failure or the used TOTP step is recorded on the account.
+        with services().transaction() as db:
+            journalist = authenticate(
+                db, request.form.get("username", "")[:64],
+                request.form.get("password", "")[:1024], request.form.get("code", "")[:16],
+                services().config.kdf)
     except LoginFailed:
         return render_template("journalist/login.html", failed=True), 401
     session.clear()
@@ -113,7 +111,6 @@ def upload_reply(source_id: str) -> Response:
     target, username = ReplyTarget.of(_source_or_404(source_id)), g.journalist.username
     upload = request.files.get("reply_file")
     data = upload.read(MAX_REPLY_FILE + 1) if upload is not None else b""
-    db_session().rollback()  # gpg runs next: hold no write lock meanwhile
     if not data:
         flash("Choose the reply file (.desk) that desk-review reply wrote.", "error")
     else:
@@ -133,7 +130,6 @@ def write_reply(source_id: str) -> Response:
     """Seal a reply typed here (the convenience path: the server sees the text in memory)."""
     target, username = ReplyTarget.of(_source_or_404(source_id)), g.journalist.username
     text = request.form.get("text", "").strip()
-    db_session().rollback()  # sealing and gpg run next: hold no write lock meanwhile
     if not text:
         flash("Write the reply first.", "error")
     else:
@@ -151,8 +147,8 @@ def write_reply(source_id: str) -> Response:
 def star(source_id: str) -> Response:
     """Star or unstar a source."""
     found = _source_or_404(source_id)
-    found.starred = request.form.get("starred") == "1"
-    db_session().commit()
+    with services().transaction() as db:
+        set_starred(db, found.id, request.form.get("starred") == "1")
     return redirect(_local_path(request.form.get("next")) or url_for("journalist.sources"))
 
 
@@ -164,8 +160,12 @@ def remove_source(source_id: str) -> Response:
     if request.form.get("confirm") != "yes":
         flash("Tick the box to confirm: deletion is final.", "error")
         return redirect(url_for("journalist.source", source_id=source_id))
-    delete_source(db_session(), services().store, services().signing_key, found,
-                  g.journalist.username)
+    with services().transaction() as db:
+        current = db.get(Source, found.id)
+        if current is None:  # deleted by someone else meanwhile
+            abort(404)
+        delete_source(db, services().store, services().signing_key, current,
+                      g.journalist.username)
     flash(f"Deleted {found.designation} and everything it sent.", "info")
     return redirect(url_for("journalist.sources"))
 
@@ -183,16 +183,16 @@ def items_action(source_id: str) -> Response:
         flash("Select at least one item first.", "error")
         return back
     if action in ("seen", "unseen"):
-        set_seen(db_session(), selected, action == "seen")
-        db_session().commit()
+        with services().transaction() as db:
+            set_seen(db, selected, action == "seen")
         return back
     if action == "delete":
         if request.form.get("confirm") != "yes":
             flash("Tick the box to confirm: deletion is final.", "error")
             return back
-        delete_submissions(db_session(), services().store, services().signing_key,
-                           select_submissions(db_session(), ids=selected),
-                           g.journalist.username)
+        with services().transaction() as db:
+            delete_submissions(db, services().store, services().signing_key,
+                               select_submissions(db, ids=selected), g.journalist.username)
         flash(f"Deleted {len(selected)} item(s).", "info")
         return back
     if action == "export":
@@ -219,8 +219,9 @@ def export() -> Response:
 
 def _export(ids: list[str] | None = None, unseen: bool = False,
             event: str = "export") -> Response:
-    # A POST's request session already holds the write lock; a GET (download) needs its own.
-    with _writer() as writer:
+    # Export marks items seen and appends custody entries: one writer transaction, ended
+    # before the bundle streams (export_bundle commits before it returns).
+    with services().transaction() as writer:
         chosen = select_submissions(writer, ids=ids, unseen=unseen)
         if not chosen:
             if ids is not None and event == "download":
@@ -233,15 +234,6 @@ def _export(ids: list[str] | None = None, unseen: bool = False,
             flash(str(exc), "error")
             return redirect(url_for("journalist.sources"))
     return _stream(bundle)
-
-
-@contextlib.contextmanager
-def _writer() -> Iterator[Session]:
-    if request.method == "POST":
-        yield db_session()
-        return
-    with services().writers() as writer:
-        yield writer
 
 
 def _stream(bundle: Export) -> Response:

@@ -33,7 +33,13 @@ from desk.intake.tus import (
     upload_dir,
 )
 from desk.records.models import Upload
-from desk.web.context import db_session, discard_unread_body, report_no_space, services
+from desk.web.context import (
+    db_session,
+    discard_unread_body,
+    end_reads,
+    report_no_space,
+    services,
+)
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/uploads")
 NUMBER_RE = re.compile(r"[0-9]{1,19}")
@@ -97,14 +103,14 @@ def create() -> Response:
         raise TusError(400, "Upload-Length must not be negative")
     if request.max_content_length is not None and length > request.max_content_length:
         raise TusError(413, "larger than this desk accepts")
-    db = db_session()
-    upload = create_upload(db, services().store, source_id, secret, length,
-                           parse_metadata(request.headers.get("Upload-Metadata", "")))
-    try:
-        db.commit()
-    except BaseException:
-        shutil.rmtree(upload_dir(services().store, upload.id), ignore_errors=True)
-        raise
+    metadata = parse_metadata(request.headers.get("Upload-Metadata", ""))
+    with services().transaction() as db:
+        upload = create_upload(db, services().store, source_id, secret, length, metadata)
+        try:
+            db.commit()
+        except BaseException:
+            shutil.rmtree(upload_dir(services().store, upload.id), ignore_errors=True)
+            raise
     headers = {"Location": f"{request.script_root}/uploads/{upload.id}",
                "Upload-Expires": _http_date(upload)}
     if length == 0:
@@ -141,7 +147,7 @@ def patch(upload_id: str) -> Response:
         db_session().refresh(upload)  # another request may have moved it before the lock
         if offset != upload.offset:
             raise TusError(409, f"the upload is at offset {upload.offset}")
-        db_session().commit()  # an upload can take hours: hold no transaction meanwhile
+        end_reads()  # an upload can take hours
         result = _append(upload, secret or "", checksum)
     return _answer(204, "", {"Upload-Offset": str(result.offset),
                              "Upload-Expires": _http_date(upload)})
@@ -151,7 +157,7 @@ def patch(upload_id: str) -> Response:
 def delete(upload_id: str) -> Response:
     """Termination: drop the upload and its parts."""
     upload = find_upload(db_session(), upload_id, _owner_secret())
-    with locked(services().store, upload.id), services().writers() as writer:
+    with locked(services().store, upload.id), services().transaction() as writer:
         terminate(writer, services().store, writer.merge(upload))
     return _answer(204, "")
 

@@ -18,7 +18,7 @@ from desk.records.instance import load_instance
 from desk.records.models import Source
 from desk.records.replies import delete_for_source, replies_for_source
 from desk.records.submissions import record_submission
-from desk.web.context import db_session, services
+from desk.web.context import db_session, end_reads, services
 from desk.web.source.login import (
     find_source,
     forget_session,
@@ -132,12 +132,13 @@ def delete_replies() -> Response:
     source = _current_source()
     if source is None:
         return redirect(url_for("source.index"))
-    db = db_session()
     if request.form.get("all") == "1":
-        ids = [found.reply.id for found in replies_for_source(db, services().store, source.id)]
+        ids = [found.reply.id for found in replies_for_source(db_session(), services().store,
+                                                              source.id)]
     else:
         ids = request.form.getlist("reply")[:1000]
-    delete_for_source(db, services().store, source.id, ids)
+    with services().transaction() as db:
+        delete_for_source(db, services().store, source.id, ids)
     return redirect(url_for("source.submit_form"))
 
 
@@ -147,9 +148,7 @@ def submit() -> Response | str:
     source = _current_source()
     if source is None:
         raise BadSubmission("no source session")
-    # End the read transaction now: an upload can take hours, and an open snapshot would
-    # hold back the WAL checkpoint all that time.
-    db_session().commit()
+    end_reads()  # an upload can take hours
     if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
         raise BadSubmission("not a multipart form")
     # Refuse a body that cannot fit before encrypting any of it; one that fills the disk
@@ -164,7 +163,7 @@ def submit() -> Response | str:
     staged = ingest_form(request.stream, request.mimetype_params["boundary"], writer, _check_csrf)
     if not staged:
         raise EmptySubmission()
-    with services().writers() as db:
+    with services().transaction() as db:
         record_submission(db, services().store, services().signing_key, source.id, staged)
     return render_template("source/received.html",
                            files=[obj for obj in staged if obj.kind == "file"],
