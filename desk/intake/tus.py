@@ -23,15 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import ClientDisconnected
 
+from crypto import sealing
 from crypto.custody import SigningKey
+from crypto.errors import UnsealFailed
 from crypto.gpg import Readable
 from crypto.objects import METADATA_NAME, PartRecord
 from desk.intake.ingest import ObjectWriter
@@ -45,6 +43,8 @@ CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 UPLOAD_DAYS = 7
 LOCK_NAME = ".lock"
 MAX_METADATA_CHARS = 4096
+# HKDF info for the key of an upload's sealed record is this followed by the upload id.
+RECORD_KEY_INFO = b"desk tus upload "
 
 
 class TusError(Exception):
@@ -66,25 +66,20 @@ def owner_hash(secret: str) -> str:
 
 
 def _key(secret: str, upload_id: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"desk tus upload " + upload_id.encode("ascii")
-                ).derive(secret.encode("ascii"))
+    return sealing.derive(secret.encode("ascii"), RECORD_KEY_INFO + upload_id.encode("ascii"))
 
 
 def seal(secret: str, upload_id: str, data: dict[str, object]) -> bytes:
     """Encrypt the upload's private record under the cookie secret (AES-256-GCM)."""
-    nonce = os.urandom(12)
     plaintext = json.dumps(data, ensure_ascii=False).encode("utf-8")
-    return nonce + AESGCM(_key(secret, upload_id)).encrypt(nonce, plaintext,
-                                                           upload_id.encode("ascii"))
+    return sealing.seal(_key(secret, upload_id), plaintext, upload_id.encode("ascii"))
 
 
 def unseal(secret: str, upload_id: str, blob: bytes) -> dict[str, object]:
     """Decrypt what `seal` made; TusError 404 if this secret does not open it."""
     try:
-        plaintext = AESGCM(_key(secret, upload_id)).decrypt(blob[:12], blob[12:],
-                                                            upload_id.encode("ascii"))
-    except (InvalidTag, ValueError) as exc:
+        plaintext = sealing.unseal(_key(secret, upload_id), blob, upload_id.encode("ascii"))
+    except UnsealFailed as exc:
         raise TusError(404, "no such upload") from exc
     loaded: dict[str, object] = json.loads(plaintext)
     return loaded
