@@ -15,7 +15,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, session
 from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,6 +66,14 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
             self.token = secrets.token_urlsafe(TOKEN_BYTES)
             self.modified = True
         return derive(self.token.encode("ascii"), COOKIE_KEY_INFO + purpose.encode("ascii"))
+
+
+def server_session() -> ServerSession:
+    """This request's session, typed: both interfaces keep theirs as a ServerSession."""
+    current = session
+    if not isinstance(current, ServerSession):  # pragma: no cover - the app installs them
+        raise TypeError("not a server-side session")
+    return current
 
 
 def token_hash(token: str) -> str:

@@ -23,6 +23,7 @@ from desk.records.models import Source
 from desk.records.submissions import create_source
 from desk.services import Services
 from desk.web.i18n import SESSION_KEY as LOCALE_KEY
+from desk.web.sessions import server_session
 
 SEALED_FIELD = "reply_key"
 SEAL_PURPOSE = "reply key"
@@ -80,7 +81,7 @@ def start_session(source: Source, seed: bytes) -> None:
     """Begin a fresh source session (new token) holding the source and its sealed reply key;
     the language the source chose carries over."""
     forget_session()
-    session.rotate()  # type: ignore[attr-defined]
+    server_session().rotate()
     session["source_id"] = source.id
     sealed = seal(_seal_key(), seed, SEAL_AAD)
     session[SEALED_FIELD] = base64.b64encode(sealed).decode("ascii")
@@ -107,4 +108,4 @@ def session_reply_key() -> ReplyKey | None:
 
 
 def _seal_key() -> bytes:
-    return session.cookie_key(SEAL_PURPOSE)  # type: ignore[attr-defined,no-any-return]
+    return server_session().cookie_key(SEAL_PURPOSE)
