@@ -31,7 +31,8 @@ from crypto import sealing
 from crypto.custody import SigningKey
 from crypto.errors import UnsealFailed
 from crypto.gpg import Readable
-from crypto.objects import METADATA_NAME, PartRecord
+from crypto.names import LOCK_NAME, METADATA_NAME
+from crypto.objects import PartRecord
 from desk.intake.ingest import ObjectWriter
 from desk.records.models import Upload
 from desk.records.submissions import record_submission
@@ -41,7 +42,6 @@ TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,expiration,termination,checksum"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 UPLOAD_DAYS = 7
-LOCK_NAME = ".lock"
 MAX_METADATA_CHARS = 4096
 # HKDF info for the key of an upload's sealed record is this followed by the upload id.
 RECORD_KEY_INFO = b"desk tus upload "
