@@ -26,7 +26,7 @@ from crypto.errors import UnsealFailed
 from crypto.reply import key_from_seed, reply_text, seal_reply
 from crypto.sealing import _seal_with_nonce, derive, seal, unseal
 from desk.intake import tus
-from desk.intake.tus import TusError
+from desk.intake.tus import TusError, UploadRecord
 from desk.records.models import Source
 from desk.web.sessions import ServerSession, seal_data, unseal_data
 from desk.web.source import login
@@ -218,12 +218,14 @@ def test_an_upload_record_sealed_before_still_opens() -> None:
 def test_an_upload_record_keeps_its_format() -> None:
     owner, upload_id = os.urandom(32).hex(), os.urandom(16).hex()
     key = hkdf(owner.encode("ascii"), b"desk tus upload " + upload_id.encode("ascii"))
-    record = {"filename": None, "filetype": "vid\u00e9o/mp4", "parts": []}
+    record: UploadRecord = {"filename": None, "filetype": "vid\u00e9o/mp4", "parts": []}
     sealed = tus.seal(owner, upload_id, record)
     assert aes_open(key, sealed, upload_id.encode("ascii")) == \
         json.dumps(record, ensure_ascii=False).encode("utf-8")
-    written = aes_seal(key, b'{"parts": [["part-000000.gpg", 3, "00"]]}', upload_id.encode())
-    assert tus.unseal(owner, upload_id, written) == {"parts": [["part-000000.gpg", 3, "00"]]}
+    stored: UploadRecord = {"filename": "Yw==", "filetype": None,
+                            "parts": [["part-000000.gpg", 3, "00"]]}
+    written = aes_seal(key, json.dumps(stored).encode(), upload_id.encode())
+    assert tus.unseal(owner, upload_id, written) == stored
     with pytest.raises(TusError) as refused:
         tus.unseal(os.urandom(32).hex(), upload_id, written)
     assert refused.value.status == 404

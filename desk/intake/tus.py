@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypedDict, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +48,14 @@ MAX_METADATA_CHARS = 4096
 RECORD_KEY_INFO = b"desk tus upload "
 
 
+class UploadRecord(TypedDict):
+    """What an upload's row keeps sealed (crypto/FORMAT.md, "Resumable uploads")."""
+
+    filename: str | None  # base64 of the name's bytes
+    filetype: str | None
+    parts: list[list[str | int]]  # [name, size, plaintext sha256] of each part so far
+
+
 class TusError(Exception):
     """A tus request refused with `status`; the message is for the client program."""
 
@@ -69,20 +78,20 @@ def _key(secret: str, upload_id: str) -> bytes:
     return sealing.derive(secret.encode("ascii"), RECORD_KEY_INFO + upload_id.encode("ascii"))
 
 
-def seal(secret: str, upload_id: str, data: dict[str, object]) -> bytes:
+def seal(secret: str, upload_id: str, data: UploadRecord) -> bytes:
     """Encrypt the upload's private record under the cookie secret (AES-256-GCM)."""
     plaintext = json.dumps(data, ensure_ascii=False).encode("utf-8")
     return sealing.seal(_key(secret, upload_id), plaintext, upload_id.encode("ascii"))
 
 
-def unseal(secret: str, upload_id: str, blob: bytes) -> dict[str, object]:
+def unseal(secret: str, upload_id: str, blob: bytes) -> UploadRecord:
     """Decrypt what `seal` made; TusError 404 if this secret does not open it."""
     try:
         plaintext = sealing.unseal(_key(secret, upload_id), blob, upload_id.encode("ascii"))
     except UnsealFailed as exc:
         raise TusError(404, "no such upload") from exc
-    loaded: dict[str, object] = json.loads(plaintext)
-    return loaded
+    # Only `seal` makes what opens here, so the JSON is an UploadRecord.
+    return cast("UploadRecord", json.loads(plaintext))
 
 
 def parse_metadata(header: str) -> dict[str, bytes]:
@@ -129,7 +138,7 @@ def create_upload(session: Session, store: Store, source_id: str, secret: str, l
     upload_dir(store, upload_id).mkdir(mode=0o700)
     today = datetime.now(UTC).date()
     name = metadata.get("filename")
-    record: dict[str, object] = {
+    record: UploadRecord = {
         "filename": None if name is None else base64.b64encode(name).decode("ascii"),
         "filetype": (metadata.get("filetype") or b"").decode("utf-8", "replace") or None,
         "parts": [],
@@ -254,7 +263,7 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
     try:
         # The lock keeps other requests off this upload, so its row is as it was read.
         record = unseal(secret, upload.id, upload.sealed)
-        parts = [*record["parts"], [part.name, part.size, part.sha256]]  # type: ignore[misc]
+        parts: list[list[str | int]] = [*record["parts"], [part.name, part.size, part.sha256]]
         # The last part: encrypt the metadata record and hash the ciphertext (seconds for a
         # large file) before taking the write lock, which then covers only the bookkeeping.
         staged = None if upload.offset + part.size < upload.length else \
@@ -280,8 +289,8 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
         raise
 
 
-def _finish(writer: ObjectWriter, folder: Staging, record: dict[str, object],
-            parts: list[list[object]]) -> StagedObject:
+def _finish(writer: ObjectWriter, folder: Staging, record: UploadRecord,
+            parts: list[list[str | int]]) -> StagedObject:
     """Write the finished upload's metadata record and take its ciphertext digest."""
     records = tuple(PartRecord(str(n), int(str(s)), str(h)) for n, s, h in parts)
     name = record.get("filename")
