@@ -27,20 +27,26 @@ from crypto.custody import (
     verify_chain,
 )
 from crypto.errors import CustodyBroken, FormatError, is_version
-from crypto.objects import METADATA_NAME, OBJECT_ID_RE, PART_NAME_RE
+from crypto.names import (
+    BUNDLE_ROOT,
+    CUSTODY_NAME,
+    MANIFEST_NAME,
+    MANIFEST_SIGNATURE_NAME,
+    METADATA_NAME,
+    OBJECT_ID_RE,
+    OBJECTS_DIR,
+    PART_NAME_RE,
+    REPLIES_DIR,
+    REPLY_COPY_NAME,
+    SIGNING_KEY_NAME,
+    VERSION_NAME,
+)
 
 BUNDLE_VERSION = 2
-ROOT = "desk-bundle"
-VERSION_NAME = "VERSION"
-SIGNING_KEY_NAME = "signing-key.pub"
-MANIFEST_NAME = "manifest.gpg"
-MANIFEST_SIGNATURE_NAME = "manifest.sig"
 # What the desk's Ed25519 key signs: this line, then the manifest's plaintext.
 MANIFEST_SIGNATURE_CONTEXT = b"desk-bundle-manifest 2\n"
 # The manifest and custody log are read whole: a bundle whose are larger is refused.
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
-CUSTODY_NAME = "custody.gpg"
-REPLY_COPY_NAME = "copy.gpg"
 MANIFEST_FORMAT = "desk-bundle-manifest"
 BLOCK = 512
 CHUNK = 1 << 20
@@ -89,7 +95,7 @@ def tar_size(members: Iterable[Member]) -> int:
 
 
 def _header(member: Member) -> bytes:
-    info = tarfile.TarInfo(f"{ROOT}/{member.name}")
+    info = tarfile.TarInfo(f"{BUNDLE_ROOT}/{member.name}")
     info.size, info.mtime, info.mode = member.size, 0, 0o600
     return info.tobuf(format=tarfile.PAX_FORMAT)
 
@@ -131,7 +137,7 @@ TakeFile = Callable[[str, str, str, IO[bytes]], tuple[int, str]]
 
 def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
     """Read a bundle's layout, handing each ciphertext file to `take_file(folder, id, name,
-    fileobj)` (folder is "objects" or "replies"), which returns its (size, hex sha256) and may
+    fileobj)` (folder is OBJECTS_DIR or REPLIES_DIR), which returns its (size, hex sha256) and may
     copy it while hashing. Raise FormatError on anything FORMAT.md rejects. Nothing is trusted
     until verify_bundle."""
     version: bytes | None = None
@@ -142,7 +148,7 @@ def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
     with tarfile.open(fileobj=source, mode="r|") as tar:
         for info in tar:
             path = PurePosixPath(info.name)
-            if not info.isfile() or path.parts[0] != ROOT or ".." in path.parts:
+            if not info.isfile() or path.parts[0] != BUNDLE_ROOT or ".." in path.parts:
                 raise FormatError(f"unexpected member {info.name!r}")
             handle = tar.extractfile(info)
             if handle is None:  # pragma: no cover - isfile() was checked
@@ -160,18 +166,18 @@ def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
                     raise FormatError("the manifest's signature is malformed")
             elif relative == (CUSTODY_NAME,):
                 custody = _read_document(handle, info)
-            elif len(relative) == 3 and relative[0] == "objects" and \
+            elif len(relative) == 3 and relative[0] == OBJECTS_DIR and \
                     OBJECT_ID_RE.match(relative[1]) and \
                     (relative[2] == METADATA_NAME or PART_NAME_RE.match(relative[2])):
                 obj = objects.setdefault(relative[1], BundleObject(relative[1]))
                 if relative[2] in obj.files:
                     raise FormatError(f"duplicate member {info.name!r}")
-                obj.files[relative[2]] = take_file("objects", relative[1], relative[2], handle)
-            elif len(relative) == 3 and relative[0] == "replies" and \
+                obj.files[relative[2]] = take_file(OBJECTS_DIR, relative[1], relative[2], handle)
+            elif len(relative) == 3 and relative[0] == REPLIES_DIR and \
                     OBJECT_ID_RE.match(relative[1]) and relative[2] == REPLY_COPY_NAME:
                 if relative[1] in replies:
                     raise FormatError(f"duplicate member {info.name!r}")
-                replies[relative[1]] = take_file("replies", relative[1], relative[2], handle)
+                replies[relative[1]] = take_file(REPLIES_DIR, relative[1], relative[2], handle)
             else:
                 raise FormatError(f"unexpected member {info.name!r}")
     if version != version_line():

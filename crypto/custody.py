@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from crypto.errors import CustodyBroken, FormatError
+from crypto.names import HIDDEN_PREFIX, OBJECT_ID_RE
 
 CUSTODY_VERSION = 1
 GENESIS_HASH = "0" * 64
 EVENTS = frozenset({"ingest", "export", "download", "delete", "reply"})
 HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
-OBJECT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 class SigningKey:
@@ -188,7 +188,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> tuple[int, str]:
 def object_files(directory: Path) -> dict[str, tuple[int, str]]:
     """Size and SHA-256 of each ciphertext file of a stored object directory."""
     return {path.name: file_sha256(path) for path in sorted(directory.iterdir())
-            if path.is_file() and not path.name.startswith(".")}
+            if path.is_file() and not path.name.startswith(HIDDEN_PREFIX)}
 
 
 def entries_from_lines(lines: Iterable[str]) -> Iterator[CustodyEntry]:

@@ -29,6 +29,10 @@ class SigningFailed(CryptoError):
     """GnuPG could not sign: no usable secret key, or its passphrase was not given."""
 
 
+class UnsealFailed(CryptoError):
+    """A sealed value did not open: another key or associated data, or damaged bytes."""
+
+
 class FormatError(CryptoError):
     """A record does not follow crypto/FORMAT.md and was rejected."""
 

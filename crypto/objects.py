@@ -11,14 +11,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from crypto.errors import FormatError, is_version
+from crypto.names import OBJECT_ID_RE, PART_NAME_RE, part_name
 
 FORMAT_VERSION = 1
 RECORD_FORMAT = "desk-object"
-METADATA_NAME = "meta.gpg"
-PART_NAME_RE = re.compile(r"^part-(\d{6})\.gpg$")
-OBJECT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-MAX_PARTS = 1_000_000
 
 Kind = Literal["message", "file"]
 KINDS: tuple[Kind, ...] = ("message", "file")
@@ -27,13 +24,6 @@ KINDS: tuple[Kind, ...] = ("message", "file")
 def new_object_id() -> str:
     """A fresh random object id: 128 bits as 32 lower-case hex digits."""
     return secrets.token_hex(16)
-
-
-def part_name(index: int) -> str:
-    """The file name of part `index` (0-based) of an object."""
-    if not 0 <= index < MAX_PARTS:
-        raise ValueError(f"part index out of range: {index}")
-    return f"part-{index:06d}.gpg"
 
 
 @dataclass(frozen=True)
@@ -114,7 +104,7 @@ class ObjectRecord:
             raise FormatError(f"metadata record is missing or mistypes {exc}") from exc
         expected = [part_name(i) for i in range(len(record.parts))]
         if [p.name for p in record.parts] != expected:
-            raise FormatError("part names must run part-000000.gpg, part-000001.gpg, ... in order")
+            raise FormatError(f"part names must run {part_name(0)}, {part_name(1)}, ... in order")
         if raw.get("size") != record.size:
             raise FormatError("size does not equal the sum of the part sizes")
         return record

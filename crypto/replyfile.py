@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from crypto.errors import FormatError, is_version
+from crypto.names import OBJECT_ID_RE
 from crypto.reply import MAX_REPLY_BYTES
 
 FILE_FORMAT = "desk-reply-file"
@@ -25,7 +26,6 @@ COPY_FORMAT = "desk-reply-copy"
 VERSION = 1
 # A box and a copy of at most 64 KiB of text each, base64-encoded, with room to spare.
 MAX_FILE_BYTES = 512 * 1024
-REPLY_ID_RE = re.compile(r"[0-9a-f]{32}")
 HEX64_RE = re.compile(r"[0-9a-f]{64}")
 
 Via = Literal["console", "web"]
@@ -111,7 +111,7 @@ class ReplyCopy:
         reply_id, source, key_id, author, text = fields
         if not all(isinstance(value, str) for value in fields) or via not in ("console", "web"):
             raise FormatError("bad reply copy: wrong field types")
-        if not REPLY_ID_RE.fullmatch(reply_id) or not HEX64_RE.fullmatch(key_id):
+        if not OBJECT_ID_RE.fullmatch(reply_id) or not HEX64_RE.fullmatch(key_id):
             raise FormatError("bad reply copy: bad reply id or key id")
         if len(text.encode("utf-8")) > MAX_REPLY_BYTES:
             raise FormatError("bad reply copy: text too long")

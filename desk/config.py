@@ -11,6 +11,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from crypto.kdf import PRODUCTION_KDF, KdfParams
+from crypto.names import (
+    DATABASE_NAME,
+    GNUPG_DIR,
+    SECRET_KEY_NAME,
+    SIGNING_KEY_FILE_NAME,
+    STORE_DIR,
+)
 from desk.errors import ConfigError
 
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
@@ -33,22 +40,22 @@ class Config:
     @property
     def gnupg_home(self) -> Path:
         """The desk's own GnuPG home: journalists' public keys only."""
-        return self.data_dir / "gnupg"
+        return self.data_dir / GNUPG_DIR
 
     @property
     def store_dir(self) -> Path:
         """Where ciphertext lives."""
-        return self.data_dir / "store"
+        return self.data_dir / STORE_DIR
 
     @property
     def signing_key_file(self) -> Path:
         """The desk's Ed25519 custody signing key, made by `desk init`."""
-        return self.data_dir / "signing_key"
+        return self.data_dir / SIGNING_KEY_FILE_NAME
 
     @property
     def secret_key_file(self) -> Path:
         """The key that signs session cookies, made by `desk init`."""
-        return self.data_dir / "secret_key"
+        return self.data_dir / SECRET_KEY_NAME
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -57,7 +64,7 @@ def load_config(env: Mapping[str, str]) -> Config:
     if not data_text.strip():
         raise ConfigError("DESK_DATA must name a directory")
     data_dir = Path(data_text).expanduser().absolute()
-    database_url = env.get("DESK_DATABASE_URL") or f"sqlite:///{data_dir / 'desk.db'}"
+    database_url = env.get("DESK_DATABASE_URL") or f"sqlite:///{data_dir / DATABASE_NAME}"
     try:
         make_url(database_url)
     except ArgumentError as exc:

@@ -45,7 +45,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from crypto.objects import part_name
+from crypto.names import part_name
 from desk.ops.doctor import Finding, database_problems, examine, repair, sole_session
 from desk.records.custody import verify_desk
 from desk.services import Services

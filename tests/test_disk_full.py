@@ -29,15 +29,15 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 import crypto.gpg
+from crypto.names import LOCK_NAME, TEMP_PREFIX
 from desk.app import create_app
 from desk.config import Config
-from desk.intake.tus import LOCK_NAME
 from desk.ops.serve import GUNICORN_SETTINGS
 from desk.records.accounts import add_journalist
 from desk.records.instance import init_desk
 from desk.records.models import CustodyRecord, Submission, Upload
 from desk.services import Services, open_services
-from desk.storage.store import SPACE_RESERVE, TEMP_PREFIX, Store
+from desk.storage.store import SPACE_RESERVE, Store
 from tests.conftest import CHEAP_KDF, Server, SourceBrowser, files_under, read_objects
 from tests.forms import CODENAME_RE, FormBody, csrf_token
 from tests.gpgtool import Keypair

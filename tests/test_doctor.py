@@ -16,8 +16,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from crypto.objects import new_object_id, part_name
-from desk.intake.tus import LOCK_NAME
+from crypto.names import LOCK_NAME, part_name
+from crypto.objects import new_object_id
 from desk.ops.doctor import Finding, database_problems, examine, repair, sole_session
 from desk.outbound.replies import ReplyTarget, write_web_reply
 from desk.records.custody import verify_desk

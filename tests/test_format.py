@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from crypto.errors import FormatError
-from crypto.objects import ObjectRecord, part_name
+from crypto.names import part_name
+from crypto.objects import ObjectRecord
 
 VECTORS = Path(__file__).parent / "vectors"
 

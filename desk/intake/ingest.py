@@ -27,7 +27,8 @@ from werkzeug.sansio.multipart import MultipartDecoder as _WerkzeugDecoder
 from crypto.custody import ciphertext_digest, object_files
 from crypto.errors import EncryptionFailed
 from crypto.gpg import GnuPG, Readable
-from crypto.objects import METADATA_NAME, Kind, ObjectRecord, PartRecord, new_object_id, part_name
+from crypto.names import METADATA_NAME, part_name
+from crypto.objects import Kind, ObjectRecord, PartRecord, new_object_id
 from desk.errors import BadSubmission, NoSpace
 from desk.storage.store import SPACE_RESERVE, StagedObject, Staging, Store
 

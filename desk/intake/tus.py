@@ -22,18 +22,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypedDict, cast
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import ClientDisconnected
 
+from crypto import sealing
 from crypto.custody import SigningKey
+from crypto.errors import UnsealFailed
 from crypto.gpg import Readable
-from crypto.objects import METADATA_NAME, PartRecord
+from crypto.names import LOCK_NAME, METADATA_NAME
+from crypto.objects import PartRecord
 from desk.intake.ingest import ObjectWriter
 from desk.records.models import Upload
 from desk.records.submissions import record_submission
@@ -43,8 +43,17 @@ TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,expiration,termination,checksum"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 UPLOAD_DAYS = 7
-LOCK_NAME = ".lock"
 MAX_METADATA_CHARS = 4096
+# HKDF info for the key of an upload's sealed record is this followed by the upload id.
+RECORD_KEY_INFO = b"desk tus upload "
+
+
+class UploadRecord(TypedDict):
+    """What an upload's row keeps sealed (crypto/FORMAT.md, "Resumable uploads")."""
+
+    filename: str | None  # base64 of the name's bytes
+    filetype: str | None
+    parts: list[list[str | int]]  # [name, size, plaintext sha256] of each part so far
 
 
 class TusError(Exception):
@@ -66,28 +75,23 @@ def owner_hash(secret: str) -> str:
 
 
 def _key(secret: str, upload_id: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"desk tus upload " + upload_id.encode("ascii")
-                ).derive(secret.encode("ascii"))
+    return sealing.derive(secret.encode("ascii"), RECORD_KEY_INFO + upload_id.encode("ascii"))
 
 
-def seal(secret: str, upload_id: str, data: dict[str, object]) -> bytes:
+def seal(secret: str, upload_id: str, data: UploadRecord) -> bytes:
     """Encrypt the upload's private record under the cookie secret (AES-256-GCM)."""
-    nonce = os.urandom(12)
     plaintext = json.dumps(data, ensure_ascii=False).encode("utf-8")
-    return nonce + AESGCM(_key(secret, upload_id)).encrypt(nonce, plaintext,
-                                                           upload_id.encode("ascii"))
+    return sealing.seal(_key(secret, upload_id), plaintext, upload_id.encode("ascii"))
 
 
-def unseal(secret: str, upload_id: str, blob: bytes) -> dict[str, object]:
+def unseal(secret: str, upload_id: str, blob: bytes) -> UploadRecord:
     """Decrypt what `seal` made; TusError 404 if this secret does not open it."""
     try:
-        plaintext = AESGCM(_key(secret, upload_id)).decrypt(blob[:12], blob[12:],
-                                                            upload_id.encode("ascii"))
-    except (InvalidTag, ValueError) as exc:
+        plaintext = sealing.unseal(_key(secret, upload_id), blob, upload_id.encode("ascii"))
+    except UnsealFailed as exc:
         raise TusError(404, "no such upload") from exc
-    loaded: dict[str, object] = json.loads(plaintext)
-    return loaded
+    # Only `seal` makes what opens here, so the JSON is an UploadRecord.
+    return cast("UploadRecord", json.loads(plaintext))
 
 
 def parse_metadata(header: str) -> dict[str, bytes]:
@@ -134,7 +138,7 @@ def create_upload(session: Session, store: Store, source_id: str, secret: str, l
     upload_dir(store, upload_id).mkdir(mode=0o700)
     today = datetime.now(UTC).date()
     name = metadata.get("filename")
-    record: dict[str, object] = {
+    record: UploadRecord = {
         "filename": None if name is None else base64.b64encode(name).decode("ascii"),
         "filetype": (metadata.get("filetype") or b"").decode("utf-8", "replace") or None,
         "parts": [],
@@ -259,7 +263,7 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
     try:
         # The lock keeps other requests off this upload, so its row is as it was read.
         record = unseal(secret, upload.id, upload.sealed)
-        parts = [*record["parts"], [part.name, part.size, part.sha256]]  # type: ignore[misc]
+        parts: list[list[str | int]] = [*record["parts"], [part.name, part.size, part.sha256]]
         # The last part: encrypt the metadata record and hash the ciphertext (seconds for a
         # large file) before taking the write lock, which then covers only the bookkeeping.
         staged = None if upload.offset + part.size < upload.length else \
@@ -285,8 +289,8 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
         raise
 
 
-def _finish(writer: ObjectWriter, folder: Staging, record: dict[str, object],
-            parts: list[list[object]]) -> StagedObject:
+def _finish(writer: ObjectWriter, folder: Staging, record: UploadRecord,
+            parts: list[list[str | int]]) -> StagedObject:
     """Write the finished upload's metadata record and take its ciphertext digest."""
     records = tuple(PartRecord(str(n), int(str(s)), str(h)) for n, s, h in parts)
     name = record.get("filename")

@@ -16,6 +16,7 @@ from flask.cli import FlaskGroup
 from sqlalchemy import select
 
 from crypto.errors import CryptoError
+from crypto.names import TOR_DIR
 from desk.app import Interface, create_app
 from desk.config import Config, load_config
 from desk.errors import DeskError
@@ -278,7 +279,7 @@ def tor_config_command(out: Path, tor_dir: Path | None, source_port: int,
     if source_port == journalist_port:
         raise _Failure("the source and journalist interfaces need different ports")
     config = _config()
-    layout = OnionLayout((tor_dir or config.data_dir / "tor").absolute(), source_port,
+    layout = OnionLayout((tor_dir or config.data_dir / TOR_DIR).absolute(), source_port,
                          journalist_port)
     setup = write_tor_config(layout, config.data_dir, out.absolute())
     click.echo(f"Wrote {setup.torrc} (tor's data directory: {layout.tor_dir})")

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from crypto.codename import generate_passphrase
 from crypto.gpg import GnuPG
+from crypto.names import DATABASE_NAME, METADATA_NAME, OBJECTS_DIR, PART_GLOB
 from desk.config import Config, load_config
 from desk.records.accounts import add_journalist
 from desk.records.credentials import totp_secret_text, totp_uri
@@ -37,7 +38,7 @@ class Demo:
 
     def instructions(self, source_port: int, journalist_port: int) -> str:
         """What to open, how to log in, and how to read what arrives."""
-        objects = self.config.store_dir / "objects"
+        objects = self.config.store_dir / OBJECTS_DIR
         return "\n".join([
             f"Demo desk in {self.directory}",
             f"  source interface:      http://127.0.0.1:{source_port}/",
@@ -50,8 +51,8 @@ class Demo:
             f"  demo journalist key {self.fingerprint}",
             f"  its secret key (standing in for the offline machine): {self.journalist_home}",
             "Read a submission with stock gpg:",
-            f"  gpg --homedir {self.journalist_home} --decrypt {objects}/<id>/meta.gpg",
-            f"  for p in {objects}/<id>/part-*.gpg; do "
+            f"  gpg --homedir {self.journalist_home} --decrypt {objects}/<id>/{METADATA_NAME}",
+            f"  for p in {objects}/<id>/{PART_GLOB}; do "
             f'gpg --homedir {self.journalist_home} --decrypt "$p"; done > original',
             "The demo key has no passphrase and the demo login is printed here: "
             "never use them for a real desk.",
@@ -61,7 +62,7 @@ class Demo:
 def setup_demo(directory: Path, env: Mapping[str, str]) -> Demo:
     """Create (or reuse) the demo directory, its journalist keypair, account and desk."""
     config = dataclasses.replace(load_config(env), data_dir=directory / "data",
-                                 database_url=f"sqlite:///{directory / 'data' / 'desk.db'}")
+                                 database_url=f"sqlite:///{directory / 'data' / DATABASE_NAME}")
     home = directory / "journalist-gnupg"
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     journalist_gpg = GnuPG(home)

@@ -23,13 +23,19 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from crypto.bundle import REPLY_COPY_NAME
-from crypto.objects import METADATA_NAME, OBJECT_ID_RE, PART_NAME_RE, part_name
+from crypto.names import (
+    LOCK_NAME,
+    METADATA_NAME,
+    OBJECT_ID_RE,
+    PART_NAME_RE,
+    REPLY_BOX_NAME,
+    REPLY_COPY_NAME,
+    TEMP_PREFIX,
+    part_name,
+)
 from desk.errors import JournalistError
-from desk.intake.tus import LOCK_NAME
-from desk.records.custody import REPLY_BOX_NAME
 from desk.records.models import CustodyRecord, Reply, Submission, Upload
-from desk.storage.store import TEMP_PREFIX, Store, fsync_path
+from desk.storage.store import Store, fsync_path
 
 # Kinds of finding, as the report names them.
 STAGING = "staging"

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from crypto.names import TEMP_PREFIX
 from desk.errors import DeskError
 
 ONION_PORT = 80
@@ -47,7 +48,6 @@ _KEY_RE = re.compile(r"^[A-Z2-7]{52}$")
 _ONION_RE = re.compile(r"^([a-z2-7]{56})\.onion$")
 # Written as they are; anything else in a path is quoted (tor reads C-style quoted values).
 _PLAIN_VALUE_RE = re.compile(r"^[A-Za-z0-9_./+,:=@~-]+$")
-_TEMP_PREFIX = ".tmp-"
 
 
 class TorSetupError(DeskError):
@@ -295,7 +295,7 @@ def _comment(path: Path) -> str:
 
 def _write_file(path: Path, text: str, mode: int = 0o600) -> None:
     """Replace `path` with `text` whole: via a temporary name, fsynced, with `mode`."""
-    temp = path.with_name(f"{_TEMP_PREFIX}{path.name}")
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp)
     try:

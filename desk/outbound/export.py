@@ -10,12 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.bundle import (
-    CUSTODY_NAME,
-    MANIFEST_NAME,
-    MANIFEST_SIGNATURE_NAME,
-    REPLY_COPY_NAME,
-    SIGNING_KEY_NAME,
-    VERSION_NAME,
     ManifestObject,
     ManifestRecipient,
     ManifestReply,
@@ -26,7 +20,19 @@ from crypto.bundle import (
     tar_size,
     version_line,
 )
-from crypto.objects import METADATA_NAME
+from crypto.names import (
+    BUNDLE_FILENAME,
+    CUSTODY_NAME,
+    MANIFEST_NAME,
+    MANIFEST_SIGNATURE_NAME,
+    METADATA_NAME,
+    PART_GLOB,
+    REPLY_COPY_NAME,
+    SIGNING_KEY_NAME,
+    VERSION_NAME,
+    object_member,
+    reply_member,
+)
 from desk.errors import JournalistError, NotAcceptingSubmissions
 from desk.records.custody import append_entry, custody_records
 from desk.records.instance import load_instance
@@ -115,17 +121,16 @@ def export_bundle(services: Services, session: Session, submissions: Sequence[Su
     ]
     for submission in submissions:
         directory = services.store.path(submission.id)
-        names = [METADATA_NAME, *sorted(p.name for p in directory.glob("part-*.gpg"))]
+        names = [METADATA_NAME, *sorted(p.name for p in directory.glob(PART_GLOB))]
         for name in names:
             path = directory / name
-            members.append(Member(f"objects/{submission.id}/{name}", path.stat().st_size,
+            members.append(Member(object_member(submission.id, name), path.stat().st_size,
                                   path=path))
     for reply in replies:
         path = services.store.reply_path(reply.id) / REPLY_COPY_NAME
-        members.append(Member(f"replies/{reply.id}/{REPLY_COPY_NAME}", path.stat().st_size,
-                              path=path))
+        members.append(Member(reply_member(reply.id), path.stat().st_size, path=path))
     # No date in the name: the name is visible on the transfer stick.
-    return Export(filename="desk-bundle.tar", size=tar_size(members),
+    return Export(filename=BUNDLE_FILENAME, size=tar_size(members),
                   chunks=stream_tar(members), count=len(submissions))
 
 

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from crypto.bundle import REPLY_COPY_NAME
 from crypto.errors import EncryptionFailed, FormatError
+from crypto.names import REPLY_BOX_NAME, REPLY_COPY_NAME
 from crypto.reply import key_id, read_header, seal_reply
 from crypto.replyfile import ReplyCopy, ReplyFile
 from desk.errors import JournalistError, NotAcceptingSubmissions
-from desk.records.custody import REPLY_BOX_NAME, append_entry, reply_digest
+from desk.records.custody import append_entry, reply_digest
 from desk.records.models import Journalist, Reply, Source
 from desk.services import Services
 from desk.storage.store import write_durably

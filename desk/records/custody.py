@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from crypto.bundle import REPLY_COPY_NAME
 from crypto.custody import (
     CustodyEntry,
     SigningKey,
@@ -20,16 +19,14 @@ from crypto.custody import (
     verify_chain,
 )
 from crypto.errors import CustodyBroken
+from crypto.names import REPLY_COPY_NAME
 from desk.records.models import CustodyRecord, Reply, Submission
 from desk.storage.store import Store
 
-# A stored reply's files; its custody digest covers the journalists' copy, which outlives the
-# source's box (the source may delete that).
-REPLY_BOX_NAME = "box"
-
 
 def reply_digest(store: Store, reply_id: str) -> str:
-    """The ciphertext digest of a stored reply's journalists' copy."""
+    """The ciphertext digest of a stored reply's journalists' copy: custody's digest covers
+    the copy alone, which outlives the source's box (the source may delete that)."""
     path = store.reply_path(reply_id) / REPLY_COPY_NAME
     return ciphertext_digest({REPLY_COPY_NAME: file_sha256(path)})
 

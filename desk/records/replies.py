@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.custody import SigningKey
-from desk.records.custody import REPLY_BOX_NAME, append_entry
+from crypto.names import REPLY_BOX_NAME
+from desk.records.custody import append_entry
 from desk.records.models import Reply
 from desk.storage.store import Store
 

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from crypto.custody import file_sha256
 from crypto.errors import CryptoError
 from crypto.gpg import GnuPG
+from crypto.names import OPEN_SCRATCH_PREFIX, REPORT_SHEET_PREFIX
 from desk.review.decrypt import open_item, wipe_item
 from desk.review.errors import ReviewError
 from desk.review.importer import import_bundle
@@ -252,7 +253,7 @@ def _plaintext(obj: Context, workspace: Workspace, item_id: str) -> Iterator[tup
     if item.decrypted_path and _still_intact(Path(item.decrypted_path), item):
         yield item, Path(item.decrypted_path)
         return
-    scratch = workspace.root / "staging" / f"open-{os.urandom(6).hex()}"
+    scratch = workspace.staging / f"{OPEN_SCRATCH_PREFIX}{os.urandom(6).hex()}"
     try:
         with _progress(item.size, "decrypting") as advance:
             opened = open_item(workspace, obj.gpg(), item.id, scratch, advance)
@@ -286,7 +287,7 @@ def inspect_command(obj: Context, item: str, as_json: bool) -> None:
     """Container and stream facts, and everything that could identify the source."""
     workspace = obj.workspace()
     with _plaintext(obj, workspace, item) as (record, path):
-        report = inspect_file(path, workspace.root / "staging")
+        report = inspect_file(path, workspace.staging)
     with workspace.session() as session:
         log_action(session, record.id, "inspect", findings=len(report.findings))
     if as_json:
@@ -326,7 +327,7 @@ def publish_copy_command(obj: Context, item: str, out: Path) -> None:
     """Write a copy without identifying metadata, proven clean by inspecting it again."""
     workspace = obj.workspace()
     with _plaintext(obj, workspace, item) as (record, path):
-        publish_copy(path, out, workspace.root / "staging",
+        publish_copy(path, out, workspace.staging,
                      is_image=_is_image(record))
     digest = file_sha256(out)[1]
     with workspace.session() as session:
@@ -363,11 +364,11 @@ def report_command(obj: Context, item: str, out: Path) -> None:
     if out.exists():
         raise ReviewError(f"the output file {out} already exists", "choose another --out")
     workspace = obj.workspace()
-    staging = workspace.root / "staging"
+    staging = workspace.staging
     with _plaintext(obj, workspace, item) as (record, path):
         digest = file_sha256(path)[1]
         report = inspect_file(path, staging)
-        sheet = staging / f"report-sheet-{os.urandom(6).hex()}.png"
+        sheet = staging / f"{REPORT_SHEET_PREFIX}{os.urandom(6).hex()}.png"
         try:
             contact_sheet(path, sheet, is_image=_is_image(record))
             sheet_png = sheet.read_bytes()

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from crypto.custody import ciphertext_digest, object_files
 from crypto.errors import DecryptionFailed
 from crypto.gpg import GnuPG
+from crypto.names import PARTIAL_MARK
 from desk.review.errors import ReviewError
 from desk.review.index import Action, Item
 from desk.review.workspace import Workspace, log_action
@@ -86,7 +87,7 @@ def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | No
         if final.exists() and item.decrypted_path != str(final):
             # Another item (or another file) already has this name here: never overwrite it.
             final = final.with_name(f"{final.stem}-{item.id[:12]}{final.suffix}")
-        temp = folder / f".partial-{os.urandom(6).hex()}"
+        temp = folder / f"{PARTIAL_MARK}{os.urandom(6).hex()}"
         try:
             digest, size = _decrypt_parts(workspace, gpg, item, parts, temp, progress)
             _check_ciphertext(workspace, item)

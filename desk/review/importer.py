@@ -22,7 +22,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from crypto.bundle import (
-    REPLY_COPY_NAME,
     Bundle,
     Manifest,
     ManifestReply,
@@ -32,7 +31,8 @@ from crypto.bundle import (
 from crypto.custody import CustodyEntry, ciphertext_digest, object_files
 from crypto.errors import CustodyBroken, DecryptionFailed, FormatError
 from crypto.gpg import GnuPG
-from crypto.objects import METADATA_NAME, ObjectRecord
+from crypto.names import METADATA_NAME, OBJECTS_DIR, REPLIES_DIR, REPLY_COPY_NAME
+from crypto.objects import ObjectRecord
 from crypto.replyfile import ReplyCopy
 from desk.review.errors import ReviewError
 from desk.review.index import (
@@ -63,7 +63,7 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
                   progress: Callable[[int], None] = lambda _n: None,
                   accept_new_desk_key: bool = False) -> ImportResult:
     """Verify and import one bundle; raise ReviewError with the exact reason otherwise."""
-    staging = workspace.root / "staging" / os.urandom(8).hex()
+    staging = workspace.staging / os.urandom(8).hex()
     staging.mkdir(mode=0o700)
     try:
         bundle = _read(bundle_path, staging, progress)
@@ -79,7 +79,7 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
         listed = parsed.objects
         records = {o.object_id: _record(gpg, staging / o.object_id) for o in listed}
         for reply in parsed.replies:
-            _check_copy(gpg, staging / "replies" / reply.reply_id / REPLY_COPY_NAME, reply)
+            _check_copy(gpg, staging / REPLIES_DIR / reply.reply_id / REPLY_COPY_NAME, reply)
         with workspace.session() as session:
             desk = _pin_desk(session, bundle, parsed, accept_new_desk_key)
             _check_and_store_custody(session, desk.signing_key, chain)
@@ -113,7 +113,7 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
 
 def _read(bundle_path: Path, staging: Path, progress: Callable[[int], None]) -> Bundle:
     def take(kind: str, object_id: str, name: str, handle: IO[bytes]) -> tuple[int, str]:
-        folder = staging / object_id if kind == "objects" else staging / kind / object_id
+        folder = staging / object_id if kind == OBJECTS_DIR else staging / kind / object_id
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
         with (folder / name).open("xb") as out:
@@ -221,7 +221,7 @@ def _store_reply_material(session: Session, workspace: Workspace, staging: Path,
     for reply in manifest.replies:
         target = workspace.reply_copy(reply.reply_id)
         if session.get(ReplyCopyRecord, reply.reply_id) is None:
-            os.replace(staging / "replies" / reply.reply_id / REPLY_COPY_NAME, target)
+            os.replace(staging / REPLIES_DIR / reply.reply_id / REPLY_COPY_NAME, target)
             session.add(ReplyCopyRecord(
                 id=reply.reply_id, desk_key=desk_key, source=reply.source,
                 number=reply.number, sent_on=datetime.fromisoformat(reply.sent_on).date(),

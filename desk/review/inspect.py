@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crypto.names import INSPECT_SCRATCH_PREFIX
 from desk.review.errors import ReviewError, ToolMissing
 
 TOOL_SECONDS = 300
@@ -99,7 +100,7 @@ def inspect_file(original: Path, scratch_root: Path) -> Report:
     ffprobe = require("ffprobe", "ffmpeg")
     exiftool = require("exiftool", "libimage-exiftool-perl")
     scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="inspect-", dir=scratch_root))
+    scratch = Path(tempfile.mkdtemp(prefix=INSPECT_SCRATCH_PREFIX, dir=scratch_root))
     copy = scratch / f"copy{original.suffix.lower()[:16]}"
     try:
         shutil.copyfile(original, copy)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from crypto.names import PARTIAL_MARK
 from desk.review.errors import ReviewError
 from desk.review.inspect import Report, inspect_file, require, run_tool
 
@@ -39,7 +40,7 @@ def publish_copy(original: Path, out: Path, scratch: Path, is_image: bool) -> Re
     if out.resolve() == original.resolve():
         raise ReviewError("the copy cannot replace the original")
     out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.partial-{os.urandom(4).hex()}{out.suffix}")
+    temp = out.with_name(f".{out.name}{PARTIAL_MARK}{os.urandom(4).hex()}{out.suffix}")
     try:
         if is_image:
             _clean_image(original, temp)

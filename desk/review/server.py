@@ -64,7 +64,7 @@ def create_viewer(workspace: Workspace, gpg: GnuPG | None, token: str) -> Flask:
         path = Path(record.decrypted_path) if record.decrypted_path else None
         report = sheet = None
         if path is not None and path.is_file():
-            staging = workspace.root / "staging"
+            staging = workspace.staging
             report = inspect_file(path, staging)
             sheet = _sheet(path, record, staging)
             with workspace.session() as session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,15 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from crypto.names import (
+    DECRYPTED_DIR,
+    INDEX_NAME,
+    OBJECTS_DIR,
+    RECIPIENTS_HOME_DIR,
+    REPLIES_DIR,
+    STAGING_DIR,
+    workspace_reply_name,
+)
 from desk.review.errors import ReviewError
 from desk.review.index import Action, IndexBase, Item
 
@@ -37,33 +47,39 @@ class Workspace:
     @classmethod
     def open(cls, root: Path) -> Workspace:
         """Open (creating if needed) the workspace at `root`, readable by its owner only."""
-        for path in (root, root / "objects", root / "replies", root / "decrypted",
-                     root / "staging"):
+        for path in (root, root / OBJECTS_DIR, root / REPLIES_DIR, root / DECRYPTED_DIR,
+                     root / STAGING_DIR):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(root, 0o700)
-        engine = create_engine(f"sqlite:///{root / 'index.db'}")
+        engine = create_engine(f"sqlite:///{root / INDEX_NAME}")
         event.listen(engine, "connect", _pragmas)
         IndexBase.metadata.create_all(engine)
         return cls(root, engine, sessionmaker(engine, expire_on_commit=False))
 
+    @property
+    def staging(self) -> Path:
+        """The console's private scratch folder: bundles being checked, files being
+        inspected."""
+        return self.root / STAGING_DIR
+
     def objects(self, item_id: str) -> Path:
         """Where an item's ciphertext lives."""
-        return self.root / "objects" / item_id
+        return self.root / OBJECTS_DIR / item_id
 
     def reply_copy(self, reply_id: str) -> Path:
         """Where a reply's journalists' copy (OpenPGP) lives."""
-        return self.root / "replies" / f"{reply_id}.gpg"
+        return self.root / REPLIES_DIR / workspace_reply_name(reply_id)
 
     def recipients_home(self) -> Path:
         """A GnuPG home holding only the desk's journalist public keys, to encrypt reply copies
         to them without touching the journalist's own keyring."""
-        home = self.root / "recipients-gnupg"
+        home = self.root / RECIPIENTS_HOME_DIR
         home.mkdir(mode=0o700, exist_ok=True)
         return home
 
     def decrypted(self, item_id: str) -> Path:
         """The default folder for an item's plaintext."""
-        return self.root / "decrypted" / item_id
+        return self.root / DECRYPTED_DIR / item_id
 
     def item(self, session: Session, item_id: str) -> Item:
         """The item with this id, or a ReviewError that says how to find ids."""
@@ -80,8 +96,8 @@ class Workspace:
             yield session
 
 
-def _pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+def _pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON",
                    "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")

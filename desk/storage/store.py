@@ -21,10 +21,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from crypto.objects import OBJECT_ID_RE, Kind
+from crypto.names import (
+    HIDDEN_PREFIX,
+    OBJECT_ID_RE,
+    OBJECTS_DIR,
+    REPLIES_DIR,
+    STAGING_DIR,
+    TEMP_PREFIX,
+    UPLOADS_DIR,
+)
+from crypto.objects import Kind
 from desk.errors import NoSpace
 
-TEMP_PREFIX = ".tmp-"
 # Room kept free beyond an upload's own size (its ciphertext is a little larger, and the
 # database, sessions and other uploads in progress write to the same disk).
 SPACE_RESERVE = 64 * 1024 * 1024
@@ -99,10 +107,10 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.objects = root / "objects"
-        self.staging_root = root / "staging"
-        self.uploads = root / "uploads"
-        self.replies = root / "replies"
+        self.objects = root / OBJECTS_DIR
+        self.staging_root = root / STAGING_DIR
+        self.uploads = root / UPLOADS_DIR
+        self.replies = root / REPLIES_DIR
         # Test hook, None (off) unless a test sets it: the store then behaves as if its disk
         # had only this many bytes free, and a file written through a Staging that does not
         # fit fails with ENOSPC as on a real full disk. For tests that cannot mount a small
@@ -149,7 +157,7 @@ class Store:
         staging = self.stage()
         try:
             for path in sorted(source.path.iterdir()):
-                if path.is_file() and not path.name.startswith("."):
+                if path.is_file() and not path.name.startswith(HIDDEN_PREFIX):
                     os.link(path, staging.path / path.name)
             fsync_path(staging.path)
         except BaseException:

@@ -16,7 +16,8 @@ DISCARD_CHUNK = 1 << 20
 
 def services() -> Services:
     """The desk's services for the current app."""
-    return current_app.extensions["desk"]  # type: ignore[no-any-return]
+    desk: Services = current_app.extensions["desk"]
+    return desk
 
 
 def db_session() -> Session:
@@ -27,7 +28,8 @@ def db_session() -> Session:
     """
     if "db" not in g:
         g.db = read_only_session(services().sessions)
-    return g.db  # type: ignore[no-any-return]
+    db: Session = g.db
+    return db
 
 
 def end_reads() -> None:

@@ -11,27 +11,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, session
 from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import CallbackDict
 
+from crypto.errors import UnsealFailed
+from crypto.sealing import derive, seal, unseal
 from desk.records.models import JournalistSession, SourceSession
 
 IDLE_TIMEOUT = timedelta(minutes=30)
 # An unchanged session's expiry is pushed back at most this often: not a durable write per GET.
 REFRESH_AFTER = timedelta(minutes=1)
 TOKEN_BYTES = 32
+# What a cookie key's purpose is prefixed with for HKDF's info (crypto/FORMAT.md).
+COOKIE_KEY_INFO = b"desk session "
 
 SessionRow = type[JournalistSession] | type[SourceSession]
 
@@ -66,9 +65,15 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         if self.token is None:
             self.token = secrets.token_urlsafe(TOKEN_BYTES)
             self.modified = True
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                    info=b"desk session " + purpose.encode("ascii")
-                    ).derive(self.token.encode("ascii"))
+        return derive(self.token.encode("ascii"), COOKIE_KEY_INFO + purpose.encode("ascii"))
+
+
+def server_session() -> ServerSession:
+    """This request's session, typed: both interfaces keep theirs as a ServerSession."""
+    current = session
+    if not isinstance(current, ServerSession):  # pragma: no cover - the app installs them
+        raise TypeError("not a server-side session")
+    return current
 
 
 def token_hash(token: str) -> str:
@@ -86,20 +91,19 @@ DATA_PURPOSE = "data"
 def seal_data(session: ServerSession, plaintext: str) -> str:
     """Session data encrypted under a key only the cookie's token yields (AES-256-GCM, the
     row id as associated data), as base64."""
-    nonce = os.urandom(12)
-    sealed = AESGCM(session.cookie_key(DATA_PURPOSE)).encrypt(
-        nonce, plaintext.encode("utf-8"), (session.sid or "").encode("ascii"))
-    return base64.b64encode(nonce + sealed).decode("ascii")
+    sealed = seal(session.cookie_key(DATA_PURPOSE), plaintext.encode("utf-8"),
+                  (session.sid or "").encode("ascii"))
+    return base64.b64encode(sealed).decode("ascii")
 
 
 def unseal_data(session: ServerSession, stored: str) -> dict[str, Any] | None:
     """What seal_data sealed, or None if this token does not open it."""
     try:
-        blob = base64.b64decode(stored, validate=True)
-        plaintext = AESGCM(session.cookie_key(DATA_PURPOSE)).decrypt(
-            blob[:12], blob[12:], (session.sid or "").encode("ascii"))
+        plaintext = unseal(session.cookie_key(DATA_PURPOSE),
+                           base64.b64decode(stored, validate=True),
+                           (session.sid or "").encode("ascii"))
         data = json.loads(plaintext.decode("utf-8"))
-    except (InvalidTag, ValueError):
+    except (UnsealFailed, ValueError):  # ValueError: not base64, UTF-8 or JSON
         return None
     return data if isinstance(data, dict) else None
 

@@ -31,6 +31,7 @@ from desk.records.replies import history
 from desk.records.submissions import delete_source, delete_submissions, set_seen, set_starred
 from desk.web.context import db_session, services
 from desk.web.journalist.access import login_required
+from desk.web.sessions import server_session
 
 blueprint = Blueprint("journalist", __name__)
 
@@ -58,7 +59,7 @@ def login() -> Response | tuple[str, int] | str:
     except LoginFailed:
         return render_template("journalist/login.html", failed=True), 401
     session.clear()
-    session.rotate()  # type: ignore[attr-defined]
+    server_session().rotate()
     session["journalist_id"] = journalist.id
     return redirect(url_for("journalist.sources"))
 

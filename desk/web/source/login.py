@@ -10,21 +10,20 @@ disk alone cannot open the source's replies, and neither can the cookie alone.
 from __future__ import annotations
 
 import base64
-import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import session
 from sqlalchemy import select, update
 
 from crypto.codename import MAX_CODENAME_CHARS, Codename, generate_codename, lookup_id
-from crypto.errors import FormatError
+from crypto.errors import FormatError, UnsealFailed
 from crypto.reply import ReplyKey, key_from_seed, reply_seed
+from crypto.sealing import seal, unseal
 from desk.records.instance import load_instance
 from desk.records.models import Source
 from desk.records.submissions import create_source
 from desk.services import Services
 from desk.web.i18n import SESSION_KEY as LOCALE_KEY
+from desk.web.sessions import server_session
 
 SEALED_FIELD = "reply_key"
 SEAL_PURPOSE = "reply key"
@@ -82,10 +81,9 @@ def start_session(source: Source, seed: bytes) -> None:
     """Begin a fresh source session (new token) holding the source and its sealed reply key;
     the language the source chose carries over."""
     forget_session()
-    session.rotate()  # type: ignore[attr-defined]
+    server_session().rotate()
     session["source_id"] = source.id
-    nonce = os.urandom(12)
-    sealed = nonce + AESGCM(_seal_key()).encrypt(nonce, seed, SEAL_AAD)
+    sealed = seal(_seal_key(), seed, SEAL_AAD)
     session[SEALED_FIELD] = base64.b64encode(sealed).decode("ascii")
 
 
@@ -103,12 +101,11 @@ def session_reply_key() -> ReplyKey | None:
     if not isinstance(sealed, str):
         return None
     try:
-        blob = base64.b64decode(sealed)
-        seed = AESGCM(_seal_key()).decrypt(blob[:12], blob[12:], SEAL_AAD)
+        seed = unseal(_seal_key(), base64.b64decode(sealed), SEAL_AAD)
         return key_from_seed(seed)[0]
-    except (InvalidTag, ValueError, FormatError):
+    except (UnsealFailed, ValueError, FormatError):
         return None
 
 
 def _seal_key() -> bytes:
-    return session.cookie_key(SEAL_PURPOSE)  # type: ignore[attr-defined,no-any-return]
+    return server_session().cookie_key(SEAL_PURPOSE)

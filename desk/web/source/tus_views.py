@@ -40,6 +40,7 @@ from desk.web.context import (
     report_no_space,
     services,
 )
+from desk.web.sessions import server_session
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/uploads")
 NUMBER_RE = re.compile(r"[0-9]{1,19}")
@@ -174,8 +175,7 @@ def _owner_secret() -> str | None:
     session cookie's token, so the server never stores it."""
     if session.get("source_id") is None:
         return None
-    key: bytes = session.cookie_key("upload owner")  # type: ignore[attr-defined]
-    return key.hex()
+    return server_session().cookie_key("upload owner").hex()
 
 
 def _append(upload: Upload, secret: str,

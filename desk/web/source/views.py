@@ -19,6 +19,7 @@ from desk.records.models import Source
 from desk.records.replies import delete_for_source, replies_for_source
 from desk.records.submissions import record_submission
 from desk.web.context import db_session, end_reads, services
+from desk.web.sessions import server_session
 from desk.web.source.login import (
     find_source,
     forget_session,
@@ -174,14 +175,14 @@ def submit() -> Response | str:
 def logout() -> Response:
     """Forget this browser's session (keeping only the language it chose, under a new token)."""
     forget_session()
-    session.rotate()  # type: ignore[attr-defined]
+    server_session().rotate()
     return redirect(url_for("source.index"))
 
 
 def _throttle(which: str) -> None:
     """429 unless this session and the whole desk may spend a derivation now."""
     throttle: LoginThrottle = current_app.extensions[which]
-    if not throttle.allow(session.sid or ""):  # type: ignore[attr-defined]
+    if not throttle.allow(server_session().sid or ""):
         raise TooManyRequests()
 
 

@@ -1,0 +1,108 @@
+"""Every name the desk and the review console give a file or folder, on disk and in a bundle.
+
+crypto/FORMAT.md describes the layouts ("Data directory", "Bundles"); this module is where the
+code takes each name from, so the desk that writes a layout and the console or `desk doctor`
+that reads it cannot drift apart. Imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- Ids -------------------------------------------------------------------------------------
+
+# An object's, a reply's and an upload's id, and so the name of its folder: 128 random bits as
+# 32 lower-case hex digits.
+OBJECT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+# A file or folder whose name starts with this is never ciphertext (a temporary file, an
+# upload's lock): digests, hard-linked publication and exports pass over it.
+HIDDEN_PREFIX = "."
+
+# --- An object's files: objects/<id>/, and uploads/<id>/ while a resumable upload arrives ----
+
+METADATA_NAME = "meta.gpg"
+PART_NAME_RE = re.compile(r"^part-(\d{6})\.gpg$")
+# Every part file of an object, for Path.glob (and a shell, in the demo's instructions).
+PART_GLOB = "part-*.gpg"
+MAX_PARTS = 1_000_000
+
+
+def part_name(index: int) -> str:
+    """The file name of part `index` (0-based) of an object."""
+    if not 0 <= index < MAX_PARTS:
+        raise ValueError(f"part index out of range: {index}")
+    return f"part-{index:06d}.gpg"
+
+
+# --- A reply's files: replies/<id>/ -----------------------------------------------------------
+
+# The reply box only the source's codename opens; the source may delete it.
+REPLY_BOX_NAME = "box"
+# The journalists' copy (OpenPGP); custody's digest covers it, and bundles carry it.
+REPLY_COPY_NAME = "copy.gpg"
+
+# --- Folders of objects and replies: the same in the store, a bundle and the workspace --------
+
+OBJECTS_DIR = "objects"
+REPLIES_DIR = "replies"
+
+# --- The desk's data directory (DESK_DATA) ----------------------------------------------------
+
+DATABASE_NAME = "desk.db"
+SECRET_KEY_NAME = "secret_key"  # noqa: S105 - the name of the file, not a secret
+SIGNING_KEY_FILE_NAME = "signing_key"
+GNUPG_DIR = "gnupg"
+STORE_DIR = "store"
+# Where `desk tor-config` keeps tor's onion service folders unless told otherwise.
+TOR_DIR = "tor"
+
+# --- The store (DESK_DATA/store), besides objects/ and replies/ -------------------------------
+
+STAGING_DIR = "staging"
+UPLOADS_DIR = "uploads"
+# A file is written under this prefix, fsynced, then renamed to its name.
+TEMP_PREFIX = HIDDEN_PREFIX + "tmp-"
+# The lock file in an upload's folder, held while a request writes to the upload.
+LOCK_NAME = HIDDEN_PREFIX + "lock"
+
+# --- A bundle: desk-bundle/... in one tar -----------------------------------------------------
+
+BUNDLE_ROOT = "desk-bundle"
+# What an export is called on the journalist's disk: no date, as the name shows on the stick.
+BUNDLE_FILENAME = BUNDLE_ROOT + ".tar"
+VERSION_NAME = "VERSION"
+SIGNING_KEY_NAME = "signing-key.pub"
+MANIFEST_NAME = "manifest.gpg"
+MANIFEST_SIGNATURE_NAME = "manifest.sig"
+CUSTODY_NAME = "custody.gpg"
+
+
+def object_member(object_id: str, name: str) -> str:
+    """A bundle member for one of an object's files, below the bundle's root."""
+    return f"{OBJECTS_DIR}/{object_id}/{name}"
+
+
+def reply_member(reply_id: str) -> str:
+    """The bundle member for a reply's journalists' copy, below the bundle's root."""
+    return f"{REPLIES_DIR}/{reply_id}/{REPLY_COPY_NAME}"
+
+
+# --- The review console's workspace (~/.desk-review), besides objects/ -----------------------
+
+INDEX_NAME = "index.db"
+DECRYPTED_DIR = "decrypted"
+# The desk's journalist public keys, to encrypt reply copies to them.
+RECIPIENTS_HOME_DIR = "recipients-gnupg"
+# Scratch folders and files the console makes in its staging folder.
+OPEN_SCRATCH_PREFIX = "open-"
+INSPECT_SCRATCH_PREFIX = "inspect-"
+REPORT_SHEET_PREFIX = "report-sheet-"
+# Plaintext is written under a name holding this, then renamed, so a half-written file is never
+# taken for a whole one.
+PARTIAL_MARK = HIDDEN_PREFIX + "partial-"
+
+
+def workspace_reply_name(reply_id: str) -> str:
+    """A reply's journalists' copy in the workspace's replies/ folder."""
+    return f"{reply_id}.gpg"
