@@ -13,7 +13,7 @@ import re
 
 # An object's, a reply's and an upload's id, and so the name of its folder: 128 random bits as
 # 32 lower-case hex digits.
-OBJECT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+OBJECT_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")  # \Z: no trailing newline, unlike $
 
 # A file or folder whose name starts with this is never ciphertext (a temporary file, an
 # upload's lock): digests, hard-linked publication and exports pass over it.
@@ -22,7 +22,7 @@ HIDDEN_PREFIX = "."
 # --- An object's files: objects/<id>/, and uploads/<id>/ while a resumable upload arrives ----
 
 METADATA_NAME = "meta.gpg"
-PART_NAME_RE = re.compile(r"^part-(\d{6})\.gpg$")
+PART_NAME_RE = re.compile(r"^part-([0-9]{6})\.gpg\Z")
 # Every part file of an object, for Path.glob (and a shell, in the demo's instructions).
 PART_GLOB = "part-*.gpg"
 MAX_PARTS = 1_000_000

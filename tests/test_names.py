@@ -72,10 +72,12 @@ def test_part_names_and_ids_are_recognised_exactly() -> None:
     match = names.PART_NAME_RE.match(names.part_name(42))
     assert match is not None
     assert int(match.group(1)) == 42
-    for other in ("part-42.gpg", "part-000042.gpg.tmp", "meta.gpg", ".tmp-part-000042.gpg"):
+    for other in ("part-42.gpg", "part-000042.gpg.tmp", "meta.gpg", ".tmp-part-000042.gpg",
+                  "part-000042.gpg\n", "part-\u0664\u0662\u0660\u0660\u0660\u0660.gpg"):
         assert names.PART_NAME_RE.match(other) is None
     assert names.OBJECT_ID_RE.match("0123456789abcdef" * 2)
-    for other in ("0123456789ABCDEF" * 2, "0" * 31, "0" * 33, "../" + "0" * 29):
+    for other in ("0123456789ABCDEF" * 2, "0" * 31, "0" * 33, "../" + "0" * 29,
+                  "0" * 32 + "\n"):
         assert names.OBJECT_ID_RE.match(other) is None
 
 
