@@ -217,9 +217,9 @@ def _field_problem(seq: int, event: str, object_id: str | None,
     if event not in EVENTS:
         return f"unknown event {event!r}"
     if object_id is not None and not _matches(OBJECT_ID_RE, object_id):
-        return f"bad object id {object_id!r}"
+        return "bad object id"
     if ciphertext_sha256 is not None and not _matches(HEX64_RE, ciphertext_sha256):
-        return "bad hash field: ciphertext_sha256"
+        return "bad hash field"
     if actor is not None and not _matches(ACTOR_RE, actor):
         return f"bad actor {actor!r}"
     return None
@@ -227,7 +227,7 @@ def _field_problem(seq: int, event: str, object_id: str | None,
 
 def _hashes_problem(entry: CustodyEntry) -> str | None:
     if not _matches(HEX64_RE, entry.prev_hash) or not _matches(HEX64_RE, entry.entry_hash):
-        return "bad hash field: prev_hash or entry_hash"
+        return "bad hash field"
     if not _matches(SIGNATURE_RE, entry.signature):
         return "bad signature field: not 128 lower-case hex digits"
     return None
@@ -280,6 +280,16 @@ def object_files(directory: Path) -> dict[str, tuple[int, str]]:
     """Size and SHA-256 of each ciphertext file of a stored object directory."""
     return {path.name: file_sha256(path) for path in sorted(directory.iterdir())
             if path.is_file() and not path.name.startswith(".")}
+
+
+def log_entries(data: bytes) -> Iterator[CustodyEntry]:
+    """The entries of a custody log as bundles carry it: ASCII text, one JSON line per entry
+    (blank lines skipped). FormatError if it is not ASCII or a line is not an entry."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise FormatError("the custody log is not ASCII text") from exc
+    return entries_from_lines(text.splitlines())
 
 
 def entries_from_lines(lines: Iterable[str]) -> Iterator[CustodyEntry]:
