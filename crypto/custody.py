@@ -283,13 +283,17 @@ def object_files(directory: Path) -> dict[str, tuple[int, str]]:
 
 
 def log_entries(data: bytes) -> Iterator[CustodyEntry]:
-    """The entries of a custody log as bundles carry it: ASCII text, one JSON line per entry
-    (blank lines skipped). FormatError if it is not ASCII or a line is not an entry."""
+    """The entries of a custody log as bundles carry it: ASCII text, one JSON line per entry,
+    each ending in LF; lines of nothing but spaces, tabs and CRs are skipped. FormatError if
+    it is not ASCII or a line is not an entry."""
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError as exc:
         raise FormatError("the custody log is not ASCII text") from exc
-    return entries_from_lines(text.splitlines())
+    # LF only: str.splitlines would also split at form feeds and \x1c-\x1e, which other
+    # readers take as part of a line.
+    return (CustodyEntry.from_json(line) for line in text.split("\n")
+            if line.strip(" \t\r"))
 
 
 def entries_from_lines(lines: Iterable[str]) -> Iterator[CustodyEntry]:
