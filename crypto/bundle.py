@@ -9,12 +9,12 @@ public key and the journalists' OpenPGP public keys.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -22,11 +22,11 @@ from crypto.custody import (
     CustodyEntry,
     SigningKey,
     ciphertext_digest,
-    entries_from_lines,
+    log_entries,
     signature_valid,
     verify_chain,
 )
-from crypto.errors import CustodyBroken, FormatError, is_version
+from crypto.errors import CustodyBroken, FormatError, b64decode_canonical, is_version, load_json
 from crypto.names import (
     BUNDLE_ROOT,
     CUSTODY_NAME,
@@ -41,6 +41,8 @@ from crypto.names import (
     SIGNING_KEY_NAME,
     VERSION_NAME,
 )
+from crypto.objects import KINDS
+from crypto.reply import PUBLIC_KEY_BYTES
 
 BUNDLE_VERSION = 2
 # What the desk's Ed25519 key signs: this line, then the manifest's plaintext.
@@ -50,7 +52,10 @@ MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 MANIFEST_FORMAT = "desk-bundle-manifest"
 BLOCK = 512
 CHUNK = 1 << 20
-HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+HEX64_RE = re.compile(r"^[0-9a-f]{64}\Z")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}\Z")
+VIAS = ("console", "web")
 
 
 @dataclass(frozen=True)
@@ -145,11 +150,18 @@ def read_bundle(source: IO[bytes], take_file: TakeFile) -> Bundle:
     manifest = custody = None
     objects: dict[str, BundleObject] = {}
     replies: dict[str, tuple[int, str]] = {}
+    documents: set[str] = set()
     with tarfile.open(fileobj=source, mode="r|") as tar:
         for info in tar:
             path = PurePosixPath(info.name)
-            if not info.isfile() or path.parts[0] != BUNDLE_ROOT or ".." in path.parts:
+            # Only the exact names of the layout: no "./", "//" or trailing "/" variants.
+            if not info.isfile() or str(path) != info.name or path.parts[0] != BUNDLE_ROOT or \
+                    ".." in path.parts:
                 raise FormatError(f"unexpected member {info.name!r}")
+            if len(path.parts) == 2:
+                if info.name in documents:
+                    raise FormatError(f"duplicate member {info.name!r}")
+                documents.add(info.name)
             handle = tar.extractfile(info)
             if handle is None:  # pragma: no cover - isfile() was checked
                 raise FormatError(f"unreadable member {info.name!r}")
@@ -259,26 +271,105 @@ LIST_FIELDS = ("objects", "replies", "sources", "recipients")
 
 
 def parse_manifest(data: bytes) -> Manifest:
-    """Parse a decrypted manifest."""
+    """Parse a decrypted manifest; FormatError on anything FORMAT.md's manifest rules
+    reject."""
+    raw = load_json(data, "bundle manifest")
+    if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT or \
+            not is_version(raw.get("version"), BUNDLE_VERSION):
+        raise FormatError("not a desk bundle manifest of this version")
     try:
-        raw = json.loads(data.decode("utf-8"))
-        if raw.get("format") != MANIFEST_FORMAT or \
-                not is_version(raw.get("version"), BUNDLE_VERSION):
-            raise FormatError("not a desk bundle manifest of this version")
-        objects = [ManifestObject(o["id"], o["source"], o["kind"], o["received_on"],
-                                  o["ciphertext_sha256"]) for o in raw["objects"]]
-        replies = [ManifestReply(r["id"], r["source"], int(r["number"]), r["sent_on"],
-                                 r["author"], r["via"], r["ciphertext_sha256"])
-                   for r in raw["replies"]]
-        reply_keys = {s["designation"]: base64.b64decode(s["reply_public_key"], validate=True)
-                      for s in raw["sources"]}
-        recipients = [ManifestRecipient(r["username"], r["fingerprint"], r["public_key"])
-                      for r in raw["recipients"]]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError,
-            ValueError, binascii.Error) as exc:
-        raise FormatError(f"bad bundle manifest: {exc}") from exc
+        _check_header(raw)
+        objects = [ManifestObject(_hex_id(o["id"]), _text(o["source"]), _one_of(o["kind"], KINDS),
+                                  _date(o["received_on"]), _digest(o["ciphertext_sha256"]))
+                   for o in _items(raw, "objects")]
+        replies = [ManifestReply(_hex_id(r["id"]), _text(r["source"]), _number(r["number"]),
+                                 _date(r["sent_on"]),
+                                 None if r["author"] is None else _text(r["author"]),
+                                 _one_of(r["via"], VIAS), _digest(r["ciphertext_sha256"]))
+                   for r in _items(raw, "replies")]
+        sources = [(_text(s["designation"]), _reply_key(s["reply_public_key"]))
+                   for s in _items(raw, "sources")]
+        recipients = [ManifestRecipient(_text(r["username"]), _fingerprint(r["fingerprint"]),
+                                        _text(r["public_key"]))
+                      for r in _items(raw, "recipients")]
+    except (KeyError, TypeError) as exc:
+        raise FormatError(f"bad bundle manifest: missing or mistyped {exc}") from exc
+    for kind, ids in (("object", [o.object_id for o in objects]),
+                      ("reply", [r.reply_id for r in replies]),
+                      ("source", [name for name, _ in sources])):
+        if len(set(ids)) != len(ids):
+            raise FormatError(f"bad bundle manifest: it lists a {kind} twice")
     header = {k: v for k, v in raw.items() if k not in LIST_FIELDS}
-    return Manifest(header, objects, replies, reply_keys, recipients)
+    return Manifest(header, objects, replies, dict(sources), recipients)
+
+
+def _check_header(raw: dict[str, Any]) -> None:
+    _date(raw["exported_on"])
+    _text(raw["exported_by"])
+    _text(raw["instance"])
+
+
+def _items(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    items = raw[name]
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise FormatError(f"bad bundle manifest: {name} must be a list of objects")
+    return items
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise FormatError(f"bad bundle manifest: {value!r} is not a string")
+    return value
+
+
+def _matching(pattern: re.Pattern[str], value: object, what: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise FormatError(f"bad bundle manifest: {value!r} is not {what}")
+    return value
+
+
+def _hex_id(value: object) -> str:
+    return _matching(OBJECT_ID_RE, value, "an id of 32 lower-case hex digits")
+
+
+def _digest(value: object) -> str:
+    return _matching(HEX64_RE, value, "a digest of 64 lower-case hex digits")
+
+
+def _fingerprint(value: object) -> str:
+    return _matching(FINGERPRINT_RE, value, "a fingerprint of 40 upper-case hex digits")
+
+
+def _date(value: object) -> str:
+    text = _matching(DATE_RE, value, "a YYYY-MM-DD date")
+    try:
+        date.fromisoformat(text)
+    except ValueError as exc:
+        raise FormatError(f"bad bundle manifest: no such day {text!r}") from exc
+    return text
+
+
+def _one_of(value: object, allowed: tuple[str, ...]) -> Any:
+    if value not in allowed:
+        raise FormatError(f"bad bundle manifest: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _number(value: object) -> int:
+    if type(value) is not int or value < 1:
+        raise FormatError(f"bad bundle manifest: reply number {value!r}")
+    return value
+
+
+def _reply_key(value: object) -> bytes:
+    try:
+        key = b64decode_canonical(value)
+    except ValueError as exc:
+        raise FormatError(f"bad bundle manifest: reply_public_key: {exc}") from exc
+    if len(key) != PUBLIC_KEY_BYTES:
+        raise FormatError(f"bad bundle manifest: a reply public key has "
+                          f"{PUBLIC_KEY_BYTES} bytes, not {len(key)}")
+    return key
 
 
 def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
@@ -290,15 +381,18 @@ def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
     if not signature_valid(bundle.signing_key, MANIFEST_SIGNATURE_CONTEXT + manifest_plain,
                            bundle.manifest_signature):
         raise FormatError("the manifest is not signed by the desk's signing key")
-    chain = verify_chain(entries_from_lines(custody_plain.decode("utf-8").splitlines()),
-                         bundle.signing_key)
+    chain = verify_chain(log_entries(custody_plain), bundle.signing_key)
     manifest = parse_manifest(manifest_plain)
     received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
+    deleted = {e.object_id for e in chain if e.event == "delete"}
     _same_ids("object", {o.object_id for o in manifest.objects}, set(bundle.objects))
     for obj in manifest.objects:
         digest = ciphertext_digest(bundle.objects[obj.object_id].files)
         if received.get(obj.object_id) is None:
             raise CustodyBroken("has no ingest entry in the custody log",
+                                object_id=obj.object_id)
+        if obj.object_id in deleted:
+            raise CustodyBroken("is recorded as deleted but was exported",
                                 object_id=obj.object_id)
         if digest != received[obj.object_id] or digest != obj.ciphertext_sha256:
             raise CustodyBroken("ciphertext differs from what the desk received",
@@ -309,6 +403,9 @@ def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
         digest = ciphertext_digest({REPLY_COPY_NAME: bundle.replies[reply.reply_id]})
         if sent.get(reply.reply_id) is None:
             raise CustodyBroken("has no reply entry in the custody log",
+                                object_id=reply.reply_id, kind="reply")
+        if reply.reply_id in deleted:
+            raise CustodyBroken("is recorded as deleted but was exported",
                                 object_id=reply.reply_id, kind="reply")
         if digest != sent[reply.reply_id] or digest != reply.ciphertext_sha256:
             raise CustodyBroken("copy differs from what the desk sent",

@@ -19,13 +19,26 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from crypto.errors import CustodyBroken, FormatError
+from crypto.errors import CustodyBroken, FormatError, load_json
 from crypto.names import HIDDEN_PREFIX, OBJECT_ID_RE
 
 CUSTODY_VERSION = 1
 GENESIS_HASH = "0" * 64
 EVENTS = frozenset({"ingest", "export", "download", "delete", "reply"})
-HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+# The events that bring an object or a reply into the log; every later entry about it carries
+# the digest they recorded.
+FIRST_EVENTS = frozenset({"ingest", "reply"})
+# Every field of an entry is drawn from a small ASCII alphabet (FORMAT.md, "Custody entry"), so
+# any JSON encoder writes the same canonical bytes. \Z, not $: "$" matches before a newline.
+HEX64_RE = re.compile(r"^[0-9a-f]{64}\Z")
+SIGNATURE_RE = re.compile(r"^[0-9a-f]{128}\Z")
+# Journalists' usernames, and the fixed actors "desk-cli" and "retention".
+ACTOR_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+# seq must stay exact in JSON parsers that read numbers as IEEE doubles.
+MAX_SEQ = 2**53 - 1
+ENTRY_MEMBERS = frozenset({"seq", "on", "event", "object_id", "ciphertext_sha256", "actor",
+                           "prev_hash", "entry_hash", "signature"})
 
 
 class SigningKey:
@@ -97,15 +110,35 @@ class CustodyEntry:
 
     @classmethod
     def from_json(cls, line: str) -> CustodyEntry:
-        """Parse one line written by `to_json`."""
+        """Parse one line written by `to_json`: a JSON object with exactly the nine members,
+        of the right JSON types; FormatError otherwise. A line with a `v` member belongs to a
+        later custody version and is refused. Field alphabets are verify_chain's to check."""
+        raw = load_json(line.encode("utf-8", "surrogatepass"), "custody entry")
+        if not isinstance(raw, dict):
+            raise FormatError("bad custody entry: not a JSON object")
+        if "v" in raw:
+            raise FormatError(f"custody entry of an unsupported version: {raw['v']!r}")
+        if set(raw) != ENTRY_MEMBERS:
+            raise FormatError("bad custody entry: its members are not "
+                              + ", ".join(sorted(ENTRY_MEMBERS)))
+        seq, on = raw["seq"], raw["on"]
+        if type(seq) is not int:
+            raise FormatError(f"bad custody entry: seq is not an integer: {seq!r}")
+        if not isinstance(on, str) or not DATE_RE.match(on):
+            raise FormatError(f"bad custody entry: on is not a YYYY-MM-DD date: {on!r}")
+        strings = ("event", "prev_hash", "entry_hash", "signature")
+        nullable = ("object_id", "ciphertext_sha256", "actor")
+        if not all(isinstance(raw[name], str) for name in strings) or \
+                not all(raw[name] is None or isinstance(raw[name], str) for name in nullable):
+            raise FormatError("bad custody entry: a field is not a string (or null)")
         try:
-            raw = json.loads(line)
-            return cls(seq=raw["seq"], on=date.fromisoformat(raw["on"]), event=raw["event"],
-                       object_id=raw["object_id"], ciphertext_sha256=raw["ciphertext_sha256"],
-                       actor=raw["actor"], prev_hash=raw["prev_hash"],
-                       entry_hash=raw["entry_hash"], signature=raw["signature"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"bad custody entry: {exc}") from exc
+            day = date.fromisoformat(on)
+        except ValueError as exc:
+            raise FormatError(f"bad custody entry: no such day: {on!r}") from exc
+        return cls(seq=seq, on=day, event=raw["event"], object_id=raw["object_id"],
+                   ciphertext_sha256=raw["ciphertext_sha256"], actor=raw["actor"],
+                   prev_hash=raw["prev_hash"], entry_hash=raw["entry_hash"],
+                   signature=raw["signature"])
 
 
 def entry_body(seq: int, on: date, event: str, object_id: str | None,
@@ -121,11 +154,15 @@ def entry_body(seq: int, on: date, event: str, object_id: str | None,
 def make_entry(key: SigningKey, previous: CustodyEntry | None, on: date, event: str,
                object_id: str | None = None, ciphertext_sha256: str | None = None,
                actor: str | None = None) -> CustodyEntry:
-    """The signed entry that follows `previous` (None for the first entry)."""
-    if event not in EVENTS:
-        raise ValueError(f"unknown custody event: {event!r}")
+    """The signed entry that follows `previous` (None for the first entry). ValueError for
+    an entry FORMAT.md's rules would refuse: a field outside its alphabet, or nulls where
+    the event needs values."""
     seq = 1 if previous is None else previous.seq + 1
     prev_hash = GENESIS_HASH if previous is None else previous.entry_hash
+    problem = _field_problem(seq, event, object_id, ciphertext_sha256, actor) or \
+        _shape_problem(event, object_id, ciphertext_sha256, actor)
+    if problem is not None:
+        raise ValueError(f"refusing to append a custody entry: {problem}")
     body = entry_body(seq, on, event, object_id, ciphertext_sha256, actor, prev_hash)
     entry_hash = hashlib.sha256(body).hexdigest()
     return CustodyEntry(seq, on, event, object_id, ciphertext_sha256, actor, prev_hash,
@@ -138,11 +175,17 @@ def verify_chain(entries: Iterable[CustodyEntry], public_hex: str) -> list[Custo
     public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
     checked: list[CustodyEntry] = []
     expected_prev, expected_seq = GENESIS_HASH, 1
+    # The digest each object or reply entered the log with.
+    first_digest: dict[str, str | None] = {}
     for entry in entries:
-        if entry.seq != expected_seq:
+        if type(entry.seq) is not int or entry.seq != expected_seq:
             raise CustodyBroken(f"expected entry {expected_seq}, found {entry.seq} (an entry "
                                 "is missing or out of order)", seq=expected_seq)
-        _check_fields(entry)
+        problem = _field_problem(entry.seq, entry.event, entry.object_id,
+                                 entry.ciphertext_sha256, entry.actor) or \
+            _hashes_problem(entry)
+        if problem is not None:
+            raise CustodyBroken(problem, seq=entry.seq)
         if entry.prev_hash != expected_prev:
             raise CustodyBroken("does not link to the entry before it", seq=entry.seq)
         body = entry_body(entry.seq, entry.on, entry.event, entry.object_id,
@@ -153,19 +196,67 @@ def verify_chain(entries: Iterable[CustodyEntry], public_hex: str) -> list[Custo
             public.verify(bytes.fromhex(entry.signature), bytes.fromhex(entry.entry_hash))
         except (InvalidSignature, ValueError) as exc:
             raise CustodyBroken("its signature is not the desk's", seq=entry.seq) from exc
+        problem = _shape_problem(entry.event, entry.object_id, entry.ciphertext_sha256,
+                                 entry.actor) or _history_problem(entry, first_digest)
+        if problem is not None:
+            raise CustodyBroken(problem, seq=entry.seq)
         checked.append(entry)
         expected_prev, expected_seq = entry.entry_hash, entry.seq + 1
     return checked
 
 
-def _check_fields(entry: CustodyEntry) -> None:
-    if entry.event not in EVENTS:
-        raise CustodyBroken(f"unknown event {entry.event!r}", seq=entry.seq)
-    if entry.object_id is not None and not OBJECT_ID_RE.match(entry.object_id):
-        raise CustodyBroken("bad object id", seq=entry.seq)
-    for value in (entry.ciphertext_sha256, entry.prev_hash, entry.entry_hash):
-        if value is not None and not HEX64_RE.match(value):
-            raise CustodyBroken("bad hash field", seq=entry.seq)
+def _matches(pattern: re.Pattern[str], value: object) -> bool:
+    return isinstance(value, str) and pattern.match(value) is not None
+
+
+def _field_problem(seq: int, event: str, object_id: str | None,
+                   ciphertext_sha256: str | None, actor: str | None) -> str | None:
+    """What puts a field outside its alphabet (rule custody.alphabet), or None."""
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        return f"bad seq {seq!r}"
+    if event not in EVENTS:
+        return f"unknown event {event!r}"
+    if object_id is not None and not _matches(OBJECT_ID_RE, object_id):
+        return "bad object id"
+    if ciphertext_sha256 is not None and not _matches(HEX64_RE, ciphertext_sha256):
+        return "bad hash field"
+    if actor is not None and not _matches(ACTOR_RE, actor):
+        return f"bad actor {actor!r}"
+    return None
+
+
+def _hashes_problem(entry: CustodyEntry) -> str | None:
+    if not _matches(HEX64_RE, entry.prev_hash) or not _matches(HEX64_RE, entry.entry_hash):
+        return "bad hash field"
+    if not _matches(SIGNATURE_RE, entry.signature):
+        return "bad signature field: not 128 lower-case hex digits"
+    return None
+
+
+def _shape_problem(event: str, object_id: str | None, ciphertext_sha256: str | None,
+                   actor: str | None) -> str | None:
+    """Nulls where the event needs values, or an actor on an ingest (rule custody.shape)."""
+    if object_id is None or ciphertext_sha256 is None:
+        return f"a {event} entry names no object or no digest"
+    if (actor is None) != (event == "ingest"):
+        return "an ingest entry has no actor, and every other entry has one"
+    return None
+
+
+def _history_problem(entry: CustodyEntry, first_digest: dict[str, str | None]) -> str | None:
+    """An object or reply that enters the log twice, is named before it entered, or whose
+    digest changes (rule custody.object); records the entries that bring one in."""
+    object_id = entry.object_id or ""
+    if entry.event in FIRST_EVENTS:
+        if object_id in first_digest:
+            return f"{object_id} entered the log before ({entry.event} again)"
+        first_digest[object_id] = entry.ciphertext_sha256
+        return None
+    if object_id not in first_digest:
+        return f"{entry.event} of {object_id}, which no earlier ingest or reply entry names"
+    if first_digest[object_id] != entry.ciphertext_sha256:
+        return f"{entry.event} of {object_id} with a digest other than the one it entered with"
+    return None
 
 
 def ciphertext_digest(files: Mapping[str, tuple[int, str]]) -> str:
@@ -189,6 +280,20 @@ def object_files(directory: Path) -> dict[str, tuple[int, str]]:
     """Size and SHA-256 of each ciphertext file of a stored object directory."""
     return {path.name: file_sha256(path) for path in sorted(directory.iterdir())
             if path.is_file() and not path.name.startswith(HIDDEN_PREFIX)}
+
+
+def log_entries(data: bytes) -> Iterator[CustodyEntry]:
+    """The entries of a custody log as bundles carry it: ASCII text, one JSON line per entry,
+    each ending in LF; lines of nothing but spaces, tabs and CRs are skipped. FormatError if
+    it is not ASCII or a line is not an entry."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise FormatError("the custody log is not ASCII text") from exc
+    # LF only: str.splitlines would also split at form feeds and \x1c-\x1e, which other
+    # readers take as part of a line.
+    return (CustodyEntry.from_json(line) for line in text.split("\n")
+            if line.strip(" \t\r"))
 
 
 def entries_from_lines(lines: Iterable[str]) -> Iterator[CustodyEntry]:

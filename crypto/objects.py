@@ -10,12 +10,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from crypto.errors import FormatError, is_version
-from crypto.names import OBJECT_ID_RE, PART_NAME_RE, part_name
+from crypto.errors import FormatError, b64decode_canonical, is_version, load_json
+from crypto.names import MAX_PARTS, OBJECT_ID_RE, PART_NAME_RE, part_name
 
 FORMAT_VERSION = 1
 RECORD_FORMAT = "desk-object"
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# \Z, not $: "$" also matches before a final newline.
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+# FORMAT.md, "Conventions": an RFC 3339 date-time with a Z or numeric offset.
+INSTANT_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+                        r"(Z|[+-][0-9]{2}:[0-9]{2})\Z")
 
 Kind = Literal["message", "file"]
 KINDS: tuple[Kind, ...] = ("message", "file")
@@ -81,10 +85,7 @@ class ObjectRecord:
     @classmethod
     def from_json(cls, data: bytes) -> ObjectRecord:
         """Parse and check a metadata record; raise FormatError on anything FORMAT.md rejects."""
-        try:
-            raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise FormatError(f"metadata record is not UTF-8 JSON: {exc}") from exc
+        raw = load_json(data, "metadata record")
         if not isinstance(raw, dict) or raw.get("format") != RECORD_FORMAT:
             raise FormatError("not a desk object metadata record")
         if not is_version(raw.get("version"), FORMAT_VERSION):
@@ -93,8 +94,8 @@ class ObjectRecord:
             record = cls(
                 object_id=_match(OBJECT_ID_RE, raw["id"], "id"),
                 kind=_kind(raw["kind"]),
-                received_at=_instant(raw["received_at"]),
-                parts=tuple(_part(p) for p in raw["parts"]),
+                received_at=parse_instant(raw["received_at"]),
+                parts=_parts(raw["parts"]),
                 filename=_filename(raw),
                 content_type=_optional_str(raw.get("content_type"), "content_type"),
                 sha256=None if raw.get("sha256") is None
@@ -105,7 +106,7 @@ class ObjectRecord:
         expected = [part_name(i) for i in range(len(record.parts))]
         if [p.name for p in record.parts] != expected:
             raise FormatError(f"part names must run {part_name(0)}, {part_name(1)}, ... in order")
-        if raw.get("size") != record.size:
+        if not _is_size(raw.get("size")) or raw["size"] != record.size:
             raise FormatError("size does not equal the sum of the part sizes")
         return record
 
@@ -122,16 +123,26 @@ def _kind(value: object) -> Kind:
     raise FormatError(f"bad kind: {value!r}")
 
 
-def _instant(value: object) -> datetime:
+def parse_instant(value: object, field: str = "received_at") -> datetime:
+    """An instant as FORMAT.md's conventions write it (with a time zone); FormatError else."""
     if not isinstance(value, str):
-        raise FormatError("received_at must be a string")
+        raise FormatError(f"{field} must be a string")
+    if not INSTANT_RE.match(value):
+        raise FormatError(f"bad {field}: {value!r} (an RFC 3339 instant with a time zone)")
     try:
-        instant = datetime.fromisoformat(value)
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise FormatError(f"bad received_at: {value!r}") from exc
-    if instant.utcoffset() is None:
-        raise FormatError("received_at must carry a time zone")
-    return instant
+        raise FormatError(f"bad {field}: {value!r}") from exc
+
+
+def _is_size(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _parts(raw: object) -> tuple[PartRecord, ...]:
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_PARTS:
+        raise FormatError(f"parts must be a list of 1 to {MAX_PARTS} parts")
+    return tuple(_part(p) for p in raw)
 
 
 def _optional_str(value: object, field: str) -> str | None:
@@ -144,7 +155,7 @@ def _part(raw: object) -> PartRecord:
     if not isinstance(raw, dict):
         raise FormatError("each part must be an object")
     size = raw["size"]
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    if not _is_size(size):
         raise FormatError(f"bad part size: {size!r}")
     return PartRecord(
         name=_match(PART_NAME_RE, raw["name"], "part name"),
@@ -156,8 +167,8 @@ def _part(raw: object) -> PartRecord:
 def _filename(raw: dict[str, Any]) -> bytes | None:
     if "filename_bytes" in raw:
         try:
-            return base64.b64decode(raw["filename_bytes"], validate=True)
-        except (ValueError, TypeError) as exc:
+            return b64decode_canonical(raw["filename_bytes"])
+        except ValueError as exc:
             raise FormatError("bad filename_bytes") from exc
     name = _optional_str(raw.get("filename"), "filename")
     return None if name is None else name.encode("utf-8")

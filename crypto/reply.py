@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.hpke import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from crypto.codename import Codename
-from crypto.errors import FormatError, is_version
+from crypto.errors import FormatError, is_version, load_json
 from crypto.kdf import PRODUCTION_KDF, KdfParams, derive
 
 MAGIC = b"DESKREPLY"
@@ -165,10 +165,8 @@ def open_reply(key: ReplyKey, box: bytes) -> bytes:
 
 def reply_text(plaintext: bytes) -> str:
     """The text inside an opened box."""
-    try:
-        record = json.loads(plaintext.decode("utf-8"))
-        if not is_version(record.get("v"), VERSION) or not isinstance(record.get("text"), str):
-            raise FormatError("unsupported reply record")
-        return str(record["text"])
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-        raise FormatError("bad reply record") from exc
+    record = load_json(plaintext, "reply record")
+    if not isinstance(record, dict) or not is_version(record.get("v"), VERSION) or \
+            not isinstance(record.get("text"), str):
+        raise FormatError("unsupported reply record")
+    return str(record["text"])

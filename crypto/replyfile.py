@@ -9,7 +9,6 @@ recipient, and who the copy is encrypted to; it can read neither.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import re
@@ -17,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from crypto.errors import FormatError, is_version
+from crypto.errors import FormatError, b64decode_canonical, is_version, load_json
 from crypto.names import OBJECT_ID_RE
+from crypto.objects import parse_instant
 from crypto.reply import MAX_REPLY_BYTES
 
 FILE_FORMAT = "desk-reply-file"
@@ -27,6 +27,7 @@ VERSION = 1
 # A box and a copy of at most 64 KiB of text each, base64-encoded, with room to spare.
 MAX_FILE_BYTES = 512 * 1024
 HEX64_RE = re.compile(r"[0-9a-f]{64}")
+VIAS = ("console", "web")
 
 Via = Literal["console", "web"]
 
@@ -62,8 +63,8 @@ class ReplyFile:
         if len(data) > MAX_FILE_BYTES:
             raise FormatError("too large to be a reply file")
         try:
-            raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raw = load_json(data, "reply file")
+        except FormatError as exc:
             raise FormatError("not a reply file (it is not the JSON desk-review writes)") \
                 from exc
         if not isinstance(raw, dict) or raw.get("format") != FILE_FORMAT:
@@ -97,19 +98,19 @@ class ReplyCopy:
     @classmethod
     def from_json(cls, data: bytes) -> ReplyCopy:
         """Parse a decrypted copy; FormatError if it is not one."""
+        raw = load_json(data, "reply copy")
+        if not isinstance(raw, dict) or raw.get("format") != COPY_FORMAT or \
+                not is_version(raw.get("version"), VERSION):
+            raise FormatError("not a reply copy of this version")
         try:
-            raw: dict[str, Any] = json.loads(data.decode("utf-8"))
-            if raw.get("format") != COPY_FORMAT or not is_version(raw.get("version"), VERSION):
-                raise FormatError("not a reply copy of this version")
-            written_at = datetime.fromisoformat(raw["written_at"])
+            written_at = parse_instant(raw["written_at"], "written_at")
             via = raw["via"]
             fields = (raw["reply_id"], raw["source"], raw["source_key_id"], raw["author"],
                       raw["text"])
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
-                AttributeError) as exc:
-            raise FormatError(f"bad reply copy: {exc}") from exc
+        except KeyError as exc:
+            raise FormatError(f"bad reply copy: missing {exc}") from exc
         reply_id, source, key_id, author, text = fields
-        if not all(isinstance(value, str) for value in fields) or via not in ("console", "web"):
+        if not all(isinstance(value, str) for value in fields) or via not in VIAS:
             raise FormatError("bad reply copy: wrong field types")
         if not OBJECT_ID_RE.fullmatch(reply_id) or not HEX64_RE.fullmatch(key_id):
             raise FormatError("bad reply copy: bad reply id or key id")
@@ -127,6 +128,6 @@ def _unb64(raw: dict[str, Any], field: str) -> bytes:
     if not isinstance(value, str):
         raise FormatError(f"the reply file has no {field}")
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
+        return b64decode_canonical(value)
+    except ValueError as exc:
         raise FormatError(f"the reply file's {field} is damaged (bad base64)") from exc

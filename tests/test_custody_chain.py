@@ -27,11 +27,12 @@ VECTORS = Path(__file__).parent / "vectors"
 
 
 def _chain(key: SigningKey, length: int = 5) -> list[CustodyEntry]:
+    """Objects 0, 1, 2... each ingested, then exported by alice."""
     entries: list[CustodyEntry] = []
     for n in range(length):
         entries.append(make_entry(key, entries[-1] if entries else None, date(2026, 11, 27),
-                                  "ingest" if n % 2 == 0 else "export", f"{n:032x}",
-                                  f"{n:064x}", None if n % 2 == 0 else "alice"))
+                                  "ingest" if n % 2 == 0 else "export", f"{n // 2:032x}",
+                                  f"{n // 2 + 1:064x}", None if n % 2 == 0 else "alice"))
     return entries
 
 
@@ -71,7 +72,8 @@ def test_another_desks_key_is_refused() -> None:
 def test_a_resigned_forgery_still_breaks_the_link() -> None:
     key = SigningKey.generate()
     chain = _chain(key)
-    forged = make_entry(key, chain[1], date(2026, 11, 28), "delete", chain[2].object_id)
+    forged = make_entry(key, chain[1], date(2026, 11, 28), "delete", chain[0].object_id,
+                        chain[0].ciphertext_sha256, "mallory")
     with pytest.raises(CustodyBroken, match="link") as broken:
         verify_chain([*chain[:2], forged, *chain[3:]], key.public_hex)
     assert broken.value.seq == 4

@@ -46,6 +46,18 @@ def _valid() -> dict[str, Any]:
     ({"parts": [{"name": "part-000000.gpg", "size": -1, "sha256": "0" * 64}]}, "part size"),
     ({"parts": [{"name": "../x", "size": 1, "sha256": "0" * 64}]}, "part name"),
     ({"filename_bytes": "***"}, "filename_bytes"),
+    ({"filename_bytes": "//4tY2xpcC5tb3Y"}, "filename_bytes"),
+    ({"filename_bytes": "//4tY2xpcC5tb3Z="}, "filename_bytes"),
+    ({"id": "9b1f0e6c2d4a48f1a3c5e7d9b0a2c4e6\n"}, "bad id"),
+    ({"received_at": "2026-11-27T06:40Z"}, "time zone"),
+    ({"received_at": "2026-11-27 06:40:12Z"}, "time zone"),
+    ({"received_at": "20261127T064012Z"}, "time zone"),
+    ({"received_at": "2026-11-27T06:40:12.1234567Z"}, "time zone"),
+    ({"received_at": "2026-11-27T25:40:12Z"}, "bad received_at"),
+    ({"size": True}, "sum of the part sizes"),
+    ({"parts": []}, "list of 1 to"),
+    ({"parts": [{"name": "part-" + "\u0660" * 6 + ".gpg", "size": 5242880,
+                 "sha256": "0" * 64}]}, "part name"),
 ])
 def test_records_breaking_a_rule_are_rejected(change: dict[str, Any], complaint: str) -> None:
     record = {**_valid(), **change}
@@ -57,6 +69,22 @@ def test_records_breaking_a_rule_are_rejected(change: dict[str, Any], complaint:
 def test_garbage_is_rejected(data: bytes) -> None:
     with pytest.raises(FormatError):
         ObjectRecord.from_json(data)
+
+
+@pytest.mark.parametrize(("edit", "complaint"), [
+    (lambda text: text.replace('"size": 5242880,', '"size": 5242880, "size": 5242880,', 1),
+     "repeats a member name"),
+    (lambda text: text.replace('"size": 5242880,', '"size": 5242880.0,', 1), "integer"),
+    (lambda text: text.replace('"size": 5242880,', '"size": 9007199254740992,', 1),
+     "out of range"),
+    (lambda text: text.replace('"size": 5242880,', '"size": NaN,', 1), "integer"),
+    (lambda text: text.replace('"station.mp4"', '"\\ud800.mp4"', 1), "surrogate"),
+    (lambda text: "\ufeff" + text, "not UTF-8 JSON"),
+])
+def test_json_outside_the_profile_is_rejected(edit, complaint: str) -> None:  # type: ignore[no-untyped-def]
+    text = (VECTORS / "object-v1.json").read_text("utf-8")
+    with pytest.raises(FormatError, match=complaint):
+        ObjectRecord.from_json(edit(text).encode("utf-8"))
 
 
 def test_missing_field_is_rejected() -> None:

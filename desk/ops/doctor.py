@@ -1,7 +1,7 @@
 """`desk doctor`: what an interrupted write left behind, and removing exactly that.
 
 Every write is ordered so that a crash at any instant leaves nothing half-listed
-(crypto/FORMAT.md, "Durability"): only debris that no source or journalist was ever told about.
+(deploy/STORAGE.md, "Durability"): only debris that no source or journalist was ever told about.
 A staging directory, a `.tmp-` file, a published object or reply whose row never committed, an
 upload folder whose row never committed, a part or metadata record written into an upload
 folder but never recorded. `examine` lists that debris together with what must never happen (a

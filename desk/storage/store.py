@@ -1,6 +1,6 @@
 """The ciphertext store: objects appear in it whole and durable, or not at all.
 
-Layout (crypto/FORMAT.md): ``objects/<id>/`` holds a published object, ``replies/<id>/`` a
+Layout (deploy/STORAGE.md): ``objects/<id>/`` holds a published object, ``replies/<id>/`` a
 reply; ``staging/<random>/`` holds one being written. A file is written under a ``.tmp-`` name,
 fsynced, renamed and its directory fsynced; an object or reply is published by renaming its
 staging directory into place.
