@@ -32,7 +32,10 @@ FIRST_EVENTS = frozenset({"ingest", "reply"})
 # any JSON encoder writes the same canonical bytes. \Z, not $: "$" matches before a newline.
 HEX64_RE = re.compile(r"^[0-9a-f]{64}\Z")
 SIGNATURE_RE = re.compile(r"^[0-9a-f]{128}\Z")
-# Journalists' usernames, and the fixed actors "desk-cli" and "retention".
+# Journalists' usernames, and the fixed actors below, which no journalist may be called.
+CLI_ACTOR = "desk-cli"  # the server's command line
+RETENTION_ACTOR = "retention"  # deletions after the retention period
+FIXED_ACTORS = frozenset({CLI_ACTOR, RETENTION_ACTOR})
 ACTOR_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 # seq must stay exact in JSON parsers that read numbers as IEEE doubles.

@@ -229,6 +229,18 @@ def test_same_username_twice_is_refused(
     assert [key.fingerprint for key in empty_desk.gpg.list_keys()] == [journalist.fingerprint]
 
 
+@pytest.mark.parametrize(("username", "reason"), [
+    ("retention", "reserved"), ("desk-cli", "reserved"), ("alice\n", "usernames are"),
+    ("Alice", "usernames are"), ("a" * 65, "usernames are"),
+])
+def test_usernames_that_custody_could_not_tell_apart_are_refused(
+        empty_desk: Services, journalist: Keypair, username: str, reason: str) -> None:
+    with pytest.raises(JournalistError, match=reason):
+        add(empty_desk, username, journalist.public_key)
+    assert journalist_rows(empty_desk) == []
+    assert empty_desk.gpg.list_keys() == []
+
+
 def test_same_key_for_a_second_username_is_refused(
         empty_desk: Services, journalist: Keypair) -> None:
     add(empty_desk, "bob", journalist.public_key)

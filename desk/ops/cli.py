@@ -15,6 +15,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
+from crypto.custody import CLI_ACTOR
 from crypto.errors import CryptoError
 from crypto.names import TOR_DIR
 from desk.app import Interface, create_app
@@ -46,7 +47,6 @@ from desk.services import open_services
 from desk.storage.store import write_durably
 
 DEFAULT_PORTS: dict[Interface, int] = {"source": 8080, "journalist": 8081}
-CLI_ACTOR = "desk-cli"
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from crypto.custody import ACTOR_RE, FIXED_ACTORS
 from crypto.errors import KeyRefused
 from crypto.gpg import GnuPG
 from crypto.kdf import PRODUCTION_KDF, KdfParams
@@ -16,7 +16,9 @@ from desk.errors import JournalistError
 from desk.records.credentials import hash_password, new_totp_secret
 from desk.records.models import Journalist, JournalistSession
 
-USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# A username is a custody actor (crypto/custody.py): the same alphabet, and never one of the
+# fixed actors, so custody entries cannot be mistaken for a journalist's.
+USERNAME_RE = ACTOR_RE
 
 
 def add_journalist(session: Session, gpg: GnuPG, username: str, key_data: bytes,
@@ -33,6 +35,8 @@ def add_journalist(session: Session, gpg: GnuPG, username: str, key_data: bytes,
         raise JournalistError(
             "usernames are 1 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit")
+    if username in FIXED_ACTORS:
+        raise JournalistError(f"{username!r} is reserved for the desk's own custody entries")
     if session.scalar(select(Journalist).where(Journalist.username == username)):
         raise JournalistError(f"a journalist called {username!r} already exists")
     password_hash = None if password is None else hash_password(password, kdf)

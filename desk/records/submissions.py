@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from crypto.custody import SigningKey
+from crypto.custody import RETENTION_ACTOR, SigningKey
 from desk.records.custody import append_entry
 from desk.records.designations import new_designation
 from desk.records.instance import load_instance
@@ -93,9 +93,6 @@ def delete_source(session: Session, store: Store, key: SigningKey, source: Sourc
     session.commit()
     for reply in replies:
         store.remove_reply(reply.id)
-
-
-RETENTION_ACTOR = "retention"
 
 
 def purge_expired(session: Session, store: Store, key: SigningKey) -> tuple[int, int]:
