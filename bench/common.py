@@ -1,13 +1,14 @@
-"""What the benchmarks share: the machine, a throwaway desk, `desk serve`, /proc sampling.
+"""What the benchmarks share beyond the test harness: the machine, a temp workspace, /proc
+sampling, gpg baselines and py-spy.
 
-Imported by bench/ingest.py, bench/journalist_pages.py and bench/uploads.py (run as scripts, so
-bench/ is on sys.path); importing it also puts the repository on sys.path for `desk` and
-`tests`. Nothing here is collected by pytest.
+The desk itself (`desk init`, `desk journalist add`, `desk serve`, a source's session, a
+journalist's login) comes from tests/harness, as the tests use it. The benchmarks run as
+modules from the checkout (`python -m bench.ingest`), so `bench`, `tests` and `desk` import
+from there. Nothing here is collected by pytest.
 """
 
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
 import hashlib
@@ -18,7 +19,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -32,19 +32,16 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import requests
 
-import requests  # noqa: E402
+from desk.records.credentials import totp_code
+from tests.harness.data import MiB
+from tests.harness.desks import kill_gpg_agents
+from tests.harness.gpg import Keypair
+from tests.harness.http import journalist_session
+from tests.harness.paths import REPO
 
-from desk.records.credentials import totp_code  # noqa: E402
-from tests.forms import csrf_token  # noqa: E402
-from tests.gpgtool import Keypair, make_keypair  # noqa: E402
-
-MiB = 1 << 20
 CHUNK = MiB
-DESK = Path(sys.executable).parent / "desk"
 PYSPY = Path(sys.executable).parent / "py-spy"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROFILE_RATE = 250  # py-spy samples per second and thread
@@ -291,157 +288,11 @@ def workspace(prefix: str = "desk-bench-") -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def kill_gpg_agents(root: Path) -> None:
-    """`gpgconf --kill gpg-agent` for every GnuPG home (a dir with a pubring.kbx) under root."""
-    for keyring in root.rglob("pubring.kbx"):
-        subprocess.run(["gpgconf", "--homedir", str(keyring.parent), "--kill", "gpg-agent"],
-                       capture_output=True, check=False, timeout=30)
-
-
-# --------------------------------------------------------------------------- a throwaway desk
-
-def desk_env(data: Path, **extra: str) -> dict[str, str]:
-    """This process's environment without any DESK_* variable, pointed at `data`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
-    return {**env, "DESK_DATA": str(data), **extra}
-
-
-def init_desk(data: Path) -> None:
-    """`desk init` in a new data directory."""
-    subprocess.run([str(DESK), "init"], env=desk_env(data), check=True, capture_output=True,
-                   timeout=120)
-
-
-@dataclass(frozen=True)
-class Journalist:
-    username: str
-    keypair: Keypair
-    totp_secret: bytes | None  # None without a password (the account cannot log in)
-
-
-def add_journalist(data: Path, username: str, home: Path, name: str, *,
-                   password: str | None = None, admin: bool = False) -> Journalist:
-    """`desk journalist add` with a fresh stock-gpg Ed25519/Curve25519 keypair made in `home`.
-
-    With a password the account can log in: its TOTP secret is read from what the command
-    prints (the password file is written next to `home` and removed again)."""
-    keypair = make_keypair(home, name)
-    command = [str(DESK), "journalist", "add", username, "--key", str(keypair.public_key)]
-    password_file = home.parent / f"{home.name}.password"
-    if password is not None:
-        password_file.write_text(password + "\n")
-        command += ["--password-file", str(password_file)]
-    if admin:
-        command.append("--admin")
-    try:
-        added = subprocess.run(command, env=desk_env(data), check=True, capture_output=True,
-                               text=True, timeout=120)
-    finally:
-        password_file.unlink(missing_ok=True)
-    secret = None
-    if password is not None:
-        line = next(x for x in added.stdout.splitlines() if x.startswith("TOTP secret:"))
-        secret = base64.b32decode(line.split(":", 1)[1].strip())
-    return Journalist(username, keypair, secret)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A `desk serve <interface>` process (gunicorn arbiter) on 127.0.0.1."""
-
-    interface: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def arbiter(self) -> int:
-        return self.process.pid
-
-    def workers(self) -> list[int]:
-        return children(self.process.pid)
-
-    def log_tail(self, chars: int = 5000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 60 s; waits for the arbiter (it reaps its workers)."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
-
-
-def start_server(data: Path, interface: str, log: Path, workers: int = 2,
-                 **env: str) -> Server:
-    """Start `desk serve <interface>` on a free port and wait (60 s at most) for it to accept
-    connections and fork `workers` workers. `env` adds environment variables."""
-    port = free_port()
-    with log.open("wb") as log_file:
-        process = subprocess.Popen([str(DESK), "serve", interface, "--port", str(port)],
-                                   env=desk_env(data, **env), stdout=log_file,
-                                   stderr=subprocess.STDOUT)
-    server = Server(interface, process, port, log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"desk serve did not start:\n{server.log_tail()}"
-                                       ) from None
-                time.sleep(0.1)
-                continue
-            if len(server.workers()) >= workers or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
 # --------------------------------------------------------------------------- clients
-
-def source_session(url: str) -> tuple[str, str]:
-    """Walk a source through /, /generate and /submit; return (Cookie header, CSRF token)."""
-    with requests.Session() as browser:
-        page = browser.get(url + "/", timeout=60)
-        assert page.status_code == 200, page.status_code
-        page = browser.post(url + "/generate", data={"csrf_token": csrf_token(page.text)},
-                            timeout=60)
-        assert page.status_code == 200, page.status_code
-        page = browser.get(url + "/submit", timeout=60)
-        assert page.status_code == 200, page.status_code
-        cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
-        return cookie, csrf_token(page.text)
-
 
 def log_in(url: str, username: str, password: str, secret: bytes) -> requests.Session:
     """A journalist's logged-in session (password and the current TOTP code)."""
-    browser = requests.Session()
-    page = browser.get(url + "/login", timeout=60)
-    assert page.status_code == 200, page.status_code
-    answer = browser.post(url + "/login", allow_redirects=False, timeout=120, data={
-        "csrf_token": csrf_token(page.text), "username": username, "password": password,
-        "code": totp_code(secret, datetime.now(UTC))})
-    assert answer.status_code == 302, (answer.status_code, answer.text[:500])
-    return browser
+    return journalist_session(url, username, password, totp_code(secret, datetime.now(UTC)))
 
 
 # --------------------------------------------------------------------------- gpg baselines
@@ -530,9 +381,10 @@ def decrypt_sha256(keypair: Keypair, path: Path) -> tuple[str, int, str]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     digest, size = hashlib.sha256(), 0
     assert process.stdout is not None
-    assert process.stderr is not None
+    stderr = process.stderr
+    assert stderr is not None
     stderr_chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: stderr_chunks.append(process.stderr.read()))
+    reader = threading.Thread(target=lambda: stderr_chunks.append(stderr.read()))
     reader.start()
     while chunk := process.stdout.read(CHUNK):
         digest.update(chunk)
@@ -543,13 +395,6 @@ def decrypt_sha256(keypair: Keypair, path: Path) -> tuple[str, int, str]:
     info = next((line for line in b"".join(stderr_chunks).decode(errors="replace").splitlines()
                  if "DECRYPTION_INFO" in line), "")
     return digest.hexdigest(), size, info.replace("[GNUPG:] ", "")
-
-
-def decrypt_bytes(keypair: Keypair, path: Path) -> bytes:
-    """A small file (a metadata record) decrypted with stock gpg and the journalist's home."""
-    return subprocess.run(
-        ["gpg", "--homedir", str(keypair.home), "--batch", "--decrypt", str(path)],
-        capture_output=True, check=True, timeout=60).stdout
 
 
 # --------------------------------------------------------------------------- py-spy

@@ -3,25 +3,25 @@ input and full disk suites with their larger example counts.
 
 Run by hand, never as a test:
 
-    .venv/bin/python bench/faults.py [--cycles 10] [--uploads 20] [--seed N]
+    .venv/bin/python -m bench.faults [--cycles 10] [--uploads 20] [--seed N]
                                      [--no-crash] [--no-suites] [--json FILE]
 
-1. Crash cycles, with tests/test_crash.py's own machinery (`CrashableServer`, `CrashRun`) on a
-   throwaway desk (`desk init`, `desk journalist add` with a stock-gpg keypair): --uploads
-   sources, each in its own session, send form posts and tus uploads of random content (200 KiB
-   to 3 MiB, tus in 3 to 6 PATCHes) while `desk serve source` is SIGKILLed, arbiter, workers
-   and gpg at once, at a random moment 0.3 to 2.5 s in. After each kill: `desk doctor`,
-   `desk doctor --repair` (which must leave nothing and remove no file a committed row vouches
-   for), `desk doctor` again (must find nothing), `PRAGMA integrity_check`, a restart on the
-   same data directory, HEAD of every unfinished tus upload (never below the acknowledged
-   offset), every new object decrypted with stock gpg (each must be the whole of something
-   sent, and everything acknowledged must be there), `desk custody verify`. Unfinished tus
-   uploads resume in the next cycle; after the last one every upload is finished and checked
-   once more, the server stops gracefully and `desk doctor` must find nothing. Cycle n uses
-   seed --seed + n.
-2. `pytest tests/test_bad_input.py` and `pytest tests/test_disk_full.py`, each in its own
-   process with DESK_FAULTS_LONG=1 (they then generate more examples): outcome counts and
-   wall time.
+1. Crash cycles, with the crash test's own machinery (tests/harness: `CrashableServer`,
+   `CrashRun`) on a throwaway desk (`desk init`, `desk journalist add` with a stock-gpg
+   keypair): --uploads sources, each in its own session, send form posts and tus uploads of
+   random content (200 KiB to 3 MiB, tus in 3 to 6 PATCHes) while `desk serve source` is
+   SIGKILLed, arbiter, workers and gpg at once, at a random moment 0.3 to 2.5 s in. After each
+   kill: `desk doctor`, `desk doctor --repair` (which must leave nothing and remove no file a
+   committed row vouches for), `desk doctor` again (must find nothing), `PRAGMA
+   integrity_check`, a restart on the same data directory, HEAD of every unfinished tus upload
+   (never below the acknowledged offset), every new object decrypted with stock gpg (each must
+   be the whole of something sent, and everything acknowledged must be there), `desk custody
+   verify`. Unfinished tus uploads resume in the next cycle; after the last one every upload is
+   finished and checked once more, the server stops gracefully and `desk doctor` must find
+   nothing. Cycle n uses seed --seed + n.
+2. `pytest tests/assurance/bad_input` and `pytest tests/assurance/test_disk_full.py`, each in
+   its own process with DESK_FAULTS_LONG=1 (they then generate more examples): outcome counts
+   and wall time.
 
 Everything (temp dir, server, gpg-agents) is removed at the end, also on failure or `kill`.
 About 3 minutes for 10 crash cycles on the 2-core machine, plus the two suites. See
@@ -43,12 +43,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-# bench/common.py; importing it also puts the repository on sys.path (for `desk`, `tests`).
-import common
+from bench import common
+from tests.harness.crash import CrashReport, CrashRun
+from tests.harness.desks import cli_add_journalist, cli_init_desk
+from tests.harness.paths import REPO
+from tests.harness.servers import CrashableServer
 
-from tests.test_crash import CrashableServer, CrashReport, CrashRun
-
-SUITES = ("tests/test_bad_input.py", "tests/test_disk_full.py")
+SUITES = ("tests/assurance/bad_input", "tests/assurance/test_disk_full.py")
 OUTCOME_RE = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
 
 
@@ -68,8 +69,8 @@ def crash_cycles(root: Path, cycles: int, uploads: int, seed: int) -> tuple[Cras
                                                                           str | None]:
     """Run the crash cycles on a throwaway desk; the report, seconds, and the failure if any."""
     data = root / "data"
-    common.init_desk(data)
-    journalist = common.add_journalist(data, "alice", root / "alice-gnupg", "Alice")
+    cli_init_desk(data)
+    journalist = cli_add_journalist(data, "alice", root / "alice-gnupg", "Alice")
     server = CrashableServer(data, root / "server.log", root / "server-tmp")
     run = CrashRun(server, journalist.keypair, uploads, say=lambda line: print(line, flush=True))
     started = time.perf_counter()
@@ -88,7 +89,7 @@ def run_suite(path: str) -> SuiteRun:
     env = {**os.environ, "DESK_FAULTS_LONG": "1"}
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-rfE", path], cwd=common.REPO, env=env, capture_output=True,
+                           "-rfE", path], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=3 * 3600)
     seconds = time.perf_counter() - started
     lines = done.stdout.strip().splitlines()
@@ -127,7 +128,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, help="seed of the first cycle (default: random)")
     parser.add_argument("--no-crash", action="store_true", help="skip the crash cycles")
     parser.add_argument("--no-suites", action="store_true",
-                        help="skip tests/test_bad_input.py and tests/test_disk_full.py")
+                        help="skip the bad-input and disk-full test suites")
     parser.add_argument("--json", type=Path, help="write all figures here")
     args = parser.parse_args()
     common.exit_on_sigterm()

@@ -2,7 +2,7 @@
 
 Run by hand, never as a test:
 
-    .venv/bin/python bench/ingest.py [--size-mib 512] [--runs 3] [--sendfile]
+    .venv/bin/python -m bench.ingest [--size-mib 512] [--runs 3] [--sendfile]
                                      [--profile-dir DIR] [--json FILE]
 
 One random file (os.urandom, written once) goes through, in interleaved rounds:
@@ -25,18 +25,20 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import secrets
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# bench/common.py; importing it also puts the repository on sys.path (for `tests`).
-import common
-from common import CHUNK, MiB, Monitor, Run, Server, mbps, median, proc_stat
-
-from tests.gpgtool import Keypair
+from bench import common
+from bench.common import CHUNK, Monitor, Run, mbps, median, proc_stat
+from tests.harness.data import MiB
+from tests.harness.desks import cli_add_journalist, cli_init_desk
+from tests.harness.forms import StreamedForm
+from tests.harness.gpg import Keypair
+from tests.harness.http import open_source_session
+from tests.harness.servers import Server, start_server
 
 # --------------------------------------------------------------------------- the server
 
@@ -70,7 +72,7 @@ class Desk:
         return self.journalist.fingerprint
 
     def workers(self) -> list[int]:
-        return self.server.workers()
+        return self.server.worker_pids()
 
     @property
     def gnupg_home(self) -> Path:
@@ -85,12 +87,11 @@ def start_desk(root: Path, max_upload: int) -> Desk:
     """A throwaway desk (stock-gpg keypair, `desk init`, `desk journalist add bench`) and
     `desk serve source` with its temp files in a dir of their own."""
     data = root / "desk-data"
-    common.init_desk(data)
-    journalist = common.add_journalist(data, "bench", root / "journalist" / "home", "Bench")
+    cli_init_desk(data)
+    journalist = cli_add_journalist(data, "bench", root / "journalist" / "home", "Bench")
     server_tmp = root / "server-tmp"
-    server_tmp.mkdir()
-    server = common.start_server(data, "source", root / "server.log",
-                                 DESK_MAX_UPLOAD_BYTES=str(max_upload), TMPDIR=str(server_tmp))
+    server = start_server(data, "source", log=root / "server.log", tmpdir=server_tmp,
+                          env={"DESK_MAX_UPLOAD_BYTES": str(max_upload)}, workers=2)
     return Desk(root, data, server, server_tmp, journalist.keypair)
 
 
@@ -110,20 +111,17 @@ def run_baseline_b(desk: Desk, file: Path, out: Path) -> Run:
 
 def source_session(desk: Desk) -> tuple[str, str]:
     """Walk a source through /, /generate and /submit; return (Cookie header, CSRF token)."""
-    return common.source_session(desk.url)
+    session = open_source_session(desk.url, timeout=60)
+    return session.cookie, session.token
 
 
 def upload(desk: Desk, file: Path, size: int, sha256: str, monitor: Monitor,
            use_sendfile: bool = False) -> Run:
     """One multipart POST of `file`, timed from the first byte sent to the response read."""
     cookie, token = source_session(desk)
-    boundary = "deskbench" + secrets.token_hex(12)
-    head = (f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="files"; filename="bench.bin"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n").encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
+    form = StreamedForm.build(token, "bench.bin", message=None,
+                              file_type="application/octet-stream")
+    head, tail = form.head, form.tail
     conn = http.client.HTTPConnection("127.0.0.1", desk.port, timeout=600)
     conn.connect()
     workers = desk.workers()
@@ -137,8 +135,8 @@ def upload(desk: Desk, file: Path, size: int, sha256: str, monitor: Monitor,
         with file.open("rb") as body:
             t0 = time.perf_counter()
             conn.putrequest("POST", "/submit", skip_accept_encoding=True)
-            conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
-            conn.putheader("Content-Length", str(len(head) + size + len(tail)))
+            conn.putheader("Content-Type", form.content_type)
+            conn.putheader("Content-Length", str(form.length(size)))
             conn.putheader("Cookie", cookie)
             conn.endheaders()
             conn.send(head)
@@ -300,7 +298,7 @@ def bench(args: argparse.Namespace, info: dict[str, str], root: Path, desk: Desk
             got, n, cipher = common.decrypt_sha256(desk.journalist, parts[0])
             assert (got, n) == (sha256, size), "the stored part does not decrypt to the file"
             verified["desk"] = cipher
-            record = json.loads(common.decrypt_bytes(desk.journalist, obj / "meta.gpg"))
+            record = json.loads(desk.journalist.decrypt(obj / "meta.gpg"))
             assert record.get("sha256") == sha256, record
             print(f"verified: stored part decrypts to the file ({cipher}); metadata sha256 ok")
         shutil.rmtree(obj, ignore_errors=True)  # keep the disk small

@@ -2,7 +2,7 @@
 
 Run by hand, never as a test:
 
-    .venv/bin/python bench/journalist_pages.py [--sources 10000] [--submissions 100000]
+    .venv/bin/python -m bench.journalist_pages [--sources 10000] [--submissions 100000]
                                                [--requests 200] [--profile] [--json FILE]
 
 It makes a throwaway desk (stock-gpg keypair, `desk init`, `desk journalist add alice
@@ -45,15 +45,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# bench/common.py; importing it also puts the repository on sys.path (for `desk`, `tests`).
-import common
 import requests
-from common import PROFILE_RATE, Server, cpu_seconds, summary
 from sqlalchemy import event, insert, select
 
+from bench import common
+from bench.common import PROFILE_RATE, cpu_seconds, summary
 from desk.records.db import make_engine
 from desk.records.designations import random_designation
 from desk.records.models import Journalist, Source, Submission
+from tests.harness import servers
+from tests.harness.desks import cli_add_journalist, cli_init_desk
+from tests.harness.servers import Server
 
 PAGE_SIZE = 50  # desk.journalist.views.PAGE_SIZE
 PASSWORD = "bench-long-passphrase-for-alice"  # noqa: S105 - a throwaway desk
@@ -86,12 +88,12 @@ class Desk:
         return self.data / "desk.db"
 
     def workers(self) -> list[int]:
-        return self.server.workers() if self.server else []
+        return self.server.worker_pids() if self.server else []
 
 
 def add_journalist(desk: Desk, username: str, admin: bool = False) -> bytes:
     """`desk journalist add` with a fresh stock-gpg keypair; return the printed TOTP secret."""
-    added = common.add_journalist(desk.data, username, desk.root / "keys" / username,
+    added = cli_add_journalist(desk.data, username, desk.root / "keys" / username,
                                   username.capitalize(), password=PASSWORD, admin=admin)
     assert added.totp_secret is not None
     return added.totp_secret
@@ -99,14 +101,15 @@ def add_journalist(desk: Desk, username: str, admin: bool = False) -> bytes:
 
 def make_desk(root: Path) -> Desk:
     data = root / "desk-data"
-    common.init_desk(data)
+    cli_init_desk(data)
     desk = Desk(root, data, b"")
     desk.totp_secret = add_journalist(desk, "alice", admin=True)
     return desk
 
 
 def start_server(desk: Desk) -> None:
-    desk.server = common.start_server(desk.data, "journalist", desk.root / "server.log")
+    desk.server = servers.start_server(desk.data, "journalist", log=desk.root / "server.log",
+                                       workers=2)
 
 
 def stop_server(desk: Desk) -> None:

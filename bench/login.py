@@ -2,7 +2,7 @@
 
 Run by hand, never as a test:
 
-    .venv/bin/python bench/login.py [--sources 10000] [--rounds 15] [--clients 8]
+    .venv/bin/python -m bench.login [--sources 10000] [--rounds 15] [--clients 8]
                                     [--hang-seconds 20] [--json FILE]
 
 It makes two throwaway desks (`desk init`, `desk journalist add` with a stock-gpg keypair). The
@@ -48,7 +48,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -59,20 +58,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-# bench/common.py; importing it also puts the repository on sys.path (for `desk`, `tests`).
-import common
 import requests
-from common import REPO, Server, cpu_seconds, median, status_kib, summary
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from sqlalchemy import insert
 
+from bench import common
+from bench.common import cpu_seconds, median, status_kib, summary
 from crypto.codename import SALT_BYTES, generate_passphrase
 from crypto.kdf import PRODUCTION_KDF
 from desk.records.db import make_engine
 from desk.records.designations import random_designation
 from desk.records.models import Source
 from desk.web.throttle import Limits
-from tests.forms import CODENAME_RE, csrf_token
+from tests.harness import servers
+from tests.harness.desks import cli_add_journalist, cli_init_desk
+from tests.harness.forms import csrf_token
+from tests.harness.http import HttpBrowser
+from tests.harness.paths import REPO
+from tests.harness.servers import Server
 
 MEASUREMENTS = ("raw", "wrong-1", "wrong-N", "right-N", "burst")
 # The failure notice of templates/source/login.html, whatever the page's language.
@@ -100,8 +103,8 @@ def make_desk(root: Path, name: str, sources: int) -> Desk:
     """`desk init`, a journalist (the source interface refuses everything without a key), and
     all but one of the sources inserted directly."""
     desk = Desk(name, root / f"{name}-data", sources)
-    common.init_desk(desk.data)
-    common.add_journalist(desk.data, "alice", root / f"{name}-keys" / "alice", "Alice")
+    cli_init_desk(desk.data)
+    cli_add_journalist(desk.data, "alice", root / f"{name}-keys" / "alice", "Alice")
     desk.seed_seconds = seed_sources(desk, sources - 1)
     return desk
 
@@ -143,40 +146,22 @@ def lookup_plan(desk: Desk) -> str:
 
 def new_codename(url: str, pacer: Pacer) -> str:
     """A source made through the interface (GET /, POST /generate); its codename."""
-    with requests.Session() as browser:
-        page = browser.get(url + "/", timeout=60)
-        assert page.status_code == 200, page.status_code
-        pacer.take(1)  # the desk may throttle /generate like a login
-        page = browser.post(url + "/generate", data={"csrf_token": csrf_token(page.text)},
-                            timeout=120)
-        assert page.status_code == 200, (page.status_code, page.text[:300])
-        match = CODENAME_RE.search(page.text)
-        assert match, "the /generate page shows no codename"
-        return match.group(1).strip()
+    pacer.take(1)  # the desk may throttle /generate like a login
+    with requests.Session() as http:
+        return HttpBrowser(url, http).get_codename(timeout=120)
 
 
 # --------------------------------------------------------------------------- the servers
 
 def start_server(desk: Desk, root: Path, label: str) -> Server:
     """`desk serve source` on the desk's data, running this checkout's code like this process."""
-    return common.start_server(desk.data, "source", root / f"server-{label}.log",
-                               PYTHONPATH=str(REPO))
+    return servers.start_server(desk.data, "source", log=root / f"server-{label}.log",
+                                env={"PYTHONPATH": str(REPO)}, workers=2)
 
 
 def kill_server(server: Server) -> None:
-    """Stop a server whose request threads may never return: SIGTERM to gunicorn's arbiter (it
-    starts no new worker), SIGKILL to its workers, then wait for the arbiter."""
-    workers = server.workers()
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-    for pid in workers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=30)
+    """Stop a server whose request threads may never return (Server.abandon)."""
+    server.abandon()
 
 
 def reset_peak_rss(pids: list[int]) -> dict[int, int]:
@@ -326,7 +311,7 @@ def burst(server: Server, clients: int, pacer: Pacer, timeout: float) -> Burst:
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
         thread.start()
-    workers = server.workers()
+    workers = server.worker_pids()
     pacer.take(clients)
     before = reset_peak_rss(workers)
     cpu0 = {pid: cpu_seconds(pid) for pid in workers}
@@ -415,7 +400,7 @@ def probe_as_is(server: Server, clients: int, pacer: Pacer, hang_seconds: float
                 ) -> dict[str, Any]:
     """The burst once more, each login given `hang_seconds`; what answered, what the workers
     did, and whether the server still answers."""
-    workers = server.workers()
+    workers = server.worker_pids()
     result = burst(server, clients, pacer, hang_seconds)
     answered = [a for a in result.answers if a.status is not None]
     cpu1 = {pid: cpu_seconds(pid) for pid in workers}

@@ -2,7 +2,7 @@
 
 Run by hand, never as a test:
 
-    .venv/bin/python bench/review_decrypt.py [--sizes-mib 100,4096] [--runs 3]
+    .venv/bin/python -m bench.review_decrypt [--sizes-mib 100,4096] [--runs 3]
                                              [--profile-dir DIR] [--variants NAME,...]
                                              [--tmp DIR] [--json FILE]
 
@@ -65,20 +65,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.common import children, frame_text, mbps, status_kib
+from tests.harness.data import MiB
+from tests.harness.desks import cli_add_journalist, cli_init_desk, desk_env
+from tests.harness.forms import StreamedForm
+from tests.harness.gpg import Keypair
+from tests.harness.paths import DESK_COMMAND, REPO, REVIEW_COMMAND
+from tests.harness.web import SourceBrowser
 
-from common import children, frame_text, mbps, status_kib  # noqa: E402
-
-from tests.forms import csrf_token  # noqa: E402
-from tests.gpgtool import Keypair, make_keypair  # noqa: E402
-
-MiB = 1 << 20
 CHUNK = MiB
-BIN = Path(sys.executable).parent
-DESK = BIN / "desk"
-DESK_REVIEW = BIN / "desk-review"
-PY_SPY = BIN / "py-spy"
+DESK = Path(DESK_COMMAND)
+DESK_REVIEW = Path(REVIEW_COMMAND)
+PY_SPY = Path(sys.executable).parent / "py-spy"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROFILE_RATE = 250  # py-spy samples per second and thread
 POLL = 0.05  # seconds between /proc samples
@@ -86,11 +84,11 @@ POLL = 0.05  # seconds between /proc samples
 # --------------------------------------------------------------------------- variants
 #
 # Each variant is a change to the decryption path, applied by monkeypatching in the child
-# process only (`review_decrypt.py --run-variant NAMES -- ARGS` runs desk-review's `main` after
-# patching); nothing in the tree changes. They are timed like `open`, in the same rounds, to put
-# numbers on what a change to crypto/gpg.py or desk/review/decrypt.py would buy. The copies of
-# `_decrypt_parts` below keep every check the product makes (size, part SHA-256, whole SHA-256,
-# fsync, delete on failure in open_item).
+# process only (`-m bench.review_decrypt --run-variant NAMES -- ARGS` runs desk-review's `main`
+# after patching); nothing in the tree changes. They are timed like `open`, in the same rounds,
+# to put numbers on what a change to crypto/gpg.py or desk/review/decrypt.py would buy. The
+# copies of `_decrypt_parts` below keep every check the product makes (size, part SHA-256, whole
+# SHA-256, fsync, delete on failure in open_item).
 
 def _patch_pipe1m() -> None:
     """gpg's stdout pipe at 1 MiB (F_SETPIPE_SZ), as crypto.gpg already does for stdin."""
@@ -100,13 +98,13 @@ def _patch_pipe1m() -> None:
 
     original = g._GPG._open_subprocess
 
-    def _open_subprocess(self: object, *args: object, **kwargs: object) -> object:
+    def _open_subprocess(self: Any, *args: Any, **kwargs: Any) -> Any:
         process = original(self, *args, **kwargs)
         with contextlib.suppress(OSError):
             fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
         return process
 
-    g._GPG._open_subprocess = _open_subprocess
+    g._GPG._open_subprocess = _open_subprocess  # type: ignore[method-assign]
 
 
 # Set by the gpgfile patch: gpg reads the ciphertext file itself (a path argument) instead of
@@ -142,7 +140,7 @@ def _patch_gpgfile() -> None:
         if not result.ok or result.returncode != 0:
             raise g.DecryptionFailed(g._decryption_problem(result))
 
-    g.GnuPG.decrypt_stream = decrypt_stream
+    g.GnuPG.decrypt_stream = decrypt_stream  # type: ignore[method-assign]
 
 
 def _sink_variant(mode: str) -> None:
@@ -157,7 +155,7 @@ def _sink_variant(mode: str) -> None:
 
     import desk.review.decrypt as d
 
-    def _decrypt_parts(workspace, gpg, item, parts, temp, progress):  # type: ignore[no-untyped-def]
+    def _decrypt_parts(workspace, gpg, item, parts, temp, progress):
         whole, total = hashlib.sha256(), 0
         single = len(parts) == 1 and mode == "once"
         with temp.open("xb") as out:
@@ -218,7 +216,7 @@ def _gpg_output_variant(follow: bool) -> None:
     import desk.review.decrypt as d
     from crypto.errors import DecryptionFailed
 
-    def decrypt_part_to(gpg, source: Path, target: Path) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    def decrypt_part_to(gpg: Any, source: Path, target: Path) -> tuple[str, int]:
         digest, count = hashlib.sha256(), 0
         done = threading.Event()
 
@@ -255,7 +253,7 @@ def _gpg_output_variant(follow: bool) -> None:
             hash_file()
         return digest.hexdigest(), count
 
-    def _decrypt_parts(workspace, gpg, item, parts, temp, progress):  # type: ignore[no-untyped-def]
+    def _decrypt_parts(workspace, gpg, item, parts, temp, progress):
         if len(parts) != 1:
             raise NotImplementedError("the gpgout variants handle one-part items only")
         name, size, sha256 = parts[0]
@@ -287,7 +285,7 @@ VARIANTS = {
 
 def variant_command(names: list[str]) -> list[str]:
     """The command that applies the named patches, then runs desk-review's `main`."""
-    return [sys.executable, str(Path(__file__).resolve()), "--run-variant", "+".join(names),
+    return [sys.executable, "-m", "bench.review_decrypt", "--run-variant", "+".join(names),
             "--"]
 
 
@@ -469,11 +467,6 @@ def run(command: list[str], env: dict[str, str] | None = None, timeout: float = 
     return subprocess.CompletedProcess(command, returncode, stdout, stderr)
 
 
-def desk_env(data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
-    return {**env, "DESK_DATA": str(data)}
-
-
 # --------------------------------------------------------------------------- setup
 
 @dataclass
@@ -497,41 +490,30 @@ def submit_files(data: Path, root: Path, sizes: list[int]) -> list[Item]:
     try:
         app = create_app(config, "source", services=services)
         for size in sizes:
-            client = app.test_client()
-            page = client.get("/")
-            assert page.status_code == 200, page.status_code
-            page = client.post("/generate", data={"csrf_token": csrf_token(page.text)})
-            assert page.status_code == 200, page.status_code
-            page = client.get("/submit")
-            assert page.status_code == 200, page.status_code
-            token = csrf_token(page.text)
+            browser = SourceBrowser(app.test_client())
+            browser.get_codename()
+            client = browser.client
             # The body goes to a file (head, random payload, tail) and is streamed from it:
             # a 4 GiB form never sits in memory.
-            boundary = "deskbench" + os.urandom(12).hex()
-            head = (f"--{boundary}\r\n"
-                    f'Content-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
-                    f"--{boundary}\r\n"
-                    f'Content-Disposition: form-data; name="files"; '
-                    f'filename="bench-{size // MiB}MiB.bin"\r\n'
-                    f"Content-Type: application/octet-stream\r\n\r\n").encode()
-            tail = f"\r\n--{boundary}--\r\n".encode()
+            form = StreamedForm.build(browser.form_token(), f"bench-{size // MiB}MiB.bin",
+                                      message=None, file_type="application/octet-stream")
             body = root / "body.bin"
             digest = hashlib.sha256()
             with body.open("wb") as out:
-                out.write(head)
+                out.write(form.head)
                 left = size
                 while left:
                     chunk = os.urandom(min(CHUNK, left))
                     digest.update(chunk)
                     out.write(chunk)
                     left -= len(chunk)
-                out.write(tail)
+                out.write(form.tail)
             sha256 = digest.hexdigest()
             t0 = time.perf_counter()
             with body.open("rb") as stream:
                 page = client.post("/submit", input_stream=stream,
                                    content_length=body.stat().st_size,
-                                   content_type=f"multipart/form-data; boundary={boundary}")
+                                   content_type=form.content_type)
             seconds = time.perf_counter() - t0
             body.unlink()
             assert page.status_code == 200, (page.status_code, page.text[:2000])
@@ -557,11 +539,9 @@ class Setup:
 
 
 def setup(root: Path, sizes: list[int]) -> Setup:
-    journalist = make_keypair(root / "journalist" / "home", "Bench")
     data = root / "desk-data"
-    run([str(DESK), "init"], env=desk_env(data), timeout=120)
-    run([str(DESK), "journalist", "add", "bench", "--key", str(journalist.public_key)],
-        env=desk_env(data), timeout=120)
+    cli_init_desk(data)
+    journalist = cli_add_journalist(data, "bench", root / "journalist" / "home", "Bench").keypair
     items = submit_files(data, root, sizes)
     bundle = root / "bundle.tar"
     t0 = time.perf_counter()

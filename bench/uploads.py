@@ -3,7 +3,7 @@ resume, and many slow tus uploads while a journalist browses.
 
 Run by hand, never as a test:
 
-    .venv/bin/python bench/uploads.py [--size-mib 1024] [--big-mib 4096] [--runs 3]
+    .venv/bin/python -m bench.uploads [--size-mib 1024] [--big-mib 4096] [--runs 3]
         [--chunk-mib 64] [--clients 50] [--client-mib 20] [--client-rate 1000000]
         [--phases 1234] [--b-max-seconds 90] [--profile-dir DIR] [--no-profile]
         [--server-env NAME=VALUE ...] [--json FILE]
@@ -46,7 +46,6 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 import socket
 import sqlite3
@@ -61,12 +60,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# bench/common.py; importing it also puts the repository on sys.path (for `tests`, `desk`).
-import common
 import requests
-from common import CHUNK, MiB, Monitor, Run, Server, mbps, median, percentile, proc_stat
 
-from tests.gpgtool import Keypair
+from bench import common
+from bench.common import CHUNK, Monitor, Run, mbps, median, percentile, proc_stat
+from tests.harness.data import MiB
+from tests.harness.desks import CliJournalist, cli_add_journalist, cli_init_desk
+from tests.harness.forms import StreamedForm
+from tests.harness.gpg import Keypair
+from tests.harness.http import SourceSession, open_source_session
+from tests.harness.servers import Server, start_server
 
 TUS = "1.0.0"
 OCTETS = "application/offset+octet-stream"
@@ -188,19 +191,9 @@ class Body:
             yield read(handle)
 
 
-@dataclass
-class Session:
-    """A source's browser session: its cookie and its submit page's CSRF token."""
-
-    cookie: str
-    token: str
-
-    def tus(self, **extra: str) -> dict[str, str]:
-        return {"Cookie": self.cookie, "X-CSRFToken": self.token, "Tus-Resumable": TUS, **extra}
-
-
-def new_session(url: str) -> Session:
-    return Session(*common.source_session(url))
+def new_session(url: str) -> SourceSession:
+    """A new source session (codename, cookie, the submit page's CSRF token)."""
+    return open_source_session(url, timeout=60)
 
 
 @dataclass
@@ -234,22 +227,17 @@ def send_body(conn: Conn, body: Body, offset: int, length: int, rate: float | No
     return sent
 
 
-def form_upload(conn: Conn, session: Session, body: Body, sha256: str) -> Request:
+def form_upload(conn: Conn, session: SourceSession, body: Body, sha256: str) -> Request:
     """The submit form's multipart POST with one file part; the page must show the SHA-256."""
-    boundary = "deskbench" + secrets.token_hex(12)
-    head = (f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="csrf_token"\r\n\r\n{session.token}\r\n'
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="files"; filename="bench.bin"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n").encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
+    form = StreamedForm.build(session.token, "bench.bin", message=None,
+                              file_type="application/octet-stream")
     t0 = time.perf_counter()
     conn.begin("POST", "/submit", {
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "Content-Length": str(len(head) + body.size + len(tail)), "Cookie": session.cookie})
-    conn.send(head)
+        "Content-Type": form.content_type, "Content-Length": str(form.length(body.size)),
+        "Cookie": session.cookie})
+    conn.send(form.head)
     send_body(conn, body, 0, body.size, None)
-    conn.send(tail)
+    conn.send(form.tail)
     t1 = time.perf_counter()
     status, _, page = conn.response()
     t2 = time.perf_counter()
@@ -258,29 +246,29 @@ def form_upload(conn: Conn, session: Session, body: Body, sha256: str) -> Reques
     return Request(body.size, t1 - t0, t2 - t1, status)
 
 
-def tus_create(conn: Conn, session: Session, length: int, filename: str = "bench.bin") -> str:
+def tus_create(conn: Conn, session: SourceSession, length: int, filename: str = "bench.bin") -> str:
     meta = "filename " + base64.b64encode(filename.encode()).decode()
-    status, headers, text = conn.request("POST", "/uploads/", session.tus(**{
+    status, headers, text = conn.request("POST", "/uploads/", session.headers(**{
         "Upload-Length": str(length), "Upload-Metadata": meta}))
     if status != 201:
         raise RuntimeError(f"tus creation: {status} {text[:300]!r}")
     return headers["location"]
 
 
-def tus_head(conn: Conn, session: Session, location: str) -> int:
-    status, headers, _ = conn.request("HEAD", location, session.tus())
+def tus_head(conn: Conn, session: SourceSession, location: str) -> int:
+    status, headers, _ = conn.request("HEAD", location, session.headers())
     if status != 200:
         raise RuntimeError(f"tus HEAD: {status}")
     return int(headers["upload-offset"])
 
 
-def tus_patch(conn: Conn, session: Session, location: str, body: Body, offset: int,
+def tus_patch(conn: Conn, session: SourceSession, location: str, body: Body, offset: int,
               length: int, rate: float | None = None, cut_after: int | None = None
               ) -> Request:
     """PATCH `length` bytes at `offset`. With `cut_after`, stop sending after that many body
     bytes and return at once (status 0); the caller then drops the connection."""
     t0 = time.perf_counter()
-    conn.begin("PATCH", location, session.tus(**{
+    conn.begin("PATCH", location, session.headers(**{
         "Content-Type": OCTETS, "Content-Length": str(length), "Upload-Offset": str(offset)}))
     sent = send_body(conn, body, offset, length, rate, cut_after)
     t1 = time.perf_counter()
@@ -294,7 +282,7 @@ def tus_patch(conn: Conn, session: Session, location: str, body: Body, offset: i
     return Request(sent, t1 - t0, t2 - t1, status, new)
 
 
-def tus_upload(conn: Conn, session: Session, body: Body, chunk: int,
+def tus_upload(conn: Conn, session: SourceSession, body: Body, chunk: int,
                rate: float | None = None) -> tuple[str, list[Request]]:
     """A whole tus upload: creation, then PATCHes of `chunk` bytes in order."""
     location = tus_create(conn, session, body.size)
@@ -318,7 +306,7 @@ class Desk:
     data: Path
     source: Server
     server_tmp: Path
-    alice: common.Journalist
+    alice: CliJournalist
     journalist: Server | None = None
 
     @property
@@ -354,14 +342,13 @@ class Desk:
 
 def start_desk(root: Path, max_upload: int, server_env: dict[str, str]) -> Desk:
     data = root / "desk-data"
-    common.init_desk(data)
-    alice = common.add_journalist(data, "alice", root / "keys" / "alice", "Alice",
+    cli_init_desk(data)
+    alice = cli_add_journalist(data, "alice", root / "keys" / "alice", "Alice",
                                   password=PASSWORD, admin=True)
     server_tmp = root / "server-tmp"
     server_tmp.mkdir()
-    source = common.start_server(data, "source", root / "source.log",
-                                 DESK_MAX_UPLOAD_BYTES=str(max_upload), TMPDIR=str(server_tmp),
-                                 **server_env)
+    source = start_server(data, "source", log=root / "source.log", workers=2, env={
+        "DESK_MAX_UPLOAD_BYTES": str(max_upload), "TMPDIR": str(server_tmp), **server_env})
     return Desk(root, data, source, server_tmp, alice)
 
 
@@ -376,7 +363,7 @@ def verify_object(desk: Desk, obj: Path, size: int, sha256: str, parts: int) -> 
     """Decrypt every part in order with stock gpg and the journalist's key alone; the
     plaintext must be the file, the metadata record must list `parts` parts of the right
     sizes. Returns gpg's DECRYPTION_INFO of the first part."""
-    record = json.loads(common.decrypt_bytes(desk.keypair, obj / "meta.gpg"))
+    record = json.loads(desk.keypair.decrypt(obj / "meta.gpg"))
     names = [p["name"] for p in record["parts"]]
     assert len(names) == parts, (len(names), parts)
     assert record["size"] == size, record["size"]
@@ -443,7 +430,7 @@ class Measured:
 
 def measure(desk: Desk, monitor: Monitor, method: str, size: int,
             upload: Callable[[], list[Request]]) -> Measured:
-    workers = desk.source.workers()
+    workers = desk.source.worker_pids()
     before = {pid: proc_stat(pid) for pid in workers}
     client0 = time.process_time()
     with monitor.lock:
@@ -473,11 +460,11 @@ def measure(desk: Desk, monitor: Monitor, method: str, size: int,
 
 def idle_rss(server: Server) -> dict[int, float]:
     """VmRSS (MiB) of each worker right now."""
-    return {pid: (common.status_kib(pid, "VmRSS") or 0) / 1024 for pid in server.workers()}
+    return {pid: (common.status_kib(pid, "VmRSS") or 0) / 1024 for pid in server.worker_pids()}
 
 
 def hwm(server: Server) -> dict[int, float]:
-    return {pid: (common.status_kib(pid, "VmHWM") or 0) / 1024 for pid in server.workers()}
+    return {pid: (common.status_kib(pid, "VmHWM") or 0) / 1024 for pid in server.worker_pids()}
 
 
 # --------------------------------------------------------------------------- phases
@@ -709,7 +696,8 @@ def phase_concurrent(args: argparse.Namespace, desk: Desk, monitor: Monitor,
                      known: set[str]) -> dict[str, Any]:
     clients, size, rate = args.clients, args.client_mib * MiB, args.client_rate
     chunk = args.chunk_mib * MiB
-    desk.journalist = common.start_server(desk.data, "journalist", desk.root / "journalist.log")
+    desk.journalist = newsroom = start_server(desk.data, "journalist",
+                                              log=desk.root / "journalist.log", workers=2)
     t0 = time.perf_counter()
     sessions = [new_session(desk.source.url) for _ in range(clients)]
     setup_s = time.perf_counter() - t0
@@ -744,7 +732,7 @@ def phase_concurrent(args: argparse.Namespace, desk: Desk, monitor: Monitor,
             i += 1
             q0 = time.perf_counter()
             try:
-                response = journalist.get(desk.journalist.url + page, timeout=30,
+                response = journalist.get(newsroom.url + page, timeout=30,
                                           allow_redirects=False)
                 status = response.status_code
             except requests.RequestException:
@@ -782,9 +770,9 @@ def phase_concurrent(args: argparse.Namespace, desk: Desk, monitor: Monitor,
         browse(stop, time.perf_counter() + deadline_s, 100_000)), daemon=True)
     offset = desk.source.log.stat().st_size
     joffset = desk.journalist.log.stat().st_size
-    workers = desk.source.workers()
+    workers = desk.source.worker_pids()
     cpu0 = {pid: proc_stat(pid) for pid in workers}
-    jworkers = desk.journalist.workers()
+    jworkers = desk.journalist.worker_pids()
     jcpu0 = sum(common.cpu_seconds(p) for p in jworkers)
     monitor.begin_window()
     barrier.wait(timeout=60)

@@ -545,6 +545,7 @@ def check_manifest(data: bytes) -> dict[str, Any]:
         value = manifest.get(name)
         require(isinstance(value, list) and all(isinstance(v, dict) for v in value),
                 "manifest.field", name)
+        assert isinstance(value, list)
         return value
 
     objects, replies, sources, recipients = (items(name) for name in

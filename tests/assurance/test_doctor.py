@@ -1,0 +1,328 @@
+"""`desk doctor` (desk/ops/doctor.py): it finds every kind of debris an interrupted write leaves,
+removes exactly that with --repair, and reports, but never touches, rows whose files are gone
+and files the custody log recorded. Crashes of a real server are in
+tests/assurance/test_crash.py."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from crypto.names import LOCK_NAME, part_name
+from crypto.objects import new_object_id
+from desk.ops.doctor import Finding, database_problems, examine, repair, sole_session
+from desk.outbound.replies import ReplyTarget, write_web_reply
+from desk.records.custody import verify_desk
+from desk.records.models import Reply, Source, Submission, Upload
+from desk.records.submissions import delete_submissions
+from desk.services import Services
+from tests.harness.desks import files_under, run_desk
+from tests.harness.web import SourceBrowser
+
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = "application/offset+octet-stream"
+
+
+@contextlib.contextmanager
+def alone(desk: Services) -> Iterator[list[Finding]]:
+    """What doctor finds, on the database held as --repair holds it."""
+    desk.engine.dispose()
+    with sole_session(desk.config.database_url) as session:
+        yield examine(session, desk.store) + database_problems(session)
+
+
+def findings(desk: Services) -> list[Finding]:
+    """What doctor finds now."""
+    with alone(desk) as found:
+        return found
+
+
+def repaired(desk: Services) -> tuple[list[Finding], list[Finding]]:
+    """What --repair removes, and what it leaves."""
+    desk.engine.dispose()
+    with sole_session(desk.config.database_url) as session:
+        removed = repair(examine(session, desk.store) + database_problems(session))
+        return removed, examine(session, desk.store) + database_problems(session)
+
+
+def kinds(found: list[Finding]) -> collections.Counter[str]:
+    """How many findings of each kind."""
+    return collections.Counter(f.kind for f in found)
+
+
+def where(found: list[Finding]) -> set[Path]:
+    """The paths findings name."""
+    return {Path(f.where) for f in found}
+
+
+def custody_intact(desk: Services) -> None:
+    """`desk custody verify` would pass."""
+    with desk.sessions() as session:
+        verify_desk(session, desk.store, desk.signing_key.public_hex)
+    desk.engine.dispose()
+
+
+class Desk:
+    """A desk with one of everything a finished write leaves: a form submission, a resumable
+    upload with one part recorded, and a reply."""
+
+    def __init__(self, desk: Services, source: SourceBrowser) -> None:
+        self.services = desk
+        self.store = desk.store
+        assert source.send("hello", (("clip.mp4", os.urandom(50_000)),)).status_code == 200
+        client: FlaskClient = source.client
+        token = source.form_token()
+        headers = {**TUS, "X-CSRFToken": token}
+        created = client.post("/uploads/", headers={**headers, "Upload-Length": "30000"})
+        assert created.status_code == 201
+        location = created.headers["Location"]
+        patched = client.patch(location, data=os.urandom(10_000), content_type=OCTETS,
+                               headers={**headers, "Upload-Offset": "0"})
+        assert patched.status_code == 204
+        self.upload_id = location.rsplit("/", 1)[-1]
+        with desk.sessions() as session:
+            row = session.scalars(select(Source)).one()
+            self.object_ids = sorted(session.scalars(select(Submission.id)))
+        self.reply_id = write_web_reply(desk, ReplyTarget.of(row), "a question", "alice").id
+        desk.engine.dispose()
+
+    @property
+    def upload_folder(self) -> Path:
+        """The resumable upload's folder."""
+        return self.store.uploads / self.upload_id
+
+    def snapshot(self) -> dict[Path, bytes]:
+        """Every file of the finished writes, with its content."""
+        roots = [self.store.objects / oid for oid in self.object_ids]
+        roots += [self.store.replies / self.reply_id, self.upload_folder]
+        return {path: path.read_bytes() for path in files_under(*roots)}
+
+
+@pytest.fixture
+def full(desk: Services, source: SourceBrowser) -> Desk:
+    """`desk` after a source sent a message and a file, started a resumable upload, and got a
+    reply."""
+    return Desk(desk, source)
+
+
+def test_finished_writes_leave_nothing_to_find(full: Desk) -> None:
+    assert findings(full.services) == []
+    result = run_desk("doctor", data_dir=full.services.config.data_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("Nothing found")
+
+
+def test_every_kind_of_debris_is_found_and_repair_removes_only_it(full: Desk) -> None:
+    store = full.store
+    staging = store.staging_root / ("0f" * 16)
+    staging.mkdir()
+    (staging / ".tmp-part-000000.gpg").write_bytes(b"half a part")
+    orphan_object = store.objects / new_object_id()
+    orphan_object.mkdir()
+    (orphan_object / "part-000000.gpg").write_bytes(b"ciphertext")
+    (orphan_object / "meta.gpg").write_bytes(b"ciphertext")
+    orphan_upload = store.uploads / new_object_id()
+    orphan_upload.mkdir()
+    (orphan_upload / ".tmp-part-000000.gpg").write_bytes(b"inside a removable folder")
+    unrecorded = full.upload_folder / part_name(1)
+    unrecorded.write_bytes(b"a part never recorded")
+    record = full.upload_folder / "meta.gpg"
+    record.write_bytes(b"a record never published")
+    temp_part = full.upload_folder / f".tmp-{part_name(2)}"
+    temp_part.write_bytes(b"a part being written")
+    temp_in_object = store.objects / full.object_ids[0] / ".tmp-meta.gpg"
+    temp_in_object.write_bytes(b"stray")
+    orphan_reply = store.replies / new_object_id()
+    orphan_reply.mkdir()
+    (orphan_reply / "copy.gpg").write_bytes(b"ciphertext")
+    before = full.snapshot()
+
+    found = findings(full.services)
+    assert kinds(found) == {"staging": 1, "object-without-row": 1, "upload-without-row": 1,
+                            "unrecorded-part": 1, "unrecorded-metadata": 1,
+                            "reply-without-row": 1, "temp-file": 2}
+    assert where(found) == {staging, orphan_object, orphan_upload, unrecorded, record,
+                            temp_part, temp_in_object, orphan_reply}
+    assert all(f.removable for f in found)
+    assert all(f.line().count("\t") == 2 for f in found)  # one line each
+
+    removed, left = repaired(full.services)
+    assert removed == found
+    assert left == []
+    assert not any(path.exists() for path in where(found))
+    debris = {unrecorded, record, temp_part, temp_in_object}
+    assert {p: d for p, d in full.snapshot().items()} == \
+        {p: d for p, d in before.items() if p not in debris}
+    custody_intact(full.services)
+
+
+def test_cli_reports_one_line_each_and_repair_prints_what_it_removed(full: Desk) -> None:
+    data_dir = full.services.config.data_dir
+    stray = full.store.staging_root / "abc"
+    stray.mkdir()
+    unrecorded = full.upload_folder / part_name(1)
+    unrecorded.write_bytes(b"x")
+    full.services.engine.dispose()
+
+    report = run_desk("doctor", data_dir=data_dir)
+    assert report.returncode == 1
+    lines = report.stdout.splitlines()
+    assert sorted(lines[:2]) == sorted([
+        f"staging\t{stray}\tan object or reply was being written here when the desk stopped; "
+        "it was never acknowledged (--repair removes it)",
+        f"unrecorded-part\t{unrecorded}\ta part written but never recorded (the row counts 1); "
+        "the source resends it (--repair removes it)"])
+    assert lines[2:] == ["2 finding(s); `desk doctor --repair` removes 2 of them."]
+    assert report.stderr == ""  # no server has the database open
+
+    repair_run = run_desk("doctor", "--repair", data_dir=data_dir)
+    assert repair_run.returncode == 0, repair_run.stdout + repair_run.stderr
+    assert sorted(repair_run.stdout.splitlines()) == sorted([
+        f"removed\tstaging\t{stray}", f"removed\tunrecorded-part\t{unrecorded}",
+        "Removed 2 thing(s) interrupted writes left; nothing else found."])
+    assert not stray.exists()
+    assert not unrecorded.exists()
+    assert run_desk("doctor", data_dir=data_dir).returncode == 0
+
+
+def test_rows_whose_files_are_gone_are_reported_and_never_repaired(full: Desk) -> None:
+    store = full.store
+    shutil.rmtree(store.objects / full.object_ids[0])
+    (full.upload_folder / part_name(0)).unlink()
+    (store.replies / full.reply_id / "copy.gpg").unlink()
+
+    found = findings(full.services)
+    assert kinds(found) == {"row-without-object": 1, "missing-part": 1, "row-without-reply": 1}
+    assert not any(f.removable for f in found)
+    shutil.rmtree(full.upload_folder)
+    found = findings(full.services)
+    assert kinds(found) == {"row-without-object": 1, "row-without-upload": 1,
+                            "row-without-reply": 1}
+
+    removed, left = repaired(full.services)
+    assert removed == []
+    assert left == found
+    with full.services.sessions() as session:  # not a row went
+        assert sorted(session.scalars(select(Submission.id))) == full.object_ids
+        assert list(session.scalars(select(Upload.id))) == [full.upload_id]
+        assert list(session.scalars(select(Reply.id))) == [full.reply_id]
+    full.services.engine.dispose()
+    result = run_desk("doctor", "--repair", data_dir=full.services.config.data_dir)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == \
+        "Removed 0 thing(s) interrupted writes left; 3 finding(s) need a person."
+
+
+def test_files_of_a_deletion_custody_recorded_are_left_to_a_person(
+        full: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = full.services
+    # A crash between committing the deletion and removing the files.
+    monkeypatch.setattr(type(services.store), "remove", lambda self, object_id: None)
+    with services.writers() as session:
+        doomed = session.get(Submission, full.object_ids[0])
+        assert doomed is not None
+        delete_submissions(session, services.store, services.signing_key, [doomed], "alice")
+    folder = services.store.objects / full.object_ids[0]
+    assert folder.is_dir()
+
+    found = findings(services)
+    assert kinds(found) == {"object-without-row": 1}
+    assert not found[0].removable
+    assert "object was deleted (custody: ingest #" in found[0].detail
+    assert ", delete #" in found[0].detail
+    removed, _ = repaired(services)
+    assert removed == []
+    assert folder.is_dir()
+
+
+def test_a_box_the_source_deleted_is_removed_and_the_copy_kept(full: Desk) -> None:
+    services = full.services
+    with services.sessions() as session:
+        reply = session.get(Reply, full.reply_id)
+        assert reply is not None
+        reply.source_deleted = True  # committed; the desk stopped before unlinking the box
+        session.commit()
+    box = services.store.replies / full.reply_id / "box"
+
+    found = findings(services)
+    assert kinds(found) == {"deleted-box": 1}
+    assert where(found) == {box}
+    removed, left = repaired(services)
+    assert removed == found
+    assert left == []
+    assert not box.exists()
+    assert (services.store.replies / full.reply_id / "copy.gpg").is_file()
+    custody_intact(services)
+
+
+def test_an_upload_folder_published_without_its_row_is_kept(full: Desk) -> None:
+    # What desk/intake/tus.py did before it published hard links: the upload's own folder, lock file
+    # and all, renamed into objects/ before the commit; a crash then leaves the upload's row
+    # without its folder, and the folder (holding the acknowledged parts) without a row.
+    (full.upload_folder / part_name(1)).write_bytes(b"the last part")
+    (full.upload_folder / "meta.gpg").write_bytes(b"its record")
+    (full.upload_folder / LOCK_NAME).touch()
+    published = full.store.objects / new_object_id()
+    full.upload_folder.rename(published)
+
+    found = findings(full.services)
+    assert kinds(found) == {"object-without-row": 1, "row-without-upload": 1}
+    assert not any(f.removable for f in found)
+    assert "acknowledged parts" in next(f.detail for f in found if f.kind == "object-without-row")
+    removed, _ = repaired(full.services)
+    assert removed == []
+    assert (published / part_name(0)).is_file()
+
+
+def test_repair_refuses_while_another_process_has_the_database_open(full: Desk) -> None:
+    data_dir = full.services.config.data_dir
+    stray = full.store.staging_root / "abc"
+    stray.mkdir()
+    full.services.engine.dispose()
+    connection = sqlite3.connect(data_dir / "desk.db")  # a server's pooled connection
+    try:
+        connection.execute("SELECT count(*) FROM sources").fetchall()
+        result = run_desk("doctor", "--repair", data_dir=data_dir)
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert result.stderr.startswith("desk: the desk's database is open in another process")
+        assert stray.is_dir()
+        report = run_desk("doctor", data_dir=data_dir)
+        assert report.returncode == 1
+        assert "a server has the database open" in report.stderr
+    finally:
+        connection.close()
+    assert run_desk("doctor", "--repair", data_dir=data_dir).returncode == 0
+    assert not stray.exists()
+
+
+def test_a_broken_reference_in_the_database_is_reported(full: Desk) -> None:
+    full.services.engine.dispose()
+    connection = sqlite3.connect(full.services.config.data_dir / "desk.db")
+    try:
+        connection.execute("PRAGMA foreign_keys=OFF")
+        connection.execute("UPDATE submissions SET source_id = 'gone' WHERE id = ?",
+                           (full.object_ids[0],))
+        connection.commit()
+    finally:
+        connection.close()
+    found = findings(full.services)
+    assert kinds(found) == {"database": 1}
+    assert "foreign_key_check" in found[0].detail
+    assert not found[0].removable
+
+
+def test_doctor_needs_an_initialised_desk(tmp_path: Path) -> None:
+    result = run_desk("doctor", data_dir=tmp_path / "nothing")
+    assert result.returncode == 1
+    assert result.stderr.startswith("desk: ")
+    assert "desk init" in result.stderr

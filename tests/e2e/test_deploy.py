@@ -1,0 +1,512 @@
+"""The deployment: a torrc that tor accepts, the journalists' client key, gunicorn's settings as
+gunicorn itself reads them, what a real server sends and logs, the systemd units and the
+install script.
+
+tor and shellcheck are installed by `make test` and `.ci/run`: in CI (CI set) a missing one is
+a failure, elsewhere the test is skipped. systemd-analyze ships with systemd.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pwd
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from desk.ops.cli import DEFAULT_PORTS
+from desk.ops.serve import GUNICORN_SETTINGS
+from desk.ops.tor import OnionLayout, render_torrc
+from desk.services import Services
+from tests.harness.desks import read_objects, run_desk
+from tests.harness.forms import FormBody
+from tests.harness.gpg import Keypair
+from tests.harness.http import HttpBrowser
+from tests.harness.paths import DESK_COMMAND, REPO
+from tests.harness.servers import Server, StartFailed, start_server
+
+DEPLOY = REPO / "deploy"
+UNITS = DEPLOY / "systemd"
+IN_CI = bool(os.environ.get("CI"))
+KEY_LINE_RE = re.compile(r"^descriptor:x25519:([A-Z2-7]{52})$")
+CLIENT_LINE_RE = re.compile(r"^\s+([a-z2-7]{56}):descriptor:x25519:([A-Z2-7]{52})$", re.MULTILINE)
+INSTANCE_DEFAULTS = Path("/usr/share/tor/tor-service-defaults-torrc-instances")
+TIMEOUT = 30
+
+
+# Helpers
+
+
+def require(tool: str, package: str) -> str:
+    """The path of `tool`; a failure in CI when it is missing, a skip elsewhere."""
+    path = shutil.which(tool)
+    if path is not None:
+        return path
+    if IN_CI:
+        pytest.fail(f"{tool} is missing: CI must run this test (.ci/run installs {package})")
+    pytest.skip(f"{tool} is not installed (apt-get install {package})")
+
+
+def tor_config(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `desk tor-config` for the desk in `data`, writing `data/../torrc`."""
+    return run_desk("tor-config", "--out", str(data.parent / "torrc"), *args, data_dir=data)
+
+
+def torrc_options(torrc: Path) -> list[tuple[str, str]]:
+    """The (option, value) lines of a torrc, in order."""
+    options = []
+    for line in torrc.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            option, _, value = line.strip().partition(" ")
+            options.append((option, value))
+    return options
+
+
+def service_blocks(torrc: Path) -> dict[str, list[tuple[str, str]]]:
+    """Each HiddenServiceDir's options, by its directory's last name."""
+    blocks: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for option, value in torrc_options(torrc):
+        if option == "HiddenServiceDir":
+            current = blocks.setdefault(Path(value.strip('"')).name, [])
+        elif current is not None:
+            current.append((option, value))
+    return blocks
+
+
+def key_from_file(path: Path) -> str:
+    """The base32 key in a `descriptor:x25519:KEY` file."""
+    match = KEY_LINE_RE.match(path.read_text().strip())
+    assert match, f"{path} is not a descriptor:x25519 line"
+    return match.group(1)
+
+
+def public_of(private_base32: str) -> str:
+    """The base32 x25519 public key that belongs to a base32 private key."""
+    private = X25519PrivateKey.from_private_bytes(base64.b32decode(private_base32 + "===="))
+    raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b32encode(raw).decode().rstrip("=")
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """An empty desk data directory (tor-config needs no initialised desk)."""
+    path = tmp_path / "desk data"  # a space, so paths in the torrc must be quoted
+    path.mkdir(mode=0o700)
+    return path
+
+
+def start_offline_tor(tor: str, torrc: Path, log: Path) -> subprocess.Popen[bytes]:
+    """tor with `torrc` and no network at all: it still makes its keys and hostname files."""
+    with log.open("wb") as out:
+        return subprocess.Popen([tor, "-f", str(torrc), "--DisableNetwork", "1"],
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for(paths: list[Path], process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until every path exists and is not empty."""
+    deadline = time.monotonic() + TIMEOUT
+    while not all(path.is_file() and path.stat().st_size for path in paths):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"tor wrote no hostname files:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child process and wait for it."""
+    process.terminate()
+    try:
+        process.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=TIMEOUT)
+
+
+# The torrc and the journalists' client key
+
+
+@pytest.mark.parametrize("ports", [(), ("--source-port", "9080", "--journalist-port", "9081")])
+def test_tor_accepts_the_generated_torrc_as_it_is(data: Path, ports: tuple[str, ...]) -> None:
+    tor = require("tor", "tor")
+    result = tor_config(data, *ports)
+    assert result.returncode == 0, result.stderr
+    torrc = data.parent / "torrc"
+
+    check = subprocess.run([tor, "--verify-config", "-f", str(torrc)], capture_output=True,
+                           text=True, timeout=TIMEOUT, check=False)
+
+    assert check.returncode == 0, check.stdout
+    assert "Configuration was valid" in check.stdout
+
+
+@pytest.mark.skipif(not INSTANCE_DEFAULTS.is_file(), reason="not Debian's tor package")
+def test_torrc_overrides_debians_instance_defaults(data: Path, tmp_path: Path) -> None:
+    """tor@desk.service reads Debian's defaults first; ours must win and still verify."""
+    tor = require("tor", "tor")
+    assert tor_config(data).returncode == 0
+    # As tor@desk would, but as this user (the instance's user does not exist here).
+    defaults = tmp_path / "defaults"
+    defaults.write_text(re.sub(
+        r"(?m)^User .*$", f"User {pwd.getpwuid(os.getuid()).pw_name}",
+        INSTANCE_DEFAULTS.read_text().replace("@@NAME@@", "desk")))
+
+    check = subprocess.run(
+        [tor, "--verify-config", "--defaults-torrc", str(defaults),
+         "-f", str(data.parent / "torrc")],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+    assert check.returncode == 0, check.stdout
+
+
+def test_torrc_has_the_required_options(data: Path) -> None:
+    assert tor_config(data, "--source-port", "9080", "--journalist-port", "9081").returncode == 0
+    torrc = data.parent / "torrc"
+    options = dict(torrc_options(torrc)[:6])
+    blocks = service_blocks(torrc)
+
+    assert options == {"DataDirectory": f'"{data / "tor"}"', "SocksPort": "0",
+                       "ControlPort": "0", "ControlSocket": "0", "SafeLogging": "1",
+                       "Log": "notice stdout"}
+    assert ("HiddenServicePort", "80 127.0.0.1:9080") in blocks["source"]
+    assert ("HiddenServicePoWDefensesEnabled", "1") in blocks["source"]
+    assert ("HiddenServicePort", "80 127.0.0.1:9081") in blocks["journalist"]
+    assert stat.S_IMODE(torrc.stat().st_mode) == 0o644
+
+
+def test_default_ports_match_desk_serve(data: Path) -> None:
+    assert tor_config(data).returncode == 0
+    blocks = service_blocks(data.parent / "torrc")
+
+    assert ("HiddenServicePort", f"80 127.0.0.1:{DEFAULT_PORTS['source']}") in blocks["source"]
+    assert (("HiddenServicePort", f"80 127.0.0.1:{DEFAULT_PORTS['journalist']}")
+            in blocks["journalist"])
+
+
+def test_tor_config_says_where_the_addresses_will_appear(data: Path) -> None:
+    result = tor_config(data)
+
+    assert result.returncode == 0, result.stderr
+    for service in ("source", "journalist"):
+        assert f"{data / 'tor' / service / 'hostname'} once tor has started" in result.stdout
+    assert f"DESK_DATA='{data}' desk tor-config --out" in result.stdout  # to print the key line
+
+
+def test_journalist_auth_file_holds_the_public_half_of_the_saved_key(data: Path) -> None:
+    assert tor_config(data).returncode == 0
+    auth = data / "tor" / "journalist" / "authorized_clients" / "journalist.auth"
+    saved = data / "tor" / "journalist.client_key"
+
+    assert public_of(key_from_file(saved)) == key_from_file(auth)
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert stat.S_IMODE(auth.parent.stat().st_mode) == 0o700
+
+
+def test_printed_key_line_matches_the_auth_file(data: Path) -> None:
+    assert tor_config(data).returncode == 0
+    address = "a" * 55 + "d"
+    (data / "tor" / "journalist" / "hostname").write_text(f"{address}.onion\n")
+
+    result = tor_config(data)
+
+    match = CLIENT_LINE_RE.search(result.stdout)
+    assert match, result.stdout
+    assert match.group(1) == address
+    auth = data / "tor" / "journalist" / "authorized_clients" / "journalist.auth"
+    assert public_of(match.group(2)) == key_from_file(auth)
+
+
+def test_running_tor_config_again_keeps_the_keys(data: Path) -> None:
+    assert tor_config(data).returncode == 0
+    files = [data / "tor" / "journalist" / "authorized_clients" / "journalist.auth",
+             data / "tor" / "journalist.client_key", data.parent / "torrc"]
+    first = [path.read_bytes() for path in files]
+
+    again = tor_config(data)
+
+    assert again.returncode == 0, again.stderr
+    assert [path.read_bytes() for path in files] == first
+    assert "Made the journalists' client key" not in again.stdout
+
+
+def test_deleted_private_key_keeps_the_public_half_and_says_so(data: Path) -> None:
+    assert tor_config(data).returncode == 0
+    auth = data / "tor" / "journalist" / "authorized_clients" / "journalist.auth"
+    before = auth.read_bytes()
+    (data / "tor" / "journalist.client_key").unlink()
+
+    again = tor_config(data)
+
+    assert again.returncode == 0, again.stderr
+    assert auth.read_bytes() == before
+    assert "no longer on this server" in again.stdout
+
+
+def test_a_damaged_auth_file_is_refused_not_replaced(data: Path) -> None:
+    assert tor_config(data).returncode == 0
+    auth = data / "tor" / "journalist" / "authorized_clients" / "journalist.auth"
+    auth.write_text("descriptor:x25519:NOTAKEY\n")
+
+    again = tor_config(data)
+
+    assert again.returncode == 1
+    assert "journalist.auth is not a" in again.stderr
+    assert auth.read_text() == "descriptor:x25519:NOTAKEY\n"
+
+
+def test_tor_runs_the_services_and_takes_both_halves_of_the_key(data: Path,
+                                                                tmp_path: Path) -> None:
+    """Offline tor reads the config and the auth file, and a Tor client the printed line."""
+    tor = require("tor", "tor")
+    assert tor_config(data).returncode == 0
+    log = tmp_path / "tor.log"
+    process = start_offline_tor(tor, data.parent / "torrc", log)
+    hostnames = [data / "tor" / service / "hostname" for service in ("source", "journalist")]
+    try:
+        wait_for(hostnames, process, log)
+    finally:
+        stop(process)
+    assert "Client authorization" not in log.read_text()
+
+    result = tor_config(data)
+
+    match = CLIENT_LINE_RE.search(result.stdout)
+    assert match, result.stdout
+    assert f"{match.group(1)}.onion" == hostnames[1].read_text().strip()
+    assert hostnames[0].read_text().strip() in result.stdout
+    # A Tor client parses its ClientOnionAuthDir while it checks its configuration.
+    client = tmp_path / "client"
+    (client / "auth").mkdir(parents=True, mode=0o700)
+    (client / "auth" / "desk.auth_private").write_text(match.group(0).strip() + "\n")
+    (client / "torrc").write_text("")
+    check = subprocess.run(
+        [tor, "--verify-config", "-f", str(client / "torrc"), "--DataDirectory",
+         str(client / "data"), "--SocksPort", "0", "--ClientOnionAuthDir", str(client / "auth")],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert check.returncode == 0, check.stdout
+    assert "Client authorization" not in check.stdout
+
+
+def test_torrc_example_is_what_install_writes() -> None:
+    layout = OnionLayout(Path("/var/lib/tor-instances/desk"), DEFAULT_PORTS["source"],
+                         DEFAULT_PORTS["journalist"])
+
+    assert (DEPLOY / "torrc.example").read_text() == render_torrc(layout, Path("/var/lib/desk"))
+
+
+# gunicorn
+
+
+def test_gunicorn_reads_the_desk_settings_from_deploy_conf(empty_desk: Services) -> None:
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    env = {**os.environ, "DESK_DATA": str(empty_desk.config.data_dir)}
+
+    result = subprocess.run(
+        [str(gunicorn), "-c", str(DEPLOY / "gunicorn.conf.py"), "--print-config",
+         "desk.ops.serve:interface_app('source')"],
+        capture_output=True, text=True, env=env, timeout=60, check=False)
+
+    assert result.returncode == 0, result.stderr
+    settings = dict(re.findall(r"(?m)^(\w+)\s+= (.*)$", result.stdout))
+    assert settings["worker_class"] == "gthread"
+    assert int(settings["threads"]) >= 32
+    assert int(settings["timeout"]) >= 120
+    assert settings["max_requests"] == "0"
+    assert settings["accesslog"] == "None"
+    assert settings["forwarded_allow_ips"] == "[]"
+    assert settings["proxy_allow_ips"] == "[]"
+    assert settings["bind"] == "['127.0.0.1:8080']"
+    assert "RequestFreeLogger" in settings["logger_class"]
+    for name in ("workers", "threads", "timeout", "graceful_timeout", "keepalive"):
+        assert settings[name] == str(GUNICORN_SETTINGS[name]), name
+
+
+def test_responses_carry_no_server_header(server: Server) -> None:
+    for path in ("/", "/no-such-page"):
+        response = requests.get(server.url + path, timeout=TIMEOUT)
+
+        assert "Server" not in response.headers, (path, response.headers)
+
+
+def send_raw(server: Server, data: bytes) -> bytes:
+    """Send `data` on a new connection and return the start of the answer."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        sock.sendall(data)
+        return sock.recv(200)
+
+
+def test_error_log_quotes_no_request(server: Server) -> None:
+    markers = [b"LINEMARKER", b"HEADERMARKER", b"CHUNKMARKER"]
+    answers = [
+        send_raw(server, b"GET /LINEMARKER\x01 HTTP/1.1\r\nHost: desk\r\n\r\n"),
+        send_raw(server, b"GET / HTTP/1.1\r\nHost: desk\r\nX-Note: HEADERMARKER\x01\r\n\r\n"),
+        send_raw(server, b"POST /submit HTTP/1.1\r\nHost: desk\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\nCHUNKMARKER\r\n"),
+    ]
+    deadline = time.monotonic() + TIMEOUT
+    while server.log.read_text().count("[WARNING]") < 2:  # one for each malformed request
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.1)
+
+    assert [answer.split(b"\r\n")[0] for answer in answers[:2]] == [b"HTTP/1.1 400 Bad Request"] * 2
+    log = server.log.read_bytes()
+    for marker in markers:
+        assert marker not in log
+    assert log.count(b"Refused a malformed request") == 2
+
+
+def test_desk_serves_and_encrypts_with_memory_deny_write_execute(
+        desk: Services, journalist: Keypair, tmp_path: Path) -> None:
+    """The units set MemoryDenyWriteExecute=yes: the desk, gpg and the KDF must live with it."""
+    # PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN) is the kernel's own form of the same rule; it
+    # passes to every child, gpg included.
+    wrapper = ("import ctypes, os, sys\n"
+               "if ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0: sys.exit(77)\n"
+               "os.execv(sys.argv[1], sys.argv[1:])\n")
+    try:
+        served = start_server(desk.config.data_dir, log=tmp_path / "server.log",
+                              prefix=(sys.executable, "-c", wrapper), timeout=TIMEOUT)
+    except StartFailed as failed:
+        if failed.returncode == 77:
+            pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 and later)")
+        raise
+    try:
+        browser = HttpBrowser.with_codename(served.url)
+        body = (FormBody().field("csrf_token", browser.form_token())
+                .field("message", "Moved at dawn.").file("clip.mp4", os.urandom(4096)))
+        sent = browser.post(body)
+    finally:
+        served.stop(timeout=TIMEOUT)
+
+    assert sent.status_code == 200, served.log_tail()
+    plaintexts = [obj.plaintext for obj in read_objects(desk.config, journalist)]
+    assert len(plaintexts) == 2
+    assert b"Moved at dawn." in plaintexts
+
+
+# systemd units
+
+
+def unit_settings(path: Path) -> list[tuple[str, str]]:
+    """A unit file's (key, value) lines, in order."""
+    settings = []
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            settings.append((key, value))
+    return settings
+
+
+def hardening(path: Path) -> str:
+    """The shared hardening block of a service unit."""
+    text = path.read_text()
+    start = text.index("# --- hardening")
+    return text[start:text.index("# --- end of hardening ---", start)]
+
+
+@pytest.fixture
+def rendered_units(tmp_path: Path) -> Path:
+    """The units with ExecStart pointing at this checkout's `desk`, as systemd needs it to exist."""
+    target = tmp_path / "units"
+    target.mkdir()
+    for unit in UNITS.iterdir():
+        (target / unit.name).write_text(unit.read_text().replace("/opt/desk/bin/desk",
+                                                                 DESK_COMMAND))
+    return target
+
+
+SERVICE_UNITS = sorted(path.name for path in UNITS.glob("*.service"))
+INSTANCES = ["desk@source.service", "desk@journalist.service",
+             *(name for name in SERVICE_UNITS if "@" not in name),
+             *sorted(path.name for path in UNITS.glob("*.timer"))]
+
+
+def test_systemd_accepts_the_units(rendered_units: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (it comes with systemd)")
+
+    paths = [str(rendered_units / name) for name in INSTANCES]
+
+    result = subprocess.run([analyze, "verify", *paths], capture_output=True, text=True,
+                            timeout=60, check=False, cwd=rendered_units)
+
+    assert result.returncode == 0, result.stderr
+    complaints = [line for line in result.stderr.splitlines()
+                  if str(rendered_units) in line or "desk" in line]
+    assert complaints == []
+
+
+def test_units_are_hardened_enough_for_systemd(rendered_units: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (it comes with systemd)")
+    for name in ("desk@source.service", "desk-purge.service", "desk-keys-check.service"):
+        # Exposure 1.5 of 10 at most ("OK"; 10 is a service with no sandboxing at all).
+        result = subprocess.run(
+            [analyze, "security", "--offline=yes", "--threshold=15", str(rendered_units / name)],
+            capture_output=True, text=True, timeout=60, check=False, cwd=rendered_units)
+
+        assert result.returncode == 0, result.stdout[-2000:]
+
+
+REQUIRED_HARDENING = {
+    "User": "desk", "ProtectSystem": "strict", "ReadWritePaths": "/var/lib/desk",
+    "PrivateTmp": "yes", "NoNewPrivileges": "yes", "ProtectHome": "yes",
+    "PrivateDevices": "yes", "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes", "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+    "MemoryDenyWriteExecute": "yes", "LockPersonality": "yes", "RestrictNamespaces": "yes",
+    "SystemCallFilter": "@system-service", "CapabilityBoundingSet": "", "UMask": "0077",
+    "LimitCORE": "0", "MemorySwapMax": "0", "Environment": "DESK_DATA=/var/lib/desk",
+}
+
+
+@pytest.mark.parametrize("name", SERVICE_UNITS)
+def test_every_service_unit_has_the_same_hardening(name: str) -> None:
+    settings = dict(unit_settings(UNITS / name))
+
+    assert {key: settings.get(key) for key in REQUIRED_HARDENING} == REQUIRED_HARDENING
+    assert hardening(UNITS / name) == hardening(UNITS / "desk@.service")
+
+
+def test_units_and_install_script_agree_on_paths() -> None:
+    script = (DEPLOY / "install.sh").read_text()
+    constants = dict(re.findall(r"(?m)^readonly (\w+)=(\S+)", script))
+
+    assert constants["PREFIX"] == "/opt/desk"
+    assert constants["DATA"] == "/var/lib/desk"
+    for name in SERVICE_UNITS:
+        settings = dict(unit_settings(UNITS / name))
+        assert settings["ExecStart"].startswith(f"{constants['PREFIX']}/bin/desk "), name
+        assert settings["ReadWritePaths"] == constants["DATA"], name
+
+
+# The install script
+
+
+def test_install_script_is_valid_bash() -> None:
+    result = subprocess.run(["bash", "-n", str(DEPLOY / "install.sh")], capture_output=True,
+                            text=True, timeout=TIMEOUT, check=False)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_install_script_passes_shellcheck() -> None:
+    shellcheck = require("shellcheck", "shellcheck")
+
+    result = subprocess.run([shellcheck, str(DEPLOY / "install.sh")], capture_output=True,
+                            text=True, timeout=60, check=False)
+
+    assert result.returncode == 0, result.stdout

@@ -1,0 +1,71 @@
+"""The tus 1.0.0 protocol's vocabulary as the desk's tests speak it, and where a desk keeps what
+an upload left: its folder, its row, the object it became."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+from sqlalchemy import select
+
+from desk.records.models import Upload
+from desk.services import Services
+from tests.harness.data import sha256
+from tests.harness.desks import StoredObject, read_objects
+from tests.harness.gpg import Keypair
+
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = "application/offset+octet-stream"
+
+
+def b64(data: bytes | str) -> str:
+    """Base64 as Upload-Metadata and Upload-Checksum carry it."""
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+def metadata(filename: str | None = None, filetype: str | None = None) -> str:
+    """An Upload-Metadata header value."""
+    pairs = [("filename", filename), ("filetype", filetype)]
+    return ",".join(f"{key} {b64(value)}" for key, value in pairs if value is not None)
+
+
+def checksum(algorithm: str, data: bytes) -> str:
+    """An Upload-Checksum header value."""
+    return f"{algorithm} {b64(hashlib.new(algorithm, data).digest())}"
+
+
+def upload_id(location: str) -> str:
+    """The upload id at the end of a Location."""
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
+def upload_folder(desk: Services, location: str) -> Path:
+    """Where an upload's parts wait."""
+    return desk.store.uploads / upload_id(location)
+
+
+def upload_rows(desk: Services) -> list[Upload]:
+    """Every unfinished upload's row."""
+    with desk.sessions() as session:
+        return list(session.scalars(select(Upload)))
+
+
+def uploads_left(desk: Services) -> list[Path]:
+    """Every upload folder in the store."""
+    return sorted(desk.store.uploads.iterdir()) if desk.store.uploads.exists() else []
+
+
+def only_object(desk: Services, keypair: Keypair) -> StoredObject:
+    """The one published object, decrypted with stock gpg."""
+    objects = read_objects(desk.config, keypair)
+    assert len(objects) == 1, [o.path for o in objects]
+    return objects[0]
+
+
+def assert_parts(record: dict[str, object], chunks: list[bytes]) -> None:
+    """The record lists one part per PATCH body, with its size and SHA-256."""
+    parts = record["parts"]
+    assert isinstance(parts, list)
+    assert [(p["size"], p["sha256"]) for p in parts] == [(len(c), sha256(c)) for c in chunks]

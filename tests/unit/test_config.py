@@ -1,0 +1,54 @@
+"""Configuration from DESK_* variables; bad values fail at start and name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crypto.kdf import PRODUCTION_KDF
+from desk.config import DEFAULT_MAX_UPLOAD_BYTES, load_config
+from desk.errors import ConfigError
+from tests.harness.desks import run_desk
+
+
+def test_defaults() -> None:
+    config = load_config({})
+    assert config.data_dir == Path("desk-data").absolute()
+    assert config.database_url == f"sqlite:///{Path('desk-data').absolute() / 'desk.db'}"
+    assert config.max_upload_bytes == DEFAULT_MAX_UPLOAD_BYTES == 4 * 1024**3
+    assert config.kdf == PRODUCTION_KDF
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("1048576", 1048576), ("512MiB", 512 * 1024**2), ("4 GiB", 4 * 1024**3), ("10KiB", 10240),
+])
+def test_upload_limit_accepts_bytes_and_binary_units(text: str, size: int) -> None:
+    assert load_config({"DESK_MAX_UPLOAD_BYTES": text}).max_upload_bytes == size
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"DESK_MAX_UPLOAD_BYTES": "lots"}, "DESK_MAX_UPLOAD_BYTES"),
+    ({"DESK_MAX_UPLOAD_BYTES": "0"}, "DESK_MAX_UPLOAD_BYTES"),
+    ({"DESK_MAX_UPLOAD_BYTES": "-5"}, "DESK_MAX_UPLOAD_BYTES"),
+    ({"DESK_MAX_UPLOAD_BYTES": "4GB"}, "DESK_MAX_UPLOAD_BYTES"),
+    ({"DESK_DATABASE_URL": "not a url"}, "DESK_DATABASE_URL"),
+    ({"DESK_DATA": "  "}, "DESK_DATA"),
+])
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(env)
+
+
+def test_cheap_kdf_cannot_come_from_the_environment() -> None:
+    config = load_config({"DESK_KDF": "cheap", "DESK_KDF_MEMORY_COST": "8"})
+    assert config.kdf == PRODUCTION_KDF
+
+
+def test_command_fails_at_start_naming_the_variable(tmp_path: Path) -> None:
+    result = run_desk("init", data_dir=tmp_path / "d",
+                      extra_env={"DESK_MAX_UPLOAD_BYTES": "huge"})
+    assert result.returncode != 0
+    assert "DESK_MAX_UPLOAD_BYTES" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "d").exists()

@@ -1,0 +1,171 @@
+"""The source interface's languages: every message translated in every locale, catalogues
+compiled from their sources, and pages that say their language and direction."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask
+from flask.testing import FlaskClient
+
+from desk.web.i18n import LANGUAGES, TRANSLATIONS
+from tests.harness.forms import csrf_token
+from tests.harness.paths import REPO
+
+ROOT = REPO
+TRANSLATED = [language.code for language in LANGUAGES if language.code != "en"]
+RTL = {"ug", "ar", "fa"}
+PLACEHOLDER = re.compile(r"%\([a-z_]+\)[sd]|\{[a-z_]+\}|%%")
+HTML_TAG = re.compile(r'<html lang="([^"]+)" dir="([^"]+)">')
+
+
+def source_messages() -> set[str]:
+    """Every message a source can read, extracted from the code as babel.cfg says."""
+    with (ROOT / "babel.cfg").open() as config:
+        method_map, options_map = parse_mapping_cfg(config)
+    keywords = {**DEFAULT_KEYWORDS, "N_": None}
+    found = set()
+    for _path, _line, message, _comments, _context in extract_from_dir(
+            str(ROOT), method_map, options_map, keywords=keywords):
+        found.add(message if isinstance(message, str) else message[0])
+    return found
+
+
+def catalog(code: str) -> Catalog:
+    """A locale's catalogue, as committed."""
+    with (TRANSLATIONS / code / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+        return read_po(handle, locale=code)
+
+
+def test_the_source_interface_has_many_messages() -> None:
+    messages = source_messages()
+    assert len(messages) > 60
+    assert "I have a codename" in messages
+    assert "There is nothing here." in messages  # marked with N_ in the code
+
+
+@pytest.mark.parametrize("code", TRANSLATED)
+def test_every_source_message_is_translated(code: str) -> None:
+    translations = catalog(code)
+    untranslated = []
+    for message in sorted(source_messages()):
+        entry = translations.get(message)
+        if entry is None:
+            entry = next((m for m in translations if isinstance(m.id, tuple)
+                          and m.id[0] == message), None)
+        strings = [] if entry is None else \
+            list(entry.string) if isinstance(entry.string, tuple) else [entry.string]
+        if entry is None or entry.fuzzy or not strings or not all(strings):
+            untranslated.append(message)
+    assert untranslated == []
+
+
+@pytest.mark.parametrize("code", TRANSLATED)
+def test_translations_keep_every_placeholder(code: str) -> None:
+    broken = []
+    for entry in catalog(code):
+        if not entry.id:
+            continue
+        assert entry.string is not None, entry.id
+        ids = entry.id if isinstance(entry.id, (tuple, list)) else (entry.id,)
+        strings = entry.string if isinstance(entry.string, (tuple, list)) else (entry.string,)
+        expected = sorted(PLACEHOLDER.findall(ids[0]))
+        for string in strings:
+            if sorted(PLACEHOLDER.findall(string)) != expected:
+                broken.append((ids[0], string))
+    assert broken == []
+
+
+@pytest.mark.parametrize("code", TRANSLATED)
+def test_compiled_catalogues_match_their_sources(code: str) -> None:
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog(code))
+    committed = TRANSLATIONS / code / "LC_MESSAGES" / "messages.mo"
+    assert committed.read_bytes() == compiled.getvalue(), "run `make translations`"
+
+
+def html_tag(client: FlaskClient, path: str = "/", **headers: str) -> tuple[str, str]:
+    """The lang and dir of a page's <html> element."""
+    page = client.get(path, headers=headers)
+    assert page.status_code == 200
+    found = HTML_TAG.search(page.text)
+    assert found is not None
+    return found.group(1), found.group(2)
+
+
+@pytest.mark.parametrize(("accept", "lang", "direction"), [
+    ("ug", "ug", "rtl"), ("ug-CN,ug;q=0.9", "ug", "rtl"), ("ar-EG,ar;q=0.9", "ar", "rtl"),
+    ("fa-IR", "fa", "rtl"), ("zh-CN,zh;q=0.9", "zh-Hans", "ltr"), ("ru", "ru", "ltr"),
+    ("tr-TR", "tr", "ltr"), ("es-419", "es", "ltr"), ("fr-CA,fr", "fr", "ltr"),
+    ("de-DE,ug;q=0.5", "ug", "rtl"), ("de-DE", "en", "ltr"), ("", "en", "ltr")])
+def test_accept_language_sets_lang_and_direction(app: Flask, accept: str, lang: str,
+                                                 direction: str) -> None:
+    assert html_tag(app.test_client(), **{"Accept-Language": accept}) == (lang, direction)
+
+
+def test_language_links_work_without_javascript_and_are_remembered(app: Flask) -> None:
+    client = app.test_client()
+    landing = client.get("/", headers={"Accept-Language": "en"}).text
+    for language in LANGUAGES[1:]:
+        assert f'href="/?l={language.code}"' in landing
+    assert html_tag(client, "/?l=ug") == ("ug", "rtl")
+    assert html_tag(client, "/login", **{"Accept-Language": "fr"}) == ("ug", "rtl")
+    assert html_tag(client, "/login?l=ru") == ("ru", "ltr")
+    assert html_tag(client, "/") == ("ru", "ltr")
+
+
+def test_the_chosen_language_outlasts_getting_a_codename_and_leaving(app: Flask) -> None:
+    client = app.test_client()
+    landing = client.get("/?l=zh_Hans")
+    codename_page = client.post("/generate", data={"csrf_token": csrf_token(landing.text)})
+    assert HTML_TAG.search(codename_page.text).groups() == ("zh-Hans", "ltr")  # type: ignore[union-attr]
+    submit = client.get("/submit")
+    assert html_tag(client, "/submit") == ("zh-Hans", "ltr")
+    left = client.post("/logout", data={"csrf_token": csrf_token(submit.text)})
+    assert left.status_code == 302
+    assert html_tag(client, "/") == ("zh-Hans", "ltr")
+    assert client.get("/submit").status_code == 302  # logged out all the same
+
+
+@pytest.mark.parametrize("code", TRANSLATED)
+def test_pages_are_actually_in_the_chosen_language(app: Flask, code: str) -> None:
+    english = app.test_client().get("/?l=en").text
+    translated = app.test_client().get(f"/?l={code}").text
+    heading = re.compile(r"<h1>([^<]+)</h1>")
+    english_heading, translated_heading = heading.search(english), heading.search(translated)
+    assert english_heading is not None
+    assert translated_heading is not None
+    assert translated_heading.group(1) != english_heading.group(1)
+    if code in RTL:
+        assert re.search(r"[\u0600-\u06ff]", translated_heading.group(1))
+
+
+def test_error_pages_are_translated_too(app: Flask) -> None:
+    english = app.test_client().get("/missing?l=en").text
+    uyghur = app.test_client().get("/missing?l=ug").text
+    assert "There is nothing here." in english
+    assert "There is nothing here." not in uyghur
+    assert HTML_TAG.search(uyghur) is not None
+
+
+def test_the_journalist_interface_stays_english(journalist_app: Flask) -> None:
+    client = journalist_app.test_client()
+    assert html_tag(client, "/login", **{"Accept-Language": "ug"}) == ("en", "ltr")
+    assert html_tag(client, "/login?l=ar") == ("en", "ltr")
+    assert "languages" not in client.get("/login").text
+
+
+@pytest.mark.parametrize("path", ["/%5Celsewhere.onion/x", "//elsewhere.onion/x",
+                                  "/%2F%2Felsewhere.onion", "/login/../%5Celsewhere"])
+def test_language_links_never_leave_the_desk(app: Flask, path: str) -> None:
+    page = app.test_client().get(path, headers={"Accept-Language": "en"})
+    links = re.findall(r'href="([^"]*\?l=[^"]*)"', page.text)
+    assert len(links) == len(LANGUAGES) - 1
+    assert all(link.startswith("/?l=") for link in links), links
