@@ -21,7 +21,6 @@ ALL_VECTORS = sorted([*VECTORS.glob("*.json"), *(VECTORS / "reject").glob("*.jso
 # project is installed in this environment: any attempt raises ImportError.
 RUNNER = """
 import runpy, sys
-from tests.harness.paths import TESTS, VECTORS
 class Refuse:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in ("crypto", "desk", "tests"):
