@@ -52,7 +52,7 @@ from bench import common
 from bench.common import PROFILE_RATE, cpu_seconds, summary
 from desk.records.db import make_engine
 from desk.records.designations import random_designation
-from desk.records.models import Journalist, Source, Submission
+from desk.records.models import Item, Journalist, Source
 from tests.harness import servers
 from tests.harness.desks import cli_add_journalist, cli_init_desk
 from tests.harness.servers import Server
@@ -194,7 +194,7 @@ def seed(desk: Desk, n_sources: int, n_items: int, rng: random.Random) -> Seeded
         t2 = time.perf_counter()
         with engine.begin() as conn:
             for start in range(0, len(submissions), 20_000):
-                conn.execute(insert(Submission), submissions[start:start + 20_000])
+                conn.execute(insert(Item), submissions[start:start + 20_000])
         seeded.seconds["insert_submissions"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         with engine.connect() as conn:

@@ -27,6 +27,7 @@ from crypto.custody import (
     verify_chain,
 )
 from crypto.errors import CustodyBroken, FormatError, b64decode_canonical, is_version, load_json
+from crypto.items import KINDS
 from crypto.names import (
     BUNDLE_ROOT,
     CUSTODY_NAME,
@@ -41,7 +42,6 @@ from crypto.names import (
     SIGNING_KEY_NAME,
     VERSION_NAME,
 )
-from crypto.objects import KINDS
 from crypto.reply import PUBLIC_KEY_BYTES
 
 BUNDLE_VERSION = 2

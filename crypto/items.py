@@ -1,4 +1,4 @@
-"""The stored-object format (crypto/FORMAT.md): layout names and the encrypted metadata record."""
+"""The stored item (crypto/FORMAT.md): its kinds, ids and the encrypted metadata record."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class PartRecord:
 
 
 @dataclass(frozen=True)
-class ObjectRecord:
+class ItemRecord:
     """The metadata record of a stored object, kept only inside its own OpenPGP message."""
 
     object_id: str
@@ -83,7 +83,7 @@ class ObjectRecord:
         return json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes) -> ObjectRecord:
+    def from_json(cls, data: bytes) -> ItemRecord:
         """Parse and check a metadata record; raise FormatError on anything FORMAT.md rejects."""
         raw = load_json(data, "metadata record")
         if not isinstance(raw, dict) or raw.get("format") != RECORD_FORMAT:

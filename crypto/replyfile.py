@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from crypto.errors import FormatError, b64decode_canonical, is_version, load_json
+from crypto.items import parse_instant
 from crypto.names import OBJECT_ID_RE
-from crypto.objects import parse_instant
 from crypto.reply import MAX_REPLY_BYTES
 
 FILE_FORMAT = "desk-reply-file"

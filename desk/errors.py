@@ -39,14 +39,14 @@ class NotAcceptingSubmissions(DeskError):
                         "Please try again later.")
 
 
-class EmptySubmission(DeskError):
+class EmptySending(DeskError):
     """The form arrived with no message text and no file."""
 
     status = 400
     source_message = N_("Nothing was sent: write a message or choose at least one file.")
 
 
-class BadSubmission(DeskError):
+class BadSending(DeskError):
     """The upload was malformed, incomplete or its form had expired; nothing was kept."""
 
     status = 400

@@ -27,10 +27,10 @@ from werkzeug.sansio.multipart import MultipartDecoder as _WerkzeugDecoder
 from crypto.custody import ciphertext_digest, object_files
 from crypto.errors import EncryptionFailed
 from crypto.gpg import GnuPG, Readable
+from crypto.items import ItemRecord, Kind, PartRecord, new_object_id
 from crypto.names import METADATA_NAME, part_name
-from crypto.objects import Kind, ObjectRecord, PartRecord, new_object_id
-from desk.errors import BadSubmission, NoSpace
-from desk.storage.store import SPACE_RESERVE, StagedObject, Staging, Store
+from desk.errors import BadSending, NoSpace
+from desk.storage.store import SPACE_RESERVE, StagedItem, Staging, Store
 
 CHUNK_SIZE = 1 << 20
 MAX_MESSAGE_BYTES = 1 << 20
@@ -44,7 +44,7 @@ MAX_FORM_MEMORY = 4 * CHUNK_SIZE
 MESSAGE_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
-class ObjectWriter:
+class ItemWriter:
     """Encrypts messages and files to the current recipients, one staging directory each."""
 
     def __init__(self, store: Store, gpg: GnuPG, recipients: Sequence[str]) -> None:
@@ -53,7 +53,7 @@ class ObjectWriter:
         self.recipients = list(recipients)
 
     def write(self, kind: Kind, source: Readable, filename: bytes | None,
-              content_type: str | None) -> StagedObject:
+              content_type: str | None) -> StagedItem:
         """Encrypt everything `source` yields as a one-part object with its metadata record."""
         staging = self.store.stage()
         try:
@@ -77,15 +77,15 @@ class ObjectWriter:
 
     def finish(self, staging: Staging, kind: Kind, parts: tuple[PartRecord, ...],
                filename: bytes | None, content_type: str | None,
-               sha256: str | None) -> StagedObject:
+               sha256: str | None) -> StagedItem:
         """Write the metadata record beside the parts; the object is then ready to publish."""
-        record = ObjectRecord(
+        record = ItemRecord(
             object_id=new_object_id(), kind=kind, received_at=datetime.now(UTC), parts=parts,
             filename=filename, content_type=content_type, sha256=sha256)
         self._encrypt(staging, METADATA_NAME, HashingReader(_BytesReader(record.to_json())))
         # Read the ciphertext back (from the page cache) for the custody digest.
         ciphertext = object_files(staging.path)
-        return StagedObject(
+        return StagedItem(
             object_id=record.object_id, kind=kind, staging=staging, size=record.size,
             sha256=sha256, filename=record.display_name, part_count=len(parts),
             ciphertext_size=sum(size for size, _ in ciphertext.values()),
@@ -198,7 +198,7 @@ class MultipartForm:
             self._decoder = _Decoder(boundary.encode("latin-1"), MAX_FORM_MEMORY,
                                      max_parts=MAX_FORM_PARTS)
         except UnicodeEncodeError as exc:
-            raise BadSubmission("multipart boundary is not ASCII") from exc
+            raise BadSending("multipart boundary is not ASCII") from exc
         self._in_part = False
 
     def _event(self) -> Event:
@@ -206,7 +206,7 @@ class MultipartForm:
             try:
                 event = self._decoder.next_event()
             except ValueError as exc:  # the body ended before the closing boundary
-                raise BadSubmission(f"incomplete multipart body: {exc}") from exc
+                raise BadSending(f"incomplete multipart body: {exc}") from exc
             if event is not NEED_DATA:
                 return event
             chunk = self._body.read(CHUNK_SIZE)
@@ -226,7 +226,7 @@ class MultipartForm:
         if isinstance(event, Epilogue):
             return None
         if not isinstance(event, Field | File):
-            raise BadSubmission(f"unexpected multipart event {type(event).__name__}")
+            raise BadSending(f"unexpected multipart event {type(event).__name__}")
         self._in_part = True
         return event
 
@@ -235,7 +235,7 @@ class MultipartForm:
         while self._in_part:
             event = self._event()
             if not isinstance(event, Data):
-                raise BadSubmission("multipart part without data")
+                raise BadSending("multipart part without data")
             self._in_part = event.more_data
             if event.data:
                 return event.data
@@ -247,7 +247,7 @@ class MultipartForm:
         while (chunk := self.read_chunk()) is not None:
             value += chunk
             if len(value) > limit:
-                raise BadSubmission("form field too long")
+                raise BadSending("form field too long")
         return bytes(value)
 
 
@@ -279,8 +279,8 @@ class PartStream:
         return pending[:n]
 
 
-def ingest_form(body: Readable, boundary: str, writer: ObjectWriter,
-                check_csrf: Callable[[str], None]) -> list[StagedObject]:
+def ingest_form(body: Readable, boundary: str, writer: ItemWriter,
+                check_csrf: Callable[[str], None]) -> list[StagedItem]:
     """Encrypt the message and every file of a submit form into staging; return what was staged.
 
     The CSRF token must arrive before the message and files (it is the form's first field), so
@@ -288,7 +288,7 @@ def ingest_form(body: Readable, boundary: str, writer: ObjectWriter,
     so far is discarded and the error re-raised.
     """
     form = MultipartForm(body, boundary)
-    staged: list[StagedObject] = []
+    staged: list[StagedItem] = []
     token_checked = False
     try:
         while (part := form.next_part()) is not None:
@@ -319,4 +319,4 @@ def ingest_form(body: Readable, boundary: str, writer: ObjectWriter,
 
 def _require(token_checked: bool) -> None:
     if not token_checked:
-        raise BadSubmission("form data arrived before the CSRF token")
+        raise BadSending("form data arrived before the CSRF token")

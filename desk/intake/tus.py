@@ -32,12 +32,12 @@ from crypto import sealing
 from crypto.custody import SigningKey
 from crypto.errors import UnsealFailed
 from crypto.gpg import Readable
+from crypto.items import PartRecord
 from crypto.names import LOCK_NAME, METADATA_NAME
-from crypto.objects import PartRecord
-from desk.intake.ingest import ObjectWriter
+from desk.intake.ingest import ItemWriter
+from desk.records.items import record_items
 from desk.records.models import Upload
-from desk.records.submissions import record_submission
-from desk.storage.store import StagedObject, Staging, Store
+from desk.storage.store import StagedItem, Staging, Store
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,expiration,termination,checksum"
@@ -128,7 +128,7 @@ def upload_dir(store: Store, upload_id: str) -> Path:
     return store.uploads / upload_id
 
 
-def create_upload(session: Session, store: Store, source_id: str, secret: str, length: int,
+def create_upload(db: Session, store: Store, source_id: str, secret: str, length: int,
                   metadata: dict[str, bytes]) -> Upload:
     """Make the upload's folder and row (not committed); NoSpace if it would not fit on disk."""
     root = store.uploads
@@ -147,13 +147,13 @@ def create_upload(session: Session, store: Store, source_id: str, secret: str, l
                     length=length, offset=0, part_count=0,
                     sealed=seal(secret, upload_id, record), created_on=today,
                     expires_on=today + timedelta(days=UPLOAD_DAYS))
-    session.add(upload)
+    db.add(upload)
     return upload
 
 
-def find_upload(session: Session, upload_id: str, secret: str | None) -> Upload:
+def find_upload(db: Session, upload_id: str, secret: str | None) -> Upload:
     """The upload if this session created it and it has not expired; else TusError 404/410."""
-    upload = session.get(Upload, upload_id)
+    upload = db.get(Upload, upload_id)
     if upload is None or secret is None or upload.owner != owner_hash(secret):
         raise TusError(404, "no such upload")
     if expires_at(upload) <= datetime.now(UTC):
@@ -232,7 +232,7 @@ class PatchResult:
     finished: bool
 
 
-def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: SigningKey,
+def append_part(sessions: sessionmaker[Session], writer: ItemWriter, key: SigningKey,
                 upload: Upload, secret: str, body: Readable, declared: int | None,
                 checksum: tuple[str, bytes] | None) -> PatchResult:
     """Encrypt one PATCH body as the upload's next part, then advance the offset (committed).
@@ -268,18 +268,18 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
         # large file) before taking the write lock, which then covers only the bookkeeping.
         staged = None if upload.offset + part.size < upload.length else \
             _finish(writer, folder, record, parts)
-        with sessions() as session:
-            current = session.get(Upload, upload.id)
+        with sessions() as db:
+            current = db.get(Upload, upload.id)
             if current is None or current.offset != upload.offset:  # pragma: no cover - locked
                 raise TusError(409, "the upload changed while this part arrived")
             current.sealed = seal(secret, current.id, {**record, "parts": parts})
             current.offset += part.size
             current.part_count += 1
             if staged is None:
-                session.commit()
+                db.commit()
                 return PatchResult(current.offset, False)
             offset = current.offset
-            _publish(session, writer, key, current, folder, staged)
+            _publish(db, writer, key, current, folder, staged)
             return PatchResult(offset, True)
     except BaseException:
         # Not recorded: the row still counts the parts before this one, so drop this part
@@ -289,8 +289,8 @@ def append_part(sessions: sessionmaker[Session], writer: ObjectWriter, key: Sign
         raise
 
 
-def _finish(writer: ObjectWriter, folder: Staging, record: UploadRecord,
-            parts: list[list[str | int]]) -> StagedObject:
+def _finish(writer: ItemWriter, folder: Staging, record: UploadRecord,
+            parts: list[list[str | int]]) -> StagedItem:
     """Write the finished upload's metadata record and take its ciphertext digest."""
     records = tuple(PartRecord(str(n), int(str(s)), str(h)) for n, s, h in parts)
     name = record.get("filename")
@@ -302,38 +302,38 @@ def _finish(writer: ObjectWriter, folder: Staging, record: UploadRecord,
         records[0].sha256 if len(records) == 1 else None)
 
 
-def _publish(session: Session, writer: ObjectWriter, key: SigningKey, upload: Upload,
-             folder: Staging, staged: StagedObject) -> None:
+def _publish(db: Session, writer: ItemWriter, key: SigningKey, upload: Upload,
+             folder: Staging, staged: StagedItem) -> None:
     source_id = upload.source_id
-    session.delete(upload)
+    db.delete(upload)
     # Publish hard links to the upload's files, not its folder: if recording the object fails
-    # (a full database), record_submission deletes what it published, and the upload's own
+    # (a full database), record_items deletes what it published, and the upload's own
     # folder must survive that, whole and resumable.
     staged.staging = writer.store.stage_links(folder)
-    record_submission(session, writer.store, key, source_id, [staged])
+    record_items(db, writer.store, key, source_id, [staged])
     # The folder, with its lock file, goes only now: removing it before would let another
     # request lock a fresh one while this upload is being published.
     shutil.rmtree(folder.path, ignore_errors=True)
 
 
-def terminate(session: Session, store: Store, upload: Upload) -> None:
+def terminate(db: Session, store: Store, upload: Upload) -> None:
     """Delete an upload and its parts (committed)."""
-    session.delete(upload)
-    session.commit()
+    db.delete(upload)
+    db.commit()
     shutil.rmtree(upload_dir(store, upload.id), ignore_errors=True)
 
 
-def purge_expired_uploads(session: Session, store: Store) -> int:
+def purge_expired_uploads(db: Session, store: Store) -> int:
     """Remove uploads past their expiry, and stray upload folders without a row; return how
     many uploads went."""
     today = datetime.now(UTC).date()
-    expired = list(session.scalars(select(Upload).where(Upload.expires_on < today)))
+    expired = list(db.scalars(select(Upload).where(Upload.expires_on < today)))
     for upload in expired:
-        session.delete(upload)
-    session.commit()
+        db.delete(upload)
+    db.commit()
     for upload in expired:
         shutil.rmtree(upload_dir(store, upload.id), ignore_errors=True)
-    known = set(session.scalars(select(Upload.id)))
+    known = set(db.scalars(select(Upload.id)))
     removed = 0
     root = store.uploads
     # A folder younger than an hour may belong to an upload whose row is being committed.

@@ -23,7 +23,7 @@ from desk.config import Config, load_config
 from desk.errors import DeskError
 from desk.intake.tus import purge_expired_uploads
 from desk.ops.tor import OnionLayout, write_tor_config
-from desk.outbound.export import export_bundle, select_submissions
+from desk.outbound.export import export_bundle, select_items
 from desk.records.accounts import (
     add_journalist,
     find_journalist,
@@ -40,9 +40,9 @@ from desk.records.credentials import (
 )
 from desk.records.custody import verify_desk
 from desk.records.instance import init_desk, load_instance, update_settings
+from desk.records.items import purge_expired
 from desk.records.models import Journalist, Source
 from desk.records.recipients import key_statuses
-from desk.records.submissions import purge_expired
 from desk.services import open_services
 from desk.storage.store import write_durably
 
@@ -128,10 +128,10 @@ def journalist_add(username: str, key_file: Path, password_file: Path | None,
     key_data = _read_file(key_file)
     password = _password(password_file)
     services = open_services(_config())
-    with services.sessions() as session:
-        journalist = add_journalist(session, services.gpg, username, key_data, admin,
+    with services.sessions() as db:
+        journalist = add_journalist(db, services.gpg, username, key_data, admin,
                                     password=password, kdf=services.config.kdf)
-        session.commit()
+        db.commit()
     click.echo(f"Added {journalist.username}{' (admin)' if admin else ''}.")
     click.echo(f"Pinned key fingerprint: {_spaced(journalist.fingerprint)}")
     click.echo("Compare it with the journalist over another channel before relying on it.")
@@ -153,10 +153,10 @@ def journalist_set_password(username: str, password_file: Path | None) -> None:
     if password is None:
         raise _Failure("no password given: use --password-file or run on a terminal")
     services = open_services(_config())
-    with services.sessions() as session:
-        new_secret = set_password(session, find_journalist(session, username), password,
+    with services.sessions() as db:
+        new_secret = set_password(db, find_journalist(db, username), password,
                                   services.config.kdf)
-        session.commit()
+        db.commit()
     click.echo(f"Password set for {username}; their sessions have ended.")
     if new_secret is not None:
         _print_totp(username, new_secret)
@@ -168,9 +168,9 @@ def journalist_set_password(username: str, password_file: Path | None) -> None:
 def journalist_remove(username: str) -> None:
     """Remove a journalist, their sessions, and their key if nobody else pins it."""
     services = open_services(_config())
-    with services.sessions() as session:
-        remove_journalist(session, services.gpg, find_journalist(session, username))
-        session.commit()
+    with services.sessions() as db:
+        remove_journalist(db, services.gpg, find_journalist(db, username))
+        db.commit()
     click.echo(f"Removed {username}.")
 
 
@@ -180,9 +180,9 @@ def journalist_remove(username: str) -> None:
 def journalist_reset_2fa(username: str) -> None:
     """Give a journalist a new TOTP secret, printed once."""
     services = open_services(_config())
-    with services.sessions() as session:
-        secret = reset_two_factor(session, find_journalist(session, username))
-        session.commit()
+    with services.sessions() as db:
+        secret = reset_two_factor(db, find_journalist(db, username))
+        db.commit()
     _print_totp(username, secret)
 
 
@@ -194,10 +194,10 @@ def journalist_key(username: str, key_file: Path) -> None:
     """Replace a journalist's public key."""
     key_data = _read_file(key_file)
     services = open_services(_config())
-    with services.sessions() as session:
-        fingerprint = replace_key(session, services.gpg, find_journalist(session, username),
+    with services.sessions() as db:
+        fingerprint = replace_key(db, services.gpg, find_journalist(db, username),
                                   key_data)
-        session.commit()
+        db.commit()
     click.echo(f"Pinned key fingerprint: {_spaced(fingerprint)}")
 
 
@@ -206,8 +206,8 @@ def journalist_key(username: str, key_file: Path) -> None:
 def journalist_list() -> None:
     """List journalists and their pinned fingerprints."""
     services = open_services(_config())
-    with services.sessions() as session:
-        for journalist in session.scalars(select(Journalist).order_by(Journalist.username)):
+    with services.sessions() as db:
+        for journalist in db.scalars(select(Journalist).order_by(Journalist.username)):
             role = "admin" if journalist.is_admin else "journalist"
             click.echo(f"{journalist.username}\t{role}\t{journalist.fingerprint}")
 
@@ -223,8 +223,8 @@ def keys_check() -> None:
     """List every pinned key with its expiry; exit 1 if any key needs attention."""
     services = open_services(_config())
     now = datetime.now(UTC)
-    with services.sessions() as session:
-        statuses = key_statuses(session, services.gpg, now)
+    with services.sessions() as db:
+        statuses = key_statuses(db, services.gpg, now)
     attention = False
     for status in statuses:
         expiry = f"expires {status.expires:%Y-%m-%d}" if status.expires else "no expiry"
@@ -327,17 +327,17 @@ def export_command(out: Path, everything: bool, unseen: bool, designation: str |
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         raise _Failure(f"cannot write to {out.parent}: it is not a writable folder")
     services = open_services(_config())
-    with services.writers() as session:
+    with services.writers() as db:
         source = None
         if designation is not None:
-            source = session.scalar(select(Source).where(Source.designation == designation))
+            source = db.scalar(select(Source).where(Source.designation == designation))
             if source is None:
                 raise _Failure(f"no source called {designation!r}")
-        chosen = select_submissions(session, unseen=not everything and source is None,
+        chosen = select_items(db, unseen=not everything and source is None,
                                     source=source)
         if not chosen:
             raise _Failure("nothing to export")
-        bundle = export_bundle(services, session, chosen, CLI_ACTOR)
+        bundle = export_bundle(services, db, chosen, CLI_ACTOR)
     try:
         write_durably(out, bundle.chunks)
     except OSError as exc:
@@ -356,8 +356,8 @@ def custody_group() -> None:
 def custody_verify() -> None:
     """Check every custody signature and link, and every stored ciphertext against it."""
     services = open_services(_config())
-    with services.sessions() as session:
-        report = verify_desk(session, services.store, services.signing_key.public_hex)
+    with services.sessions() as db:
+        report = verify_desk(db, services.store, services.signing_key.public_hex)
     click.echo(f"Custody intact: {report.entries} entries, {report.objects_checked} stored "
                f"objects match what was received, {report.replies_checked} replies match "
                "what was sent.")
@@ -372,15 +372,15 @@ def settings_command(name: str | None, max_upload: str | None,
                      retention_days: str | None) -> None:
     """Show or change the desk's name, upload limit and retention."""
     services = open_services(_config())
-    with services.sessions() as session:
-        instance = load_instance(session)
+    with services.sessions() as db:
+        instance = load_instance(db)
         if name is not None or max_upload is not None or retention_days is not None:
             update_settings(
-                session, instance.name if name is None else name,
+                db, instance.name if name is None else name,
                 str(instance.max_upload_bytes or "") if max_upload is None else max_upload,
                 str(instance.retention_days or "") if retention_days is None
                 else retention_days)
-            session.commit()
+            db.commit()
         limit = instance.max_upload_bytes or services.config.max_upload_bytes
         click.echo(f"name: {instance.name}")
         click.echo(f"max upload: {limit} bytes"
@@ -397,11 +397,11 @@ def purge_command() -> None:
     from desk.web.sessions import sweep_expired
 
     services = open_services(_config())
-    with services.writers() as session:
-        deleted, replies = purge_expired(session, services.store, services.signing_key)
-        uploads = purge_expired_uploads(session, services.store)
-        sessions = sweep_expired(session)
-        session.commit()
+    with services.writers() as db:
+        deleted, replies = purge_expired(db, services.store, services.signing_key)
+        uploads = purge_expired_uploads(db, services.store)
+        sessions = sweep_expired(db)
+        db.commit()
     click.echo(f"Purged {deleted} expired object(s), {replies} expired reply(ies), {uploads} "
                f"expired upload(s) and {sessions} expired session(s).")
 
@@ -420,8 +420,8 @@ def doctor_command(repair: bool) -> None:
     services = open_services(_config())
     store = services.store
     if not repair:
-        with services.sessions() as session:
-            found = examine(session, store) + database_problems(session)
+        with services.sessions() as db:
+            found = examine(db, store) + database_problems(db)
         for finding in found:
             click.echo(finding.line())
         if not found:
@@ -436,9 +436,9 @@ def doctor_command(repair: bool) -> None:
         click.echo(f"{len(found)} finding(s); `desk doctor --repair` removes {removable} of them.")
         sys.exit(1)
     # Hold the database alone throughout: no server may start writing while debris goes.
-    with sole_session(services.config.database_url) as session:
-        removed = remove_debris(examine(session, store) + database_problems(session))
-        left = examine(session, store) + database_problems(session)
+    with sole_session(services.config.database_url) as db:
+        removed = remove_debris(examine(db, store) + database_problems(db))
+        left = examine(db, store) + database_problems(db)
     for finding in removed:
         click.echo(f"removed\t{finding.kind}\t{finding.where}")
     for finding in left:

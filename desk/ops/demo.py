@@ -78,12 +78,12 @@ def setup_demo(directory: Path, env: Mapping[str, str]) -> Demo:
     password = password_file.read_text().strip()
     init_desk(config)
     services = open_services(config)
-    with services.sessions() as session:
-        journalist = session.scalar(select(Journalist).where(Journalist.username == DEMO_USER))
+    with services.sessions() as db:
+        journalist = db.scalar(select(Journalist).where(Journalist.username == DEMO_USER))
         if journalist is None:
-            journalist = add_journalist(session, services.gpg, DEMO_USER, public_key,
+            journalist = add_journalist(db, services.gpg, DEMO_USER, public_key,
                                         is_admin=True, password=password)
-            session.commit()
+            db.commit()
         secret = journalist.totp_secret or b""
     services.engine.dispose()
     return Demo(directory, config, home, fingerprint, password, secret)

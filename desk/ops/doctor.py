@@ -34,7 +34,7 @@ from crypto.names import (
     part_name,
 )
 from desk.errors import JournalistError
-from desk.records.models import CustodyRecord, Reply, Submission, Upload
+from desk.records.models import CustodyRecord, Item, Reply, Upload
 from desk.storage.store import Store, fsync_path
 
 # Kinds of finding, as the report names them.
@@ -75,15 +75,15 @@ class Finding:
         return f"{self.kind}\t{self.where}\t{self.detail} ({verdict})"
 
 
-def examine(session: Session, store: Store) -> list[Finding]:
+def examine(db: Session, store: Store) -> list[Finding]:
     """Everything in the store that a finished write does not leave, and every row whose files
     are gone. Reads only."""
     findings = [_debris(STAGING, path, "an object or reply was being written here when the "
                         "desk stopped; it was never acknowledged")
                 for path in _entries(store.staging_root)]
-    findings += _objects(session, store)
-    findings += _uploads(session, store)
-    findings += _replies(session, store)
+    findings += _objects(db, store)
+    findings += _uploads(db, store)
+    findings += _replies(db, store)
     # A removable directory takes its temp files with it; list only those elsewhere.
     covered = {Path(f.where) for f in findings if f.removable}
     findings += [_debris(TEMP_FILE, path, "a file that was being written when the desk "
@@ -93,19 +93,19 @@ def examine(session: Session, store: Store) -> list[Finding]:
     return findings
 
 
-def database_problems(session: Session) -> list[Finding]:
+def database_problems(db: Session) -> list[Finding]:
     """What SQLite's integrity_check and foreign_key_check report; nothing for another
     database."""
-    bind = session.get_bind()
+    bind = db.get_bind()
     if bind.dialect.name != "sqlite":
         return []
     where = str(bind.engine.url.database)
-    problems = [str(row) for row in session.scalars(text("PRAGMA integrity_check"))]
+    problems = [str(row) for row in db.scalars(text("PRAGMA integrity_check"))]
     findings = [Finding(DATABASE, where, f"integrity_check: {problem}", False)
                 for problem in problems if problem != "ok"]
     findings += [Finding(DATABASE, where, f"foreign_key_check: row {rowid} of {table} refers "
                          f"to a missing row of {parent}", False)
-                 for table, rowid, parent, _ in session.execute(text("PRAGMA foreign_key_check"))]
+                 for table, rowid, parent, _ in db.execute(text("PRAGMA foreign_key_check"))]
     return findings
 
 
@@ -145,12 +145,12 @@ def sole_session(database_url: str) -> Iterator[Session]:
         event.listen(engine, "connect", _exclusive_connect)
         event.listen(engine, "begin", _exclusive_begin)
     try:
-        with Session(engine) as session:
+        with Session(engine) as db:
             try:
-                session.execute(text("SELECT 1"))
+                db.execute(text("SELECT 1"))
             except OperationalError as exc:
                 raise JournalistError(IN_USE) from exc
-            yield session
+            yield db
     finally:
         engine.dispose()
 
@@ -195,11 +195,11 @@ def _ids(root: Path) -> list[str]:
             if path.is_dir() and OBJECT_ID_RE.match(path.name)]
 
 
-def _custody_events(session: Session, ids: Sequence[str]) -> dict[str, list[CustodyRecord]]:
+def _custody_events(db: Session, ids: Sequence[str]) -> dict[str, list[CustodyRecord]]:
     """The custody entries naming each of `ids`, in order."""
     events: dict[str, list[CustodyRecord]] = {oid: [] for oid in ids}
     if ids:
-        for record in session.scalars(select(CustodyRecord).where(
+        for record in db.scalars(select(CustodyRecord).where(
                 CustodyRecord.object_id.in_(list(ids))).order_by(CustodyRecord.seq)):
             if record.object_id is not None:
                 events[record.object_id].append(record)
@@ -216,15 +216,15 @@ def _recorded(records: list[CustodyRecord], what: str) -> str:
             "happen: run `desk custody verify`")
 
 
-def _objects(session: Session, store: Store) -> list[Finding]:
-    rows = set(session.scalars(select(Submission.id)))
+def _objects(db: Session, store: Store) -> list[Finding]:
+    rows = set(db.scalars(select(Item.id)))
     present = _ids(store.objects)
     orphans = [oid for oid in present if oid not in rows]
-    custody = _custody_events(session, orphans)
+    custody = _custody_events(db, orphans)
     # An upload published by renaming its own folder into objects/ (as desk/intake/tus.py did before
     # it published hard links) keeps its lock file there; if that publication never committed,
     # the folder holds parts the source was told had arrived, and their row has lost its folder.
-    homeless = {upload.part_count for upload in session.scalars(select(Upload))
+    homeless = {upload.part_count for upload in db.scalars(select(Upload))
                 if not (store.uploads / upload.id).is_dir()}
     findings = []
     for oid in orphans:
@@ -247,8 +247,8 @@ def _objects(session: Session, store: Store) -> list[Finding]:
     return findings
 
 
-def _uploads(session: Session, store: Store) -> list[Finding]:
-    rows = {upload.id: upload for upload in session.scalars(select(Upload))}
+def _uploads(db: Session, store: Store) -> list[Finding]:
+    rows = {upload.id: upload for upload in db.scalars(select(Upload))}
     present = _ids(store.uploads)
     findings = [_debris(UPLOAD_WITHOUT_ROW, store.uploads / uid,
                         "an upload folder whose row never committed, or whose row was already "
@@ -281,11 +281,11 @@ def _uploads(session: Session, store: Store) -> list[Finding]:
     return findings
 
 
-def _replies(session: Session, store: Store) -> list[Finding]:
-    rows = {reply.id: reply for reply in session.scalars(select(Reply))}
+def _replies(db: Session, store: Store) -> list[Finding]:
+    rows = {reply.id: reply for reply in db.scalars(select(Reply))}
     present = _ids(store.replies)
     orphans = [rid for rid in present if rid not in rows]
-    custody = _custody_events(session, orphans)
+    custody = _custody_events(db, orphans)
     findings = []
     for rid in orphans:
         path = store.replies / rid

@@ -36,8 +36,8 @@ from crypto.names import (
 from desk.errors import JournalistError, NotAcceptingSubmissions
 from desk.records.custody import append_entry, custody_records
 from desk.records.instance import load_instance
-from desk.records.models import Journalist, Reply, Source, Submission
-from desk.records.submissions import set_seen
+from desk.records.items import set_seen
+from desk.records.models import Item, Journalist, Reply, Source
 from desk.services import Services
 
 
@@ -51,20 +51,20 @@ class Export:
     count: int
 
 
-def select_submissions(session: Session, *, ids: Sequence[str] | None = None,
-                       unseen: bool = False, source: Source | None = None) -> list[Submission]:
+def select_items(db: Session, *, ids: Sequence[str] | None = None,
+                       unseen: bool = False, source: Source | None = None) -> list[Item]:
     """The objects an export covers, oldest first."""
-    query = select(Submission).order_by(Submission.received_on, Submission.id)
+    query = select(Item).order_by(Item.received_on, Item.id)
     if ids is not None:
-        query = query.where(Submission.id.in_(ids))
+        query = query.where(Item.id.in_(ids))
     if unseen:
-        query = query.where(Submission.seen.is_(False))
+        query = query.where(Item.seen.is_(False))
     if source is not None:
-        query = query.where(Submission.source_id == source.id)
-    return list(session.scalars(query))
+        query = query.where(Item.source_id == source.id)
+    return list(db.scalars(query))
 
 
-def export_bundle(services: Services, session: Session, submissions: Sequence[Submission],
+def export_bundle(services: Services, db: Session, submissions: Sequence[Item],
                   actor: str, event: str = "export") -> Export:
     """Record the export in custody, mark the objects seen, and prepare the bundle's stream.
 
@@ -80,25 +80,25 @@ def export_bundle(services: Services, session: Session, submissions: Sequence[Su
     if not recipients:
         raise NotAcceptingSubmissions()
     source_ids = {s.source_id for s in submissions}
-    replies = list(session.scalars(select(Reply).where(Reply.source_id.in_(source_ids))
+    replies = list(db.scalars(select(Reply).where(Reply.source_id.in_(source_ids))
                                    .order_by(Reply.source_id, Reply.number)))
     for submission in submissions:
-        append_entry(session, services.signing_key, event, submission.id,
+        append_entry(db, services.signing_key, event, submission.id,
                      submission.ciphertext_sha256, actor)
     for reply in replies:
-        append_entry(session, services.signing_key, event, reply.id, reply.ciphertext_sha256,
+        append_entry(db, services.signing_key, event, reply.id, reply.ciphertext_sha256,
                      actor)
-    set_seen(session, [s.id for s in submissions])
-    session.commit()
+    set_seen(db, [s.id for s in submissions])
+    db.commit()
 
     today = datetime.now(UTC).date()
-    sources = {source.id: source for source in session.scalars(
+    sources = {source.id: source for source in db.scalars(
         select(Source).where(Source.id.in_(source_ids)))}
-    usernames = {fingerprint: name for fingerprint, name in session.execute(
+    usernames = {fingerprint: name for fingerprint, name in db.execute(
         select(Journalist.fingerprint, Journalist.username))}
     manifest = manifest_json(
         {"exported_on": today.isoformat(), "exported_by": actor,
-         "instance": load_instance(session).name},
+         "instance": load_instance(db).name},
         [ManifestObject(s.id, sources[s.source_id].designation, s.kind,
                         s.received_on.isoformat(), s.ciphertext_sha256) for s in submissions],
         [ManifestReply(r.id, sources[r.source_id].designation, r.number,
@@ -109,7 +109,7 @@ def export_bundle(services: Services, session: Session, submissions: Sequence[Su
         [ManifestRecipient(usernames.get(fpr, fpr), fpr,
                            services.gpg.export_public_key(fpr).decode("ascii"))
          for fpr in recipients])
-    custody = "".join(record.entry().to_json() + "\n" for record in custody_records(session))
+    custody = "".join(record.entry().to_json() + "\n" for record in custody_records(db))
     gpg = services.gpg
     members = [
         Member(VERSION_NAME, len(version_line()), data=version_line()),

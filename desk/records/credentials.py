@@ -101,7 +101,7 @@ def _stand_in_hash(params: KdfParams) -> str:
     return hash_password(secrets.token_urlsafe(24), params)
 
 
-def authenticate(session: Session, username: str, password: str, code: str,
+def authenticate(db: Session, username: str, password: str, code: str,
                  kdf: KdfParams = PRODUCTION_KDF, now: datetime | None = None) -> Journalist:
     """The journalist these credentials belong to; raise LoginFailed otherwise.
 
@@ -109,7 +109,7 @@ def authenticate(session: Session, username: str, password: str, code: str,
     over) and the used TOTP step on success. Commits.
     """
     now = now or datetime.now(UTC)
-    journalist = session.scalar(select(Journalist).where(Journalist.username == username[:64]))
+    journalist = db.scalar(select(Journalist).where(Journalist.username == username[:64]))
     if journalist is None or journalist.password_hash is None or journalist.totp_secret is None:
         password_matches(password, _stand_in_hash(kdf))
         raise LoginFailed()
@@ -121,9 +121,9 @@ def authenticate(session: Session, username: str, password: str, code: str,
     step = accepted_step(journalist.totp_secret, code, journalist.totp_last_step, now)
     if throttled or not password_ok or step is None:
         journalist.failed_logins += 1
-        session.commit()
+        db.commit()
         raise LoginFailed()
     journalist.totp_last_step, journalist.failed_logins = step, 0
     journalist.failures_since = None
-    session.commit()
+    db.commit()
     return journalist

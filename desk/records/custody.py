@@ -20,7 +20,7 @@ from crypto.custody import (
 )
 from crypto.errors import CustodyBroken
 from crypto.names import REPLY_COPY_NAME
-from desk.records.models import CustodyRecord, Reply, Submission
+from desk.records.models import CustodyRecord, Item, Reply
 from desk.storage.store import Store
 
 
@@ -31,29 +31,29 @@ def reply_digest(store: Store, reply_id: str) -> str:
     return ciphertext_digest({REPLY_COPY_NAME: file_sha256(path)})
 
 
-def append_entry(session: Session, key: SigningKey, event: str, object_id: str | None = None,
+def append_entry(db: Session, key: SigningKey, event: str, object_id: str | None = None,
                  ciphertext_sha256: str | None = None, actor: str | None = None
                  ) -> CustodyRecord:
     """Add the next signed entry in `session`'s transaction (a writer session)."""
-    last = session.scalar(select(CustodyRecord).order_by(CustodyRecord.seq.desc()).limit(1))
+    last = db.scalar(select(CustodyRecord).order_by(CustodyRecord.seq.desc()).limit(1))
     entry = make_entry(key, None if last is None else last.entry(), datetime.now(UTC).date(),
                        event, object_id, ciphertext_sha256, actor)
     record = CustodyRecord.from_entry(entry)
-    session.add(record)
-    session.flush()
+    db.add(record)
+    db.flush()
     return record
 
 
-def custody_records(session: Session) -> Iterator[CustodyRecord]:
+def custody_records(db: Session) -> Iterator[CustodyRecord]:
     """Every entry in order, streamed."""
-    yield from session.scalars(select(CustodyRecord).order_by(CustodyRecord.seq)
+    yield from db.scalars(select(CustodyRecord).order_by(CustodyRecord.seq)
                                .execution_options(yield_per=1000))
 
 
-def _stored_entries(session: Session) -> Iterator[CustodyEntry]:
+def _stored_entries(db: Session) -> Iterator[CustodyEntry]:
     """Every stored entry in order, read as text: a row someone edited into something that is
     not even a date must be named as a bad entry, not crash the check."""
-    rows = session.execute(text(
+    rows = db.execute(text(
         'SELECT seq, CAST("on" AS TEXT), event, object_id, ciphertext_sha256, actor, '
         "prev_hash, entry_hash, signature FROM custody_entries ORDER BY seq"))
     for seq, on, *rest in rows:
@@ -72,17 +72,17 @@ class CustodyReport:
     replies_checked: int = 0
 
 
-def verify_desk(session: Session, store: Store, public_hex: str) -> CustodyReport:
+def verify_desk(db: Session, store: Store, public_hex: str) -> CustodyReport:
     """Check every signature and link, then every stored object against its ingest entry and
     every stored reply against its reply entry.
 
     Raises CustodyBroken naming the first bad entry, object or reply.
     """
-    chain = verify_chain(_stored_entries(session), public_hex)
+    chain = verify_chain(_stored_entries(db), public_hex)
     received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
     deleted = {e.object_id for e in chain if e.event == "delete"}
-    replies_checked = _verify_replies(session, store, chain, deleted)
-    rows = {s.id: s for s in session.scalars(select(Submission))}
+    replies_checked = _verify_replies(db, store, chain, deleted)
+    rows = {s.id: s for s in db.scalars(select(Item))}
     vanished = sorted(oid for oid in set(received) - deleted - set(rows) if oid is not None)
     if vanished:
         raise CustodyBroken("was received but is gone without a delete entry",
@@ -105,10 +105,10 @@ def verify_desk(session: Session, store: Store, public_hex: str) -> CustodyRepor
                          replies_checked=replies_checked)
 
 
-def _verify_replies(session: Session, store: Store, chain: list[CustodyEntry],
+def _verify_replies(db: Session, store: Store, chain: list[CustodyEntry],
                     deleted: set[str | None]) -> int:
     sent = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "reply"}
-    rows = {r.id: r for r in session.scalars(select(Reply))}
+    rows = {r.id: r for r in db.scalars(select(Reply))}
     vanished = sorted(oid for oid in set(sent) - deleted - set(rows) if oid is not None)
     if vanished:
         raise CustodyBroken("was sent but is gone without a delete entry",

@@ -28,11 +28,11 @@ def random_designation() -> str:
     return f"{secrets.choice(_words('adjectives'))} {secrets.choice(_words('nouns'))}"
 
 
-def new_designation(session: Session) -> str:
+def new_designation(db: Session) -> str:
     """A designation no source of this desk has yet."""
     for _ in range(ATTEMPTS):
         candidate = random_designation()
-        if session.scalar(select(Source.id).where(Source.designation == candidate)) is None:
+        if db.scalar(select(Source.id).where(Source.designation == candidate)) is None:
             return candidate
     # 360,000 pairs make this unreachable in practice; a number keeps it unique regardless.
     return f"{random_designation()} {secrets.randbelow(10**6)}"

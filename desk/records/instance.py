@@ -39,18 +39,18 @@ def init_desk(config: Config) -> bool:
     engine = make_engine(config.database_url)
     try:
         migrations.upgrade(engine)
-        with make_sessionmaker(engine)() as session, session.begin():
-            if session.get(Instance, 1) is None:
-                session.add(Instance(id=1, lookup_salt=new_salt(), reply_salt=new_salt(),
+        with make_sessionmaker(engine)() as db, db.begin():
+            if db.get(Instance, 1) is None:
+                db.add(Instance(id=1, lookup_salt=new_salt(), reply_salt=new_salt(),
                                      created_on=datetime.now(UTC).date()))
     finally:
         engine.dispose()
     return new
 
 
-def load_instance(session: Session) -> Instance:
+def load_instance(db: Session) -> Instance:
     """This desk's Instance row."""
-    instance = session.scalar(select(Instance).where(Instance.id == 1))
+    instance = db.scalar(select(Instance).where(Instance.id == 1))
     if instance is None:
         raise NotInitialised("the database has no instance row: run `desk init`")
     return instance
@@ -76,14 +76,14 @@ MIN_UPLOAD_BYTES = 1024 * 1024
 MAX_RETENTION_DAYS = 3650
 
 
-def update_settings(session: Session, name: str, max_upload: str, retention_days: str
+def update_settings(db: Session, name: str, max_upload: str, retention_days: str
                     ) -> Instance:
     """Check and store the admin-editable settings; raise JournalistError naming a bad one.
 
     An empty `max_upload` means DESK_MAX_UPLOAD_BYTES applies; an empty `retention_days`
     keeps submissions until a journalist deletes them. Not committed.
     """
-    instance = load_instance(session)
+    instance = load_instance(db)
     name = " ".join(name.split())
     if not 1 <= len(name) <= 100:
         raise JournalistError("the desk's name must be 1 to 100 characters")

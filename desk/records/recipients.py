@@ -35,12 +35,12 @@ class KeyStatus:
         return not self.problems
 
 
-def key_statuses(session: Session, gpg: GnuPG, now: datetime | None = None) -> list[KeyStatus]:
+def key_statuses(db: Session, gpg: GnuPG, now: datetime | None = None) -> list[KeyStatus]:
     """The status of every journalist's pinned key at `now`."""
     now = now or datetime.now(UTC)
     keys = {key.fingerprint: key for key in gpg.list_keys()}
     statuses = []
-    for journalist in session.scalars(select(Journalist).order_by(Journalist.username)):
+    for journalist in db.scalars(select(Journalist).order_by(Journalist.username)):
         key = keys.get(journalist.fingerprint)
         problems = ("the key is missing from the desk's keyring",) if key is None \
             else tuple(key_problems(key, now))
@@ -67,8 +67,8 @@ class Recipients:
         """Fingerprints of every pinned key that passes policy now; empty means refuse uploads."""
         with self._lock:
             if time.monotonic() - self._read_at > CACHE_SECONDS:
-                with self._sessions() as session:
-                    self._statuses = key_statuses(session, self._gpg)
+                with self._sessions() as db:
+                    self._statuses = key_statuses(db, self._gpg)
                 self._read_at = time.monotonic()
             statuses = self._statuses
         now = datetime.now(UTC)

@@ -31,8 +31,8 @@ from crypto.bundle import (
 from crypto.custody import CustodyEntry, ciphertext_digest, object_files
 from crypto.errors import CustodyBroken, DecryptionFailed, FormatError
 from crypto.gpg import GnuPG
+from crypto.items import ItemRecord
 from crypto.names import METADATA_NAME, OBJECTS_DIR, REPLIES_DIR, REPLY_COPY_NAME
-from crypto.objects import ObjectRecord
 from crypto.replyfile import ReplyCopy
 from desk.review.errors import ReviewError
 from desk.review.index import (
@@ -146,10 +146,10 @@ def _decrypt(gpg: GnuPG, data: bytes, what: str) -> bytes:
                           "this bundle as evidence") from exc
 
 
-def _record(gpg: GnuPG, folder: Path) -> ObjectRecord:
+def _record(gpg: GnuPG, folder: Path) -> ItemRecord:
     data = _decrypt(gpg, (folder / METADATA_NAME).read_bytes(), "metadata record")
     try:
-        record = ObjectRecord.from_json(data)
+        record = ItemRecord.from_json(data)
     except FormatError as exc:
         raise ReviewError(f"bundle refused: object {folder.name}: {exc}",
                           "nothing was imported") from exc
@@ -246,7 +246,7 @@ def _store_reply_material(session: Session, workspace: Workspace, staging: Path,
                                   public_key=recipient.public_key, as_of_entry=entries))
 
 
-def _item(record: ObjectRecord, source: str, desk_key: str, received_on: str,
+def _item(record: ItemRecord, source: str, desk_key: str, received_on: str,
           ciphertext_sha256: str) -> Item:
     item = Item(
         id=record.object_id, desk_key=desk_key, source=source, kind=record.kind,

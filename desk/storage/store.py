@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto.items import Kind
 from crypto.names import (
     HIDDEN_PREFIX,
     OBJECT_ID_RE,
@@ -30,7 +31,6 @@ from crypto.names import (
     TEMP_PREFIX,
     UPLOADS_DIR,
 )
-from crypto.objects import Kind
 from desk.errors import NoSpace
 
 # Room kept free beyond an upload's own size (its ciphertext is a little larger, and the
@@ -88,7 +88,7 @@ class Staging:
 
 
 @dataclass
-class StagedObject:
+class StagedItem:
     """An object fully encrypted into a staging directory, not yet published."""
 
     object_id: str

@@ -103,24 +103,24 @@ class CrashPoint:
 
 
 CRASH_POINTS = {
-    "form-part-encrypted": CrashPoint("desk.intake.ingest:ObjectWriter.write_part", "form",
+    "form-part-encrypted": CrashPoint("desk.intake.ingest:ItemWriter.write_part", "form",
                                       {"staging": 1}),
-    "form-record-encrypted": CrashPoint("desk.intake.ingest:ObjectWriter.finish", "form",
+    "form-record-encrypted": CrashPoint("desk.intake.ingest:ItemWriter.finish", "form",
                                         {"staging": 1}),
     "form-published": CrashPoint("desk.storage.store:Store.publish", "form",
                                  {"object-without-row": 1}),
-    "form-committed": CrashPoint("desk.records.submissions:record_submission", "form", {},
+    "form-committed": CrashPoint("desk.records.items:record_items", "form", {},
                                  listed=True),
     "tus-created": CrashPoint("desk.intake.tus:create_upload", "tus-create",
                               {"upload-without-row": 1}),
-    "tus-part-encrypted": CrashPoint("desk.intake.ingest:ObjectWriter.write_part", "tus",
+    "tus-part-encrypted": CrashPoint("desk.intake.ingest:ItemWriter.write_part", "tus",
                                      {"unrecorded-part": 1}),
-    "tus-record-encrypted": CrashPoint("desk.intake.ingest:ObjectWriter.finish", "tus",
+    "tus-record-encrypted": CrashPoint("desk.intake.ingest:ItemWriter.finish", "tus",
                                        {"unrecorded-part": 1, "unrecorded-metadata": 1}),
     "tus-published": CrashPoint("desk.storage.store:Store.publish", "tus",
                                 {"object-without-row": 1, "unrecorded-part": 1,
                                  "unrecorded-metadata": 1}),
-    "tus-committed": CrashPoint("desk.records.submissions:record_submission", "tus",
+    "tus-committed": CrashPoint("desk.records.items:record_items", "tus",
                                 {"upload-without-row": 1}, listed=True),
 }
 

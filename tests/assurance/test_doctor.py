@@ -17,13 +17,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from crypto.items import new_object_id
 from crypto.names import LOCK_NAME, part_name
-from crypto.objects import new_object_id
 from desk.ops.doctor import Finding, database_problems, examine, repair, sole_session
 from desk.outbound.replies import ReplyTarget, write_web_reply
 from desk.records.custody import verify_desk
-from desk.records.models import Reply, Source, Submission, Upload
-from desk.records.submissions import delete_submissions
+from desk.records.items import delete_items
+from desk.records.models import Item, Reply, Source, Upload
 from desk.services import Services
 from tests.harness.desks import files_under, run_desk
 from tests.harness.web import SourceBrowser
@@ -91,7 +91,7 @@ class Desk:
         self.upload_id = location.rsplit("/", 1)[-1]
         with desk.sessions() as session:
             row = session.scalars(select(Source)).one()
-            self.object_ids = sorted(session.scalars(select(Submission.id)))
+            self.object_ids = sorted(session.scalars(select(Item.id)))
         self.reply_id = write_web_reply(desk, ReplyTarget.of(row), "a question", "alice").id
         desk.engine.dispose()
 
@@ -212,7 +212,7 @@ def test_rows_whose_files_are_gone_are_reported_and_never_repaired(full: Desk) -
     assert removed == []
     assert left == found
     with full.services.sessions() as session:  # not a row went
-        assert sorted(session.scalars(select(Submission.id))) == full.object_ids
+        assert sorted(session.scalars(select(Item.id))) == full.object_ids
         assert list(session.scalars(select(Upload.id))) == [full.upload_id]
         assert list(session.scalars(select(Reply.id))) == [full.reply_id]
     full.services.engine.dispose()
@@ -228,9 +228,9 @@ def test_files_of_a_deletion_custody_recorded_are_left_to_a_person(
     # A crash between committing the deletion and removing the files.
     monkeypatch.setattr(type(services.store), "remove", lambda self, object_id: None)
     with services.writers() as session:
-        doomed = session.get(Submission, full.object_ids[0])
+        doomed = session.get(Item, full.object_ids[0])
         assert doomed is not None
-        delete_submissions(session, services.store, services.signing_key, [doomed], "alice")
+        delete_items(session, services.store, services.signing_key, [doomed], "alice")
     folder = services.store.objects / full.object_ids[0]
     assert folder.is_dir()
 

@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import func, select
 from tusclient.client import TusClient
 
-from desk.records.models import Reply, Source, Submission
+from desk.records.models import Item, Reply, Source
 from desk.services import Services
 from tests.harness.console import ok, review
 from tests.harness.data import KiB, MiB, marked_data
@@ -179,8 +179,8 @@ def test_nothing_readable_reaches_the_servers_disks_or_logs(
     assert sent.status_code == 200
 
     with accounts.sessions() as session:
-        counts = dict(session.execute(select(Submission.source_id, func.count())
-                                      .group_by(Submission.source_id)).all())
+        counts = dict(session.execute(select(Item.source_id, func.count())
+                                      .group_by(Item.source_id)).all())
         sources = {s.id: s.designation for s in session.scalars(select(Source))}
     source_id = next(sid for sid, count in counts.items() if count == 5)
     other_id = next(sid for sid in sources if sid != source_id)
@@ -239,8 +239,8 @@ def test_nothing_readable_reaches_the_servers_disks_or_logs(
         # 9. The journalist deletes one item (the three-part upload) and the second source,
         #    then exports on the web.
         with accounts.sessions() as session:
-            item = session.scalars(select(Submission.id).where(
-                Submission.source_id == source_id, Submission.part_count == 3)).one()
+            item = session.scalars(select(Item.id).where(
+                Item.source_id == source_id, Item.part_count == 3)).one()
         removed = post_journalist_form(alice, newsroom.url, page, f"{page}/items", {
             "action": "delete", "confirm": "yes", "item": item})
         assert removed.status_code == 302

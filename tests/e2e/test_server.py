@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from desk.records.models import Submission
+from desk.records.models import Item
 from desk.services import Services
 from tests.harness.data import KiB, MiB, marked_data, new_markers
 from tests.harness.desks import files_under, find_markers, read_objects
@@ -98,7 +98,7 @@ def markers_in_open_files(files: list[OpenFile], markers: list[bytes]
 def submission_count(desk: Services) -> int:
     """How many Submission rows the desk's database holds."""
     with desk.sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(Submission)) or 0)
+        return int(session.scalar(select(func.count()).select_from(Item)) or 0)
 
 
 def object_dirs(desk: Services) -> list[Path]:

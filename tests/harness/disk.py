@@ -24,7 +24,7 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from desk.intake.tus import LOCK_NAME
-from desk.records.models import CustodyRecord, Submission, Upload
+from desk.records.models import CustodyRecord, Item, Upload
 from desk.services import Services
 from desk.storage.store import TEMP_PREFIX, Store
 from tests.harness.data import KiB, MiB
@@ -138,7 +138,7 @@ def listed(desk: Services) -> Listed:
     """What `desk` lists right now."""
     with desk.sessions() as session:
         return Listed(
-            submissions=sorted(session.scalars(select(Submission.id))),
+            submissions=sorted(session.scalars(select(Item.id))),
             objects=sorted(p.name for p in (desk.config.store_dir / "objects").iterdir()),
             custody=list(session.scalars(select(CustodyRecord.entry_hash)
                                          .order_by(CustodyRecord.seq))),

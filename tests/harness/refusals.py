@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from desk.app import create_app
-from desk.records.models import CustodyRecord, Journalist, Reply, Source, Submission, Upload
+from desk.records.models import CustodyRecord, Item, Journalist, Reply, Source, Upload
 from desk.services import Services
 from tests.harness import http
 from tests.harness.data import MiB
@@ -96,7 +96,7 @@ def stored(desk: Services) -> Stored:
         last = db.scalar(select(CustodyRecord).order_by(CustodyRecord.seq.desc()).limit(1))
         return Stored(
             sources=frozenset(db.scalars(select(Source.id))),
-            submissions=frozenset(db.scalars(select(Submission.id))),
+            submissions=frozenset(db.scalars(select(Item.id))),
             uploads=frozenset((u.id, u.offset, u.part_count)
                               for u in db.scalars(select(Upload))),
             replies=frozenset(db.scalars(select(Reply.id))),
@@ -214,7 +214,7 @@ def make_target(root: Path, journalist: Keypair) -> Target:
     assert 302 in (journalist_log_in(client, desk, "alice").status_code for _ in range(2))
     with desk.sessions() as db:
         source_id = db.scalars(select(Source.id)).one()
-        item_id = db.scalars(select(Submission.id)).one()
+        item_id = db.scalars(select(Item.id)).one()
     token = source.form_token()
     created = source.client.post("/uploads/", headers={
         **TUS, "X-CSRFToken": token, "Upload-Length": "10"})

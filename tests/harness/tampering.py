@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from crypto.custody import SigningKey, entry_body
 from desk.app import create_app
-from desk.records.models import Submission
+from desk.records.models import Item
 from tests.harness.console import ok, review
 from tests.harness.desks import add_account, desk_config, files_under, new_desk, run_desk
 from tests.harness.gpg import Keypair
@@ -100,7 +100,7 @@ def make_evidence(root: Path, journalist: Keypair) -> Evidence:
         TusTestSource(browser).upload([marked_chunk(60_000) for _ in range(3)],
                                       metadata("tracks.mp4"))
         with services.sessions() as session:
-            rows = {(s.kind, s.part_count): s.id for s in session.scalars(select(Submission))}
+            rows = {(s.kind, s.part_count): s.id for s in session.scalars(select(Item))}
     finally:
         services.engine.dispose()
     assert set(rows) == {("message", 1), ("file", 1), ("file", 3)}

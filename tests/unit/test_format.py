@@ -10,20 +10,20 @@ from typing import Any
 import pytest
 
 from crypto.errors import FormatError
+from crypto.items import ItemRecord
 from crypto.names import part_name
-from crypto.objects import ObjectRecord
 from tests.harness.paths import VECTORS
 
 
 @pytest.mark.parametrize("vector", sorted(VECTORS.glob("object-v1*.json")), ids=lambda p: p.name)
 def test_vectors_parse_and_serialise_byte_for_byte(vector: Path) -> None:
     data = vector.read_bytes()
-    record = ObjectRecord.from_json(data)
+    record = ItemRecord.from_json(data)
     assert record.to_json() + b"\n" == data
 
 
 def test_vector_with_undecodable_name_keeps_exact_bytes() -> None:
-    record = ObjectRecord.from_json((VECTORS / "object-v1-nonutf8-multipart.json").read_bytes())
+    record = ItemRecord.from_json((VECTORS / "object-v1-nonutf8-multipart.json").read_bytes())
     assert record.filename == b"\xff\xfe-clip.mov"
     assert record.size == 6
     assert record.sha256 is None
@@ -62,13 +62,13 @@ def _valid() -> dict[str, Any]:
 def test_records_breaking_a_rule_are_rejected(change: dict[str, Any], complaint: str) -> None:
     record = {**_valid(), **change}
     with pytest.raises(FormatError, match=complaint):
-        ObjectRecord.from_json(json.dumps(record).encode())
+        ItemRecord.from_json(json.dumps(record).encode())
 
 
 @pytest.mark.parametrize("data", [b"\xff\xfe", b"[]", b"{", b'{"format": "desk-object"}'])
 def test_garbage_is_rejected(data: bytes) -> None:
     with pytest.raises(FormatError):
-        ObjectRecord.from_json(data)
+        ItemRecord.from_json(data)
 
 
 @pytest.mark.parametrize(("edit", "complaint"), [
@@ -84,14 +84,14 @@ def test_garbage_is_rejected(data: bytes) -> None:
 def test_json_outside_the_profile_is_rejected(edit: Callable[[str], str], complaint: str) -> None:
     text = (VECTORS / "object-v1.json").read_text("utf-8")
     with pytest.raises(FormatError, match=complaint):
-        ObjectRecord.from_json(edit(text).encode("utf-8"))
+        ItemRecord.from_json(edit(text).encode("utf-8"))
 
 
 def test_missing_field_is_rejected() -> None:
     record = _valid()
     del record["parts"]
     with pytest.raises(FormatError, match="missing"):
-        ObjectRecord.from_json(json.dumps(record).encode())
+        ItemRecord.from_json(json.dumps(record).encode())
 
 
 def test_part_names_are_zero_padded_and_bounded() -> None:

@@ -165,7 +165,7 @@ def test_a_planted_cycle_and_a_planted_layer_violation_are_found() -> None:
 @pytest.mark.parametrize(("importer", "imported", "allowed"), [
     ("desk.web.source.views", "desk.intake.ingest", True),
     ("desk.intake.ingest", "desk.web.context", False),
-    ("desk.records.submissions", "desk.outbound.replies", False),
+    ("desk.records.items", "desk.outbound.replies", False),
     ("desk.intake.tus", "desk.outbound.export", False),
     ("desk.review.importer", "crypto.bundle", True),
     ("desk.review.report", "desk.paths", True),
@@ -179,7 +179,7 @@ def test_layer_rules(importer: str, imported: str, allowed: bool) -> None:
 
 def test_crypto_imports_neither_flask_nor_desk() -> None:
     code = ("import sys, crypto.bundle, crypto.codename, crypto.custody, crypto.errors, "
-            "crypto.gpg, crypto.keys, crypto.names, crypto.objects, crypto.reply, "
+            "crypto.gpg, crypto.keys, crypto.names, crypto.items, crypto.reply, "
             "crypto.sealing;"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('flask', 'desk', 'werkzeug', 'sqlalchemy'));"

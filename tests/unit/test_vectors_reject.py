@@ -31,7 +31,7 @@ from crypto.bundle import read_bundle, verify_bundle
 from crypto.custody import log_entries, verify_chain
 from crypto.errors import CustodyBroken, DecryptionFailed, FormatError
 from crypto.gpg import GnuPG
-from crypto.objects import ObjectRecord
+from crypto.items import ItemRecord
 from crypto.reply import key_from_seed, key_id, open_reply, read_header, reply_text
 from crypto.replyfile import ReplyCopy, ReplyFile
 from tests.harness.paths import REPO as ROOT
@@ -151,7 +151,7 @@ def _run(step: str, check: Any, *args: Any) -> Any:
 
 
 def _record(vector: dict[str, Any], _gpg: GnuPG, _desk: GnuPG) -> None:
-    _run("record", ObjectRecord.from_json, base64.b64decode(vector["record_b64"]))
+    _run("record", ItemRecord.from_json, base64.b64decode(vector["record_b64"]))
 
 
 def _custody(vector: dict[str, Any], _gpg: GnuPG, _desk: GnuPG) -> None:
@@ -254,7 +254,7 @@ def test_the_accept_bundle_holds_what_it_says(console: GnuPG) -> None:
                                     console.decrypt_bytes(bundle.custody))
     object_id = vector["object_id"]
     part = console.decrypt_bytes(files[f"objects/{object_id}/part-000000.gpg"])
-    record = ObjectRecord.from_json(console.decrypt_bytes(files[f"objects/{object_id}/meta.gpg"]))
+    record = ItemRecord.from_json(console.decrypt_bytes(files[f"objects/{object_id}/meta.gpg"]))
     assert part == base64.b64decode(vector["object_plaintext_b64"])
     assert record.object_id == object_id
     assert record.parts[0].sha256 == record.sha256

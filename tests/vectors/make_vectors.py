@@ -66,7 +66,7 @@ from crypto.custody import (  # noqa: E402
     make_entry,
 )
 from crypto.gpg import GnuPG  # noqa: E402
-from crypto.objects import ObjectRecord, PartRecord  # noqa: E402
+from crypto.items import ItemRecord, PartRecord  # noqa: E402
 from crypto.reply import SUITE, key_from_seed, load_public_key, seal_reply  # noqa: E402
 from crypto.replyfile import ReplyCopy, ReplyFile, signed_payload  # noqa: E402
 
@@ -474,7 +474,7 @@ class BundleMaker:
         self.keyring, self.reply = keyring, reply
         self.key = desk_key()
         self.reply_id = reply.box[10:26].hex()
-        record = ObjectRecord(OBJECT_ID, "message", datetime(2026, 11, 27, 6, 40, 12, 123456,
+        record = ItemRecord(OBJECT_ID, "message", datetime(2026, 11, 27, 6, 40, 12, 123456,
                                                              tzinfo=UTC),
                               (PartRecord("part-000000.gpg", len(MESSAGE),
                                           hashlib.sha256(MESSAGE).hexdigest()),),

@@ -29,7 +29,7 @@ from crypto.custody import CustodyEntry, ciphertext_digest, object_files
 from crypto.errors import CustodyBroken, FormatError
 from desk.outbound.replies import ReplyTarget, write_web_reply
 from desk.records.custody import custody_records
-from desk.records.models import Reply, Source, Submission
+from desk.records.models import Item, Reply, Source
 from desk.services import Services
 from tests.harness.desks import files_under, run_desk
 from tests.harness.forms import csrf_token
@@ -70,7 +70,7 @@ def _objects_by_source(services: Services) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     with services.sessions() as session:
         for oid, designation in session.execute(
-                select(Submission.id, Source.designation).join(Source)):
+                select(Item.id, Source.designation).join(Source)):
             found.setdefault(designation, set()).add(oid)
     return found
 
@@ -80,8 +80,8 @@ def _only_source(services: Services) -> tuple[str, str, set[str]]:
     with services.sessions() as session:
         sources = list(session.scalars(select(Source)))
         assert len(sources) == 1
-        ids = set(session.scalars(select(Submission.id)
-                                  .where(Submission.source_id == sources[0].id)))
+        ids = set(session.scalars(select(Item.id)
+                                  .where(Item.source_id == sources[0].id)))
     return sources[0].id, sources[0].designation, ids
 
 
@@ -93,7 +93,7 @@ def _entries(services: Services) -> list[CustodyEntry]:
 def _seen(services: Services) -> dict[str, bool]:
     with services.sessions() as session:
         return {oid: seen for oid, seen in session.execute(
-            select(Submission.id, Submission.seen))}
+            select(Item.id, Item.seen))}
 
 
 def _token(client: FlaskClient) -> str:
@@ -520,7 +520,7 @@ def test_purge_deletes_only_expired_objects_and_records_it(
     assert source.send("old news", ()).status_code == 200
     _, _, (old,) = _only_source(accounts)
     with accounts.sessions() as session:
-        session.execute(update(Submission).where(Submission.id == old).values(
+        session.execute(update(Item).where(Item.id == old).values(
             received_on=datetime.now(UTC).date() - timedelta(days=3)))
         session.commit()
     assert source.send("fresh news", ()).status_code == 200

@@ -18,7 +18,7 @@ from desk.app import create_app
 from desk.config import Config, load_config
 from desk.errors import JournalistError
 from desk.records.accounts import add_journalist
-from desk.records.models import Journalist, Source, Submission
+from desk.records.models import Item, Journalist, Source
 from desk.services import Services, open_services
 from tests.harness.desks import files_under, run_desk
 from tests.harness.forms import FormBody
@@ -370,7 +370,7 @@ def assert_not_accepting(client: FlaskClient, token: str) -> None:
 def stored_rows(services: Services) -> tuple[int, int]:
     """How many Submission and Source rows the desk holds."""
     with services.sessions() as session:
-        return (len(session.scalars(select(Submission)).all()),
+        return (len(session.scalars(select(Item)).all()),
                 len(session.scalars(select(Source)).all()))
 
 

@@ -42,7 +42,7 @@ from desk.app import create_app
 from desk.outbound.replies import ReplyTarget, write_web_reply
 from desk.records.designations import random_designation
 from desk.records.instance import load_instance
-from desk.records.models import Reply, Source, SourceSession, Submission
+from desk.records.models import Item, Reply, Source, SourceSession
 from desk.services import Services, open_services
 from desk.web.sessions import IDLE_TIMEOUT, REFRESH_AFTER
 from desk.web.source import login as auth
@@ -738,7 +738,7 @@ def test_source_who_logged_in_with_codename_can_submit(
     assert "Your message was received" in sent.text
     row = only_source(desk)
     with desk.sessions() as db:
-        submissions = db.scalars(select(Submission)).all()
+        submissions = db.scalars(select(Item)).all()
     assert [(s.source_id, s.kind) for s in submissions] == [(row.id, "message")]
 
 

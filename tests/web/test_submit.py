@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from desk.records.models import Source, Submission
+from desk.records.models import Item, Source
 from desk.services import Services
 from tests.harness.desks import files_under, find_markers, read_objects
 from tests.harness.forms import FormBody, csrf_token
@@ -45,7 +45,7 @@ def test_message_and_two_files_decrypt_with_stock_gpg(
 def test_rows_hold_dates_and_sizes_only(desk: Services, source: SourceBrowser) -> None:
     source.send("hello", (("a.mp4", b"x" * 1000),))
     with desk.sessions() as session:
-        rows = session.scalars(select(Submission)).all()
+        rows = session.scalars(select(Item)).all()
         assert sorted(r.kind for r in rows) == ["file", "message"]
         for row in rows:
             assert row.part_count == 1
@@ -120,7 +120,7 @@ def test_empty_submission_is_refused_and_nothing_stored(
     assert "write a message or choose at least one file" in page.text
     assert files_under(desk.config.store_dir) == []
     with desk.sessions() as session:
-        assert session.scalars(select(Submission)).all() == []
+        assert session.scalars(select(Item)).all() == []
 
 
 def test_missing_or_forged_csrf_token_stores_nothing(

@@ -22,8 +22,8 @@ from sqlalchemy import select as sql_select
 
 from desk.app import create_app
 from desk.intake import tus
-from desk.intake.ingest import ObjectWriter
-from desk.records.models import CustodyRecord, Submission, Upload
+from desk.intake.ingest import ItemWriter
+from desk.records.models import CustodyRecord, Item, Upload
 from desk.services import Services
 from desk.storage.store import Staging
 from tests.harness.data import KiB, MiB
@@ -309,9 +309,9 @@ def test_upload_stays_locked_while_its_last_part_is_published(
     location = tus_source.new(20)
     assert tus_source.patch(location, 0, b"a" * 10).status_code == 204
     answers: list[int | None] = []
-    finish = ObjectWriter.finish
+    finish = ItemWriter.finish
 
-    def finish_and_try_the_lock(self: ObjectWriter, staging: Staging, *args: object,
+    def finish_and_try_the_lock(self: ItemWriter, staging: Staging, *args: object,
                                 **kwargs: object) -> object:
         # What a second PATCH does on arrival, while this one is publishing.
         try:
@@ -321,7 +321,7 @@ def test_upload_stays_locked_while_its_last_part_is_published(
             answers.append(exc.status)
         return finish(self, staging, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ObjectWriter, "finish", finish_and_try_the_lock)
+    monkeypatch.setattr(ItemWriter, "finish", finish_and_try_the_lock)
     assert tus_source.patch(location, 10, b"b" * 10).status_code == 204
     assert answers == [423]
 
@@ -393,12 +393,12 @@ def test_finished_upload_is_listed_recorded_in_custody_and_verifies(
     location = tus_source.new(len(data), metadata("normal.mp4", "video/mp4"))
     assert tus_source.patch(location, 0, data[:50 * KiB]).status_code == 204
     with desk.sessions() as session:  # nothing is listed before the last byte
-        assert session.scalar(sql_select(func.count()).select_from(Submission)) == 0
+        assert session.scalar(sql_select(func.count()).select_from(Item)) == 0
     assert tus_source.patch(location, 50 * KiB, data[50 * KiB:]).status_code == 204
     obj = only_object(desk, journalist)
     assert obj.plaintext == data
     with desk.sessions() as session:
-        submissions = list(session.scalars(sql_select(Submission)))
+        submissions = list(session.scalars(sql_select(Item)))
         assert [(s.id, s.kind, s.part_count) for s in submissions] \
             == [(obj.record["id"], "file", 2)]
         ingest = list(session.scalars(sql_select(CustodyRecord).where(

@@ -3,11 +3,11 @@
 from desk.records.models.base import Base
 from desk.records.models.custody import CustodyRecord
 from desk.records.models.instance import Instance
+from desk.records.models.item import Item
 from desk.records.models.journalist import Journalist, JournalistSession
 from desk.records.models.reply import Reply
 from desk.records.models.source import Source, SourceSession
-from desk.records.models.submission import Submission
 from desk.records.models.upload import Upload
 
-__all__ = ["Base", "CustodyRecord", "Instance", "Journalist", "JournalistSession", "Reply",
-           "Source", "SourceSession", "Submission", "Upload"]
+__all__ = ["Base", "CustodyRecord", "Instance", "Item", "Journalist", "JournalistSession", "Reply",
+           "Source", "SourceSession", "Upload"]

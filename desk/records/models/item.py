@@ -1,4 +1,4 @@
-"""Stored objects (a message or a file): only what a seized disk may show."""
+"""Stored items (a message or a file): only what a seized disk may show."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ if TYPE_CHECKING:
     from desk.records.models.source import Source
 
 
-class Submission(Base):
-    """One stored object; its name, type, hashes and receipt time live only in ciphertext."""
+class Item(Base):
+    """One stored item; its name, type, hashes and receipt time live only in ciphertext.
+
+    The table keeps its first name, `submissions`: renaming it would change every data
+    directory for a word.
+    """
 
     __tablename__ = "submissions"
     __table_args__ = (
@@ -34,4 +38,4 @@ class Submission(Base):
     # Seen by any journalist (opened, downloaded or exported), desk-wide.
     seen: Mapped[bool] = mapped_column(default=False)
 
-    source: Mapped[Source] = relationship(back_populates="submissions")
+    source: Mapped[Source] = relationship(back_populates="items")

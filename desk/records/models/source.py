@@ -6,7 +6,7 @@ from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from desk.records.models.base import Base
-from desk.records.models.submission import Submission
+from desk.records.models.item import Item
 
 
 class Source(Base):
@@ -27,7 +27,7 @@ class Source(Base):
     # None for a source made before replies existed, until they log in.
     reply_public_key: Mapped[bytes | None] = mapped_column(LargeBinary(1216))
 
-    submissions: Mapped[list[Submission]] = relationship(
+    items: Mapped[list[Item]] = relationship(
         back_populates="source", cascade="all, delete-orphan", passive_deletes=True)
 
 

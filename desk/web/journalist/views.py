@@ -22,13 +22,14 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from desk.errors import JournalistError
-from desk.outbound.export import Export, export_bundle, select_submissions
+from desk.outbound.export import Export, export_bundle, select_items
 from desk.outbound.replies import ReplyTarget, accept_reply_file, write_web_reply
 from desk.records.credentials import LoginFailed, authenticate
 from desk.records.instance import load_instance
-from desk.records.models import Source, Submission
+from desk.records.items import delete_items, set_seen
+from desk.records.models import Item, Source
 from desk.records.replies import history
-from desk.records.submissions import delete_source, delete_submissions, set_seen, set_starred
+from desk.records.sources import delete_source, set_starred
 from desk.web.context import db_session, services
 from desk.web.journalist.access import login_required
 from desk.web.sessions import server_session
@@ -77,7 +78,7 @@ def sources() -> str:
     """Sources with anything stored: starred first, then by last activity, paginated."""
     db = db_session()
     # Selecting the indexed column lets SQLite answer from ix_submissions_source_id_seen alone.
-    has_items = select(Submission.source_id).where(Submission.source_id == Source.id).exists()
+    has_items = select(Item.source_id).where(Item.source_id == Source.id).exists()
     total = db.scalar(select(func.count()).select_from(Source).where(has_items)) or 0
     last_page = max(-(-total // PAGE_SIZE), 1)
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), last_page)
@@ -86,10 +87,10 @@ def sources() -> str:
         .order_by(Source.starred.desc(), Source.last_activity_on.desc(), Source.id)
         .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
     counts = {source_id: (items, unseen) for source_id, items, unseen in db.execute(
-        select(Submission.source_id, func.count(),
-               func.sum(case((Submission.seen.is_(False), 1), else_=0)))
-        .where(Submission.source_id.in_([s.id for s in rows]))
-        .group_by(Submission.source_id))}
+        select(Item.source_id, func.count(),
+               func.sum(case((Item.seen.is_(False), 1), else_=0)))
+        .where(Item.source_id.in_([s.id for s in rows]))
+        .group_by(Item.source_id))}
     pages = last_page
     return render_template("journalist/sources.html", sources=rows, counts=counts, page=page,
                            pages=pages, total=total)
@@ -100,7 +101,7 @@ def sources() -> str:
 def source(source_id: str) -> str:
     """One source's items and the replies sent to it."""
     found = _source_or_404(source_id)
-    items = select_submissions(db_session(), source=found)
+    items = select_items(db_session(), source=found)
     return render_template("journalist/source.html", source=found, items=items,
                            replies=history(db_session(), found.id))
 
@@ -176,7 +177,7 @@ def remove_source(source_id: str) -> Response:
 def items_action(source_id: str) -> Response:
     """Mark selected items seen or unseen, delete them, or export them."""
     found = _source_or_404(source_id)
-    selected = [s.id for s in select_submissions(db_session(), source=found,
+    selected = [s.id for s in select_items(db_session(), source=found,
                                                  ids=request.form.getlist("item"))]
     action = request.form.get("action")
     back = redirect(url_for("journalist.source", source_id=source_id))
@@ -192,8 +193,8 @@ def items_action(source_id: str) -> Response:
             flash("Tick the box to confirm: deletion is final.", "error")
             return back
         with services().transaction() as db:
-            delete_submissions(db, services().store, services().signing_key,
-                               select_submissions(db, ids=selected), g.journalist.username)
+            delete_items(db, services().store, services().signing_key,
+                               select_items(db, ids=selected), g.journalist.username)
         flash(f"Deleted {len(selected)} item(s).", "info")
         return back
     if action == "export":
@@ -223,7 +224,7 @@ def _export(ids: list[str] | None = None, unseen: bool = False,
     # Export marks items seen and appends custody entries: one writer transaction, ended
     # before the bundle streams (export_bundle commits before it returns).
     with services().transaction() as writer:
-        chosen = select_submissions(writer, ids=ids, unseen=unseen)
+        chosen = select_items(writer, ids=ids, unseen=unseen)
         if not chosen:
             if ids is not None and event == "download":
                 abort(404)

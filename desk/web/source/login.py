@@ -20,7 +20,7 @@ from crypto.reply import ReplyKey, key_from_seed, reply_seed
 from crypto.sealing import seal, unseal
 from desk.records.instance import load_instance
 from desk.records.models import Source
-from desk.records.submissions import create_source
+from desk.records.sources import create_source
 from desk.services import Services
 from desk.web.i18n import SESSION_KEY as LOCALE_KEY
 from desk.web.sessions import server_session

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.http import http_date
 
 from desk.errors import NoSpace, is_disk_full
-from desk.intake.ingest import ObjectWriter
+from desk.intake.ingest import ItemWriter
 from desk.intake.tus import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -180,7 +180,7 @@ def _owner_secret() -> str | None:
 
 def _append(upload: Upload, secret: str,
             checksum: tuple[str, bytes] | None = None) -> PatchResult:
-    writer = ObjectWriter(services().store, services().gpg, services().recipients.current())
+    writer = ItemWriter(services().store, services().gpg, services().recipients.current())
     return append_part(services().writers, writer, services().signing_key, upload, secret,
                        request.stream, request.content_length, checksum)
 

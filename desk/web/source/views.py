@@ -12,12 +12,12 @@ from wtforms import ValidationError
 
 from crypto.errors import FormatError
 from crypto.reply import reply_text
-from desk.errors import BadSubmission, EmptySubmission, NotAcceptingSubmissions
-from desk.intake.ingest import ObjectWriter, ingest_form
+from desk.errors import BadSending, EmptySending, NotAcceptingSubmissions
+from desk.intake.ingest import ItemWriter, ingest_form
 from desk.records.instance import load_instance
+from desk.records.items import record_items
 from desk.records.models import Source
 from desk.records.replies import delete_for_source, replies_for_source
-from desk.records.submissions import record_submission
 from desk.web.context import db_session, end_reads, services
 from desk.web.sessions import server_session
 from desk.web.source.login import (
@@ -148,10 +148,10 @@ def submit() -> Response | str:
     """Stream the form's message and files into gpg, then store them all or none."""
     source = _current_source()
     if source is None:
-        raise BadSubmission("no source session")
+        raise BadSending("no source session")
     end_reads()  # an upload can take hours
     if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
-        raise BadSubmission("not a multipart form")
+        raise BadSending("not a multipart form")
     # Refuse a body that cannot fit before encrypting any of it; one that fills the disk
     # anyway (a body of unknown length, or other uploads arriving meanwhile) fails with
     # NoSpace and leaves nothing behind.
@@ -159,13 +159,13 @@ def submit() -> Response | str:
             (request.content_length or 0) > request.max_content_length:
         raise RequestEntityTooLarge()  # too large for the desk at all, whatever the disk
     services().store.require_space(request.content_length or 0)
-    writer = ObjectWriter(services().store, services().gpg, services().recipients.current())
+    writer = ItemWriter(services().store, services().gpg, services().recipients.current())
     # Read the body ourselves: request.files would spool file parts to a plaintext temp file.
     staged = ingest_form(request.stream, request.mimetype_params["boundary"], writer, _check_csrf)
     if not staged:
-        raise EmptySubmission()
+        raise EmptySending()
     with services().transaction() as db:
-        record_submission(db, services().store, services().signing_key, source.id, staged)
+        record_items(db, services().store, services().signing_key, source.id, staged)
     return render_template("source/received.html",
                            files=[obj for obj in staged if obj.kind == "file"],
                            message_sent=any(obj.kind == "message" for obj in staged))
@@ -195,4 +195,4 @@ def _check_csrf(token: str) -> None:
     try:
         validate_csrf(token)
     except ValidationError as exc:
-        raise BadSubmission("CSRF token refused") from exc
+        raise BadSending("CSRF token refused") from exc

@@ -439,8 +439,8 @@ GARBAGE_REPLIES = [
 
 
 ACCEPTED: list[tuple[str, Callable[[str, bytes], Bad]]] = [
-    # A filename is kept only inside the encrypted metadata record (crypto/objects.py:
-    # ObjectRecord.filename, bytes; tests/test_submit.py) and never used as a path, so an
+    # A filename is kept only inside the encrypted metadata record (crypto/items.py:
+    # ItemRecord.filename, bytes; tests/test_submit.py) and never used as a path, so an
     # odd or hostile name is stored, safely, rather than refused.
     ("Windows traversal filename",
      lambda t, m: submit(form(token_part(t), file_part(b"..\\..\\..\\windows\\" + m)))),
