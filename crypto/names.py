@@ -65,6 +65,14 @@ UPLOADS_DIR = "uploads"
 TEMP_PREFIX = HIDDEN_PREFIX + "tmp-"
 # The lock file in an upload's folder, held while a request writes to the upload.
 LOCK_NAME = HIDDEN_PREFIX + "lock"
+# Empty files and folders made by each settle (deploy/STORAGE.md, "Settling"), taken by writes
+# so that what they write lands in an inode born at the last settle.
+POOL_DIR = "pool"
+POOL_FILE_PREFIX = "f-"
+POOL_FOLDER_PREFIX = "d-"
+# In the data directory: the instant the last settle finished re-creating files, rewritten by
+# every settle.
+SETTLED_NAME = HIDDEN_PREFIX + "settled"
 
 # --- A bundle: desk-bundle/... in one tar -----------------------------------------------------
 
