@@ -53,6 +53,10 @@ DATABASE_NAME = "desk.db"
 SECRET_KEY_NAME = "secret_key"  # noqa: S105 - the name of the file, not a secret
 SIGNING_KEY_FILE_NAME = "signing_key"
 GNUPG_DIR = "gnupg"
+# gpg's own lock files in its home (`pubring.kbx.lock` and the `.#lk...` names it links to it),
+# which a settle never replaces while gpg may hold them.
+GPG_LOCK_SUFFIX = ".lock"
+GPG_DOTLOCK_PREFIX = ".#lk"
 STORE_DIR = "store"
 # Where `desk tor-config` keeps tor's onion service folders unless told otherwise.
 TOR_DIR = "tor"

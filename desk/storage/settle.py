@@ -40,6 +40,8 @@ from pathlib import Path
 from crypto.names import (
     DATABASE_NAME,
     GNUPG_DIR,
+    GPG_DOTLOCK_PREFIX,
+    GPG_LOCK_SUFFIX,
     LOCK_NAME,
     OBJECT_ID_RE,
     OBJECTS_DIR,
@@ -202,7 +204,8 @@ class _Rebirth:
         for directory, _, files in os.walk(home):
             for name in files:
                 # gpg's own locks stay: replacing one would break the lock gpg holds.
-                if name == RANDOM_SEED_NAME or name.endswith(".lock") or name.startswith(".#lk"):
+                if name == RANDOM_SEED_NAME or name.endswith(GPG_LOCK_SUFFIX) \
+                        or name.startswith(GPG_DOTLOCK_PREFIX):
                     continue
                 path = Path(directory) / name
                 if _is_file(path):
@@ -308,10 +311,11 @@ def _rebirth_file(path: Path) -> bool:
                          stat.S_IMODE(before.st_mode))
         try:
             _copy(source, target, before.st_size)
-            os.fsync(target)
+            os.fsync(target)  # the copy's data is on disk before its name can be the file's
         finally:
             os.close(target)
-        fsync_path(path.parent)
+        # Directory entries are not fsynced one by one: the exchange is journaled after the
+        # entry it swaps, and the settle ends with a syncfs.
         if not _swap_in(temp, path):
             os.unlink(temp)
             return False
@@ -321,10 +325,8 @@ def _rebirth_file(path: Path) -> bool:
             # Changed while it was copied (gpg rewrote its keyring): put it back.
             fstime.exchange(temp, path)
             os.unlink(temp)
-            fsync_path(path.parent)
             return False
         os.unlink(temp)
-        fsync_path(path.parent)
         return True
     finally:
         os.close(source)
@@ -347,7 +349,6 @@ def _replace_with_empty(path: Path) -> bool:
     os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     swapped = _swap_in(temp, path)
     os.unlink(temp)
-    fsync_path(path.parent)
     return swapped
 
 
@@ -380,8 +381,7 @@ def _rebirth_folder(folder: Path, fresh: tuple[str, ...]) -> bool:
         else:
             shutil.rmtree(temp)  # not a folder of files: leave it as it is
             return False
-    fsync_path(temp)
-    fsync_path(folder.parent)
+    fsync_path(temp)  # every link is in place before the folder can take the name
     if not _swap_in(temp, folder):
         shutil.rmtree(temp)
         return False
@@ -394,9 +394,7 @@ def _rebirth_folder(folder: Path, fresh: tuple[str, ...]) -> bool:
     for name in kept - set(linked) - set(fresh):
         with contextlib.suppress(FileNotFoundError, FileExistsError):
             os.rename(temp / name, folder / name)
-    fsync_path(folder)
     shutil.rmtree(temp, ignore_errors=True)
-    fsync_path(folder.parent)
     return True
 
 
@@ -415,8 +413,6 @@ def _fill_pool(pool: Path) -> int:
     for _ in range(POOL_FOLDERS - folders):
         os.mkdir(pool / f"{POOL_FOLDER_PREFIX}{secrets.token_hex(16)}", 0o700)
         made += 1
-    fsync_path(pool)
-    fsync_path(pool.parent)
     return made
 
 
