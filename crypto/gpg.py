@@ -65,13 +65,21 @@ class _GPG(gnupg.GPG):  # type: ignore[misc]
         return process
 
 
-class GnuPG:
-    """A GnuPG home directory and the operations the desk performs on it."""
+# For the online desk's own home: gpg would otherwise rewrite `random_seed` there after every
+# run, stamping the time of the last encryption on the disk. It weakens nothing: without the
+# file gpg (libgcrypt) seeds itself from the kernel's CSPRNG (getrandom) at every start.
+NO_SEED_FILE_OPTIONS = ["--no-random-seed-file"]
 
-    def __init__(self, home: Path) -> None:
+
+class GnuPG:
+    """A GnuPG home directory and the operations the desk performs on it; `seed_file` False
+    keeps gpg from writing its random seed file there."""
+
+    def __init__(self, home: Path, seed_file: bool = True) -> None:
         self.home = home
+        options = BASE_OPTIONS + ([] if seed_file else NO_SEED_FILE_OPTIONS)
         try:
-            self._gpg = _GPG(gnupghome=str(home), options=BASE_OPTIONS)
+            self._gpg = _GPG(gnupghome=str(home), options=options)
         except (OSError, ValueError) as exc:
             raise GpgUnavailable(f"cannot run gpg: {exc}") from exc
         self._gpg.buffer_size = BUFFER_SIZE
@@ -134,7 +142,8 @@ class GnuPG:
     # Encryption
 
     def encrypt_stream(self, source: Readable, recipients: Sequence[str], output: Path) -> None:
-        """Encrypt everything `source` yields to `recipients` into a new binary file `output`.
+        """Encrypt everything `source` yields to `recipients` into the binary file `output`:
+        a new one, or (truncated, keeping its inode) the empty one there.
 
         Reading from a stream (not a named file) keeps the original filename and time out of the
         OpenPGP literal packet. On any failure `output` is removed and EncryptionFailed raised;

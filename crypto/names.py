@@ -53,6 +53,10 @@ DATABASE_NAME = "desk.db"
 SECRET_KEY_NAME = "secret_key"  # noqa: S105 - the name of the file, not a secret
 SIGNING_KEY_FILE_NAME = "signing_key"
 GNUPG_DIR = "gnupg"
+# gpg's own lock files in its home (`pubring.kbx.lock` and the `.#lk...` names it links to it),
+# which a settle never replaces while gpg may hold them.
+GPG_LOCK_SUFFIX = ".lock"
+GPG_DOTLOCK_PREFIX = ".#lk"
 STORE_DIR = "store"
 # Where `desk tor-config` keeps tor's onion service folders unless told otherwise.
 TOR_DIR = "tor"
@@ -65,6 +69,14 @@ UPLOADS_DIR = "uploads"
 TEMP_PREFIX = HIDDEN_PREFIX + "tmp-"
 # The lock file in an upload's folder, held while a request writes to the upload.
 LOCK_NAME = HIDDEN_PREFIX + "lock"
+# Empty files and folders made by each settle (deploy/STORAGE.md, "Settling"), taken by writes
+# so that what they write lands in an inode born at the last settle.
+POOL_DIR = "pool"
+POOL_FILE_PREFIX = "f-"
+POOL_FOLDER_PREFIX = "d-"
+# In the data directory: the instant the last settle finished re-creating files, rewritten by
+# every settle.
+SETTLED_NAME = HIDDEN_PREFIX + "settled"
 
 # --- A bundle: desk-bundle/... in one tar -----------------------------------------------------
 

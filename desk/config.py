@@ -21,6 +21,12 @@ from crypto.names import (
 from desk.errors import ConfigError
 
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
+# How often a running desk settles its file times (deploy/STORAGE.md, "Settling"), in seconds.
+DEFAULT_SETTLE_INTERVAL = 600
+DURATION_RE = re.compile(r"^\s*([0-9]{1,9})\s*(|s|m|min|h)\s*$")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+# A day: a longer interval would let a settle's times name a day other than its own.
+MAX_SETTLE_INTERVAL = 86_400
 SIZE_RE = re.compile(r"^\s*([0-9]{1,19})\s*(|B|KiB|MiB|GiB|TiB)\s*$")
 # The largest size SQLite's 64-bit integers (and so the settings row) can hold.
 MAX_SIZE = 2**63 - 1
@@ -34,6 +40,7 @@ class Config:
     data_dir: Path
     database_url: str
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    settle_interval: int = DEFAULT_SETTLE_INTERVAL
     # Not read from the environment: only code (the tests) can choose a cheaper derivation.
     kdf: KdfParams = field(default=PRODUCTION_KDF)
 
@@ -73,7 +80,28 @@ def load_config(env: Mapping[str, str]) -> Config:
         data_dir=data_dir,
         database_url=database_url,
         max_upload_bytes=_size(env, "DESK_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+        settle_interval=_settle_interval(env),
     )
+
+
+def parse_duration(text: str) -> int | None:
+    """A positive duration such as '600', '600s', '10m' or '1h' in seconds, or None."""
+    match = DURATION_RE.match(text)
+    if not match or int(match.group(1)) <= 0:
+        return None
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def _settle_interval(env: Mapping[str, str]) -> int:
+    name = "DESK_SETTLE_INTERVAL"
+    if name not in env:
+        return DEFAULT_SETTLE_INTERVAL
+    seconds = parse_duration(env[name])
+    if seconds is None or seconds > MAX_SETTLE_INTERVAL:
+        raise ConfigError(
+            f"{name} must be a positive number of seconds, or minutes or hours with m or h, at "
+            f"most a day (10m, 600), not {env[name]!r}")
+    return seconds
 
 
 def parse_size(text: str) -> int | None:

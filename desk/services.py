@@ -55,5 +55,6 @@ def open_services(config: Config) -> Services:
         raise NotInitialised(f"{config.data_dir} is not a desk data directory: run `desk init`")
     engine = make_engine(config.database_url)
     return Services(config=config, engine=engine, sessions=make_sessionmaker(engine),
-                    writers=make_writer_sessionmaker(engine), gpg=GnuPG(config.gnupg_home),
+                    writers=make_writer_sessionmaker(engine),
+                    gpg=GnuPG(config.gnupg_home, seed_file=False),
                     store=Store(config.store_dir), signing_key=read_signing_key(config))

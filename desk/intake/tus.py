@@ -135,7 +135,7 @@ def create_upload(db: Session, store: Store, source_id: str, secret: str, length
     root.mkdir(mode=0o700, exist_ok=True)
     store.require_space(length)
     upload_id = secrets.token_hex(16)
-    upload_dir(store, upload_id).mkdir(mode=0o700)
+    store.make_dir(upload_dir(store, upload_id))
     today = datetime.now(UTC).date()
     name = metadata.get("filename")
     record: UploadRecord = {
@@ -165,15 +165,8 @@ def find_upload(db: Session, upload_id: str, secret: str | None) -> Upload:
 def locked(store: Store, upload_id: str) -> Iterator[None]:
     """Hold the upload's lock, across processes; TusError 423 if another request has it."""
     folder = upload_dir(store, upload_id)
+    fd = _lock_file(folder)
     try:
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    except FileNotFoundError as exc:
-        raise TusError(404, "no such upload") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise TusError(423, "another request is writing to this upload") from exc
         yield
     finally:
         # Unlock before closing: a gpg child forked meanwhile shares this open file until it
@@ -181,6 +174,29 @@ def locked(store: Store, upload_id: str) -> Iterator[None]:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _lock_file(folder: Path) -> int:
+    """An open, locked descriptor of the upload's lock file; TusError 404 or 423."""
+    # A settle replaces the lock file (while holding it) with a fresh one: a lock taken on the
+    # replaced file guards nothing, so take it again on the file the name now holds.
+    for _ in range(3):
+        try:
+            fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError as exc:
+            raise TusError(404, "no such upload") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino == os.stat(folder / LOCK_NAME).st_ino:
+                return fd
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise TusError(423, "another request is writing to this upload") from exc
+        except FileNotFoundError as exc:
+            os.close(fd)
+            raise TusError(404, "no such upload") from exc
+        os.close(fd)
+    raise TusError(423, "another request is writing to this upload")
 
 
 class BodyReader:

@@ -406,6 +406,25 @@ def purge_command() -> None:
                f"expired upload(s) and {sessions} expired session(s).")
 
 
+@cli.command("settle", with_appcontext=False)
+@_fail_on_errors
+def settle_command() -> None:
+    """Settle the data directory's file times now: re-birth what arrived since the last
+    settle, refill the pool, set every time to the start of the UTC day. A running desk does
+    this every DESK_SETTLE_INTERVAL; this waits for one under way to finish first."""
+    from desk.storage.settle import settle
+
+    config = _config()
+    if not config.store_dir.is_dir():
+        raise _Failure(f"{config.data_dir} is not a desk data directory: run `desk init`")
+    report = settle(config.data_dir)
+    seconds = (report.finished_ns - report.started_ns) / 1e9
+    click.echo(f"Settled in {seconds:.2f} s: {report.reborn} file(s) and folder(s) re-born, "
+               f"{report.restamped} restamped, {report.pooled} added to the pool.")
+    for path in report.skipped:
+        click.echo(f"in use, left for the next settle: {path}")
+
+
 @cli.command("doctor", with_appcontext=False)
 @click.option("--repair", is_flag=True,
               help="Remove what interrupted writes left (never a row, never anything the "
@@ -435,8 +454,12 @@ def doctor_command(repair: bool) -> None:
         removable = sum(finding.removable for finding in found)
         click.echo(f"{len(found)} finding(s); `desk doctor --repair` removes {removable} of them.")
         sys.exit(1)
-    # Hold the database alone throughout: no server may start writing while debris goes.
-    with sole_session(services.config.database_url) as db:
+    # Hold the database alone throughout: no server may start writing while debris goes; and
+    # the settle lock, so that a `desk settle` run meanwhile cannot be mistaken for debris.
+    from desk.storage.settle import settle_lock
+
+    with settle_lock(services.config.data_dir), \
+            sole_session(services.config.database_url) as db:
         removed = remove_debris(examine(db, store) + database_problems(db))
         left = examine(db, store) + database_problems(db)
     for finding in removed:

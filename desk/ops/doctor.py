@@ -50,6 +50,7 @@ MISSING_PART = "missing-part"
 REPLY_WITHOUT_ROW = "reply-without-row"
 ROW_WITHOUT_REPLY = "row-without-reply"
 DELETED_BOX = "deleted-box"
+SETTLE_FOLDER = "settle-folder"
 DATABASE = "database"
 
 # How long --repair waits for a server that is about to let go of the database.
@@ -84,11 +85,18 @@ def examine(db: Session, store: Store) -> list[Finding]:
     findings += _objects(db, store)
     findings += _uploads(db, store)
     findings += _replies(db, store)
+    # A settle that stopped midway leaves a `.tmp-` folder beside the intact one it was
+    # re-creating (deploy/STORAGE.md, "Settling").
+    findings += [_debris(SETTLE_FOLDER, path, "a copy a settle was making (or the original "
+                         "it had just replaced) when it stopped; the folder of that name is "
+                         "whole")
+                 for path in _temp_folders(store.root.parent)]
     # A removable directory takes its temp files with it; list only those elsewhere.
     covered = {Path(f.where) for f in findings if f.removable}
-    findings += [_debris(TEMP_FILE, path, "a file that was being written when the desk "
-                         "stopped; it was never acknowledged")
-                 for path in _temp_files(store.root)
+    findings += [_debris(TEMP_FILE, path, "a file that was being written (or re-created by a "
+                         "settle) when the desk stopped; it was never acknowledged, or its "
+                         "original is whole")
+                 for path in _temp_files(store.root.parent)
                  if not covered.intersection(path.parents)]
     return findings
 
@@ -314,10 +322,21 @@ def _replies(db: Session, store: Store) -> list[Finding]:
 
 
 def _temp_files(root: Path) -> Iterator[Path]:
-    """Every `.tmp-` file below `root`."""
-    for directory, _, files in os.walk(root):
+    """Every `.tmp-` file below `root` (the data directory), outside `.tmp-` folders."""
+    for directory, folders, files in os.walk(root):
+        folders[:] = [name for name in folders if not name.startswith(TEMP_PREFIX)]
         yield from (Path(directory) / name for name in sorted(files)
                     if name.startswith(TEMP_PREFIX))
+
+
+def _temp_folders(root: Path) -> list[Path]:
+    """Every `.tmp-` folder below `root` (the data directory)."""
+    found = []
+    for directory, folders, _ in os.walk(root):
+        found += [Path(directory) / name for name in sorted(folders)
+                  if name.startswith(TEMP_PREFIX)]
+        folders[:] = [name for name in folders if not name.startswith(TEMP_PREFIX)]
+    return found
 
 
 def _part_index(name: str) -> int | None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -80,6 +83,37 @@ def _worker_started(worker: Any) -> None:
         app_log.addFilter(RequestFreeFilter())
 
 
+def _arbiter_ready(arbiter: Any) -> None:
+    """In the arbiter, once it listens: settle the data directory every DESK_SETTLE_INTERVAL
+    (deploy/STORAGE.md, "Settling")."""
+    from desk.config import load_config
+
+    config = load_config(os.environ)
+    thread = threading.Thread(target=_settle_every, name="desk-settle", daemon=True,
+                              args=(config.data_dir, config.settle_interval, arbiter.log))
+    thread.start()
+
+
+def _settle_every(data_dir: Path, interval: int, log: Any) -> None:
+    """Settle, then wait `interval` seconds, until the process ends.
+
+    In the arbiter rather than a worker: there is one arbiter per interface, it never serves
+    a request, and it lives as long as the interface. The two interfaces' arbiters take turns
+    through the settle lock: one that finds a settle under way skips its turn. The first
+    settle is one interval after start, so a restart loop cannot settle in a tight loop.
+    """
+    from desk.storage.settle import SettleBusy, settle
+
+    while True:
+        time.sleep(interval)
+        try:
+            settle(data_dir, wait=False)
+        except SettleBusy:
+            continue
+        except Exception as exc:
+            log.error("Settling the data directory failed: %s", type(exc).__name__)
+
+
 # A sync worker is killed when one request outlives `timeout`, which ends any upload slower
 # than that. In gthread workers `timeout` only watches each worker's main loop, which never
 # waits on a request, so a source's upload may take hours.
@@ -106,6 +140,7 @@ GUNICORN_SETTINGS: dict[str, Any] = {
     "forwarded_allow_ips": "",
     "proxy_allow_ips": "",
     "post_worker_init": _worker_started,
+    "when_ready": _arbiter_ready,
 }
 # gunicorn 25.1 and later open a control socket under $HOME by default; the desk needs none,
 # and both interfaces would fight over the same path.

@@ -22,7 +22,6 @@ from desk.errors import JournalistError, NotAcceptingSubmissions
 from desk.records.custody import append_entry, reply_digest
 from desk.records.models import Journalist, Reply, Source
 from desk.services import Services
-from desk.storage.store import write_durably
 
 REFUSED = "nothing was stored"
 
@@ -131,8 +130,8 @@ def _store(desk: Services, target: ReplyTarget, reply_id: str, box: bytes, copy:
     store = desk.store
     staging = store.stage()
     try:
-        write_durably(staging.path / REPLY_BOX_NAME, [box])
-        write_durably(staging.path / REPLY_COPY_NAME, [copy])
+        staging.write(REPLY_BOX_NAME, [box])
+        staging.write(REPLY_COPY_NAME, [copy])
         with desk.writers() as db:
             if db.get(Reply, reply_id) is not None:
                 raise JournalistError(f"this reply was already sent; {REFUSED}")

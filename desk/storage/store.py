@@ -26,6 +26,9 @@ from crypto.names import (
     HIDDEN_PREFIX,
     OBJECT_ID_RE,
     OBJECTS_DIR,
+    POOL_DIR,
+    POOL_FILE_PREFIX,
+    POOL_FOLDER_PREFIX,
     REPLIES_DIR,
     STAGING_DIR,
     TEMP_PREFIX,
@@ -75,6 +78,9 @@ class Staging:
     def new_file(self, name: str) -> Iterator[Path]:
         """Yield a temporary path to write; on success make it durable under `name`."""
         temp = self.path / f"{TEMP_PREFIX}{name}"
+        if self.store is not None:
+            # gpg (--output with --yes) and `write` truncate the file and keep its inode.
+            self.store.take_pooled(POOL_FILE_PREFIX, temp)
         try:
             yield temp
             if self.store is not None:
@@ -85,6 +91,15 @@ class Staging:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+
+
+    def write(self, name: str, chunks: Iterable[bytes]) -> None:
+        """Write `chunks` to the file `name`, durably, into a pooled inode if there is one."""
+        with self.new_file(name) as temp, temp.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 @dataclass
@@ -111,6 +126,7 @@ class Store:
         self.staging_root = root / STAGING_DIR
         self.uploads = root / UPLOADS_DIR
         self.replies = root / REPLIES_DIR
+        self.pool = root / POOL_DIR
         # Test hook, None (off) unless a test sets it: the store then behaves as if its disk
         # had only this many bytes free, and a file written through a Staging that does not
         # fit fails with ENOSPC as on a real full disk. For tests that cannot mount a small
@@ -146,8 +162,34 @@ class Store:
     def stage(self) -> Staging:
         """A new, empty staging directory."""
         path = self.staging_root / secrets.token_hex(16)
-        path.mkdir(mode=0o700)
+        self.make_dir(path)
         return Staging(path, self)
+
+    def make_dir(self, path: Path) -> None:
+        """Make the empty directory `path` (mode 0700): a pooled one if there is one."""
+        if not self.take_pooled(POOL_FOLDER_PREFIX, path):
+            path.mkdir(mode=0o700)
+
+    def take_pooled(self, prefix: str, target: Path) -> bool:
+        """Move one of the pool's empty files or folders (by `prefix`) to `target`, which
+        must not exist; False when the pool has none left.
+
+        Each settle fills the pool, so what is written into a pooled inode carries that
+        settle's birth time, not the time of the write (deploy/STORAGE.md, "Settling").
+        """
+        try:
+            names = [entry.name for entry in os.scandir(self.pool)
+                     if entry.name.startswith(prefix)]
+        except FileNotFoundError:
+            return False
+        secrets.SystemRandom().shuffle(names)  # threads taking at once rarely collide
+        for name in names:
+            try:
+                os.rename(self.pool / name, target)
+            except FileNotFoundError:
+                continue  # another writer took it first
+            return True
+        return False
 
     def stage_links(self, source: Staging) -> Staging:
         """A new staging directory holding hard links to `source`'s ciphertext files.
@@ -198,10 +240,19 @@ class Store:
 
     def remove_reply(self, reply_id: str) -> None:
         """Delete a reply's files."""
-        shutil.rmtree(self.reply_path(reply_id), ignore_errors=True)
+        _remove_tree(self.reply_path(reply_id))
         fsync_path(self.replies)
 
     def remove(self, object_id: str) -> None:
         """Delete a published object's files."""
-        shutil.rmtree(self.path(object_id), ignore_errors=True)
+        _remove_tree(self.path(object_id))
         fsync_path(self.objects)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a directory and all it holds. A settle that re-creates the directory at the same
+    moment swaps a new one in under the same name; that one is removed too."""
+    for _ in range(3):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return

@@ -34,10 +34,22 @@ def test_upload_limit_accepts_bytes_and_binary_units(text: str, size: int) -> No
     ({"DESK_MAX_UPLOAD_BYTES": "4GB"}, "DESK_MAX_UPLOAD_BYTES"),
     ({"DESK_DATABASE_URL": "not a url"}, "DESK_DATABASE_URL"),
     ({"DESK_DATA": "  "}, "DESK_DATA"),
+    ({"DESK_SETTLE_INTERVAL": "soon"}, "DESK_SETTLE_INTERVAL"),
+    ({"DESK_SETTLE_INTERVAL": "0"}, "DESK_SETTLE_INTERVAL"),
+    ({"DESK_SETTLE_INTERVAL": "2d"}, "DESK_SETTLE_INTERVAL"),
+    ({"DESK_SETTLE_INTERVAL": "25h"}, "DESK_SETTLE_INTERVAL"),
 ])
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_config(env)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("600", 600), ("90s", 90), ("10m", 600), ("1 h", 3600), ("5min", 300),
+])
+def test_settle_interval_accepts_seconds_minutes_and_hours(text: str, seconds: int) -> None:
+    assert load_config({}).settle_interval == 600
+    assert load_config({"DESK_SETTLE_INTERVAL": text}).settle_interval == seconds
 
 
 def test_cheap_kdf_cannot_come_from_the_environment() -> None:
