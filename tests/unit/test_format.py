@@ -36,7 +36,7 @@ def _valid() -> dict[str, Any]:
 
 @pytest.mark.parametrize(("change", "complaint"), [
     ({"format": "other"}, "not a desk object"),
-    ({"version": 2}, "unsupported metadata record version"),
+    ({"version": 3}, "unsupported metadata record version"),
     ({"id": "ABC"}, "bad id"),
     ({"kind": "video"}, "bad kind"),
     ({"received_at": "2026-11-27T06:40:12"}, "time zone"),
