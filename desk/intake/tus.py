@@ -282,6 +282,7 @@ class TailReader:
         self._chunks = self._generate()
         self._pending = b""
         self.sha256 = hashlib.sha256()
+        self.first: int | None = None  # where the first piece read starts
         self.used: list[tuple[int, int]] = []  # (start, length) of each piece read through
 
     def _generate(self) -> Iterator[bytes]:
@@ -289,7 +290,7 @@ class TailReader:
         first = max((at for at in pieces if at <= self._start), default=None)
         if first is None:
             raise TusError(500, "this upload's stored tail is incomplete; start it again")
-        at = first
+        at = self.first = first
         while at < self._end:
             path, piece_start = pieces.get(at), at
             if path is None:
@@ -426,7 +427,7 @@ def _cut_parts(writer: ItemWriter, folder: Staging, upload: Upload, record: Uplo
 def _drop_consumed(folder: Path, tail: TailReader, consumed: int) -> None:
     """Delete the tail pieces whose bytes are all in recorded parts now (and any older ones
     an interrupted request left)."""
-    first = tail.used[0][0] if tail.used else consumed
+    first = consumed if tail.first is None else tail.first
     for at, path in tail_pieces(folder).items():
         if at < first or any(at == start and start + length <= consumed
                              for start, length in tail.used):

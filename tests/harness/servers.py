@@ -296,3 +296,26 @@ def hooked_server(data_dir: Path, root: Path, after: str, action: str
     server = CrashableServer(data_dir, root / "server.log", root / "tmp", {
         "PYTHONPATH": path, "HOOK_AFTER": after, "HOOK_ARMED": str(armed), "HOOK_ACTION": action})
     return server, armed
+
+
+# Put on a server's PYTHONPATH as sitecustomize.py: parts of DESK_TEST_PART_SIZE bytes instead
+# of the desk's 64 MiB, through the in-process test hook `desk.intake.shape.simulated_part_size`
+# (the desk itself reads no such variable).
+PART_SIZE_HOOK = '''\
+import os
+
+if os.environ.get("DESK_TEST_PART_SIZE"):
+    from desk.intake import shape
+
+    shape.simulated_part_size = int(os.environ["DESK_TEST_PART_SIZE"])
+'''
+
+
+def small_parts_env(root: Path, size: int) -> dict[str, str]:
+    """Environment for start_server: the server cuts parts of `size` bytes (files under
+    `root`)."""
+    hooks = root / "part-size-hook"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(PART_SIZE_HOOK)
+    path = os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "DESK_TEST_PART_SIZE": str(size)}

@@ -1,0 +1,123 @@
+"""A seized server must not shape a submission (docs/INVARIANTS.md): against a real `desk serve
+source` whose parts are cut at 1 MiB (the test hook `desk.intake.shape.simulated_part_size`,
+set by a sitecustomize only tests put on the path), the same file sent by a form, by tus in one
+PATCH and by tus in 37 PATCHes with a cut connection and a resume is stored as the same files
+of the same sizes; sizes within one Padmé step store alike; stock gpg decrypts every stored
+file and the console gives back exactly the original bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crypto.items import padme
+from desk.services import Services
+from tests.harness.console import ok, review
+from tests.harness.data import MiB
+from tests.harness.desks import read_objects, run_desk
+from tests.harness.forms import FormBody
+from tests.harness.gpg import Keypair
+from tests.harness.http import HttpBrowser, SourceSession, hang_up, open_source_session, unsent
+from tests.harness.servers import Server, small_parts_env, start_server, wait_for
+from tests.harness.tus import OCTETS, metadata
+
+pytestmark = pytest.mark.slow
+
+PART = MiB
+
+
+@pytest.fixture
+def small_parts(desk: Services, tmp_path: Path) -> Iterator[Server]:
+    """The source interface of `desk`, cutting parts of 1 MiB."""
+    started = start_server(desk.config.data_dir, "source", log=tmp_path / "server.log",
+                           tmpdir=tmp_path / "server-tmp", timeout=30,
+                           env=small_parts_env(tmp_path, PART))
+    yield started
+    started.stop(timeout=30)
+
+
+def shape_of(folder: Path) -> list[tuple[str, int]]:
+    """What a seized store shows of an item: its files' names and sizes."""
+    return sorted((p.name, p.stat().st_size) for p in folder.iterdir())
+
+
+def by_form(server: Server, data: bytes, name: str) -> None:
+    browser = HttpBrowser(server.url)
+    browser.get_codename()
+    body = FormBody().field("csrf_token", browser.form_token()).file(name, data)
+    assert browser.post(body).status_code in (200, 302, 303)
+
+
+def by_tus(remote: SourceSession, data: bytes, name: str, patches: int) -> None:
+    location = remote.new_upload(len(data), metadata(name, "video/mp4"))
+    step = -(-len(data) // patches)
+    offset = 0
+    for number, start in enumerate(range(0, len(data), step)):
+        chunk = data[start:start + step]
+        if number == patches // 2:
+            # Cut the connection halfway through this body, then resume from where HEAD says.
+            with remote.begin_patch(location, offset, len(chunk)) as sock:
+                sock.sendall(chunk[:len(chunk) // 2])
+                assert wait_for(lambda: unsent(sock) == 0, 10)
+                time.sleep(0.3)
+                hang_up(sock, False)
+            before = offset
+            assert wait_for(lambda before=before: remote.offset(location) > before, 20)
+            offset = remote.offset(location)
+            chunk = data[offset:start + step]
+        response = remote.request("PATCH", location, chunk, **{
+            "Content-Type": OCTETS, "Upload-Offset": str(offset)})
+        assert response.status_code == 204, response.text
+        offset += len(chunk)
+    assert offset == len(data)
+
+
+def test_the_stored_form_does_not_depend_on_how_a_file_was_sent(
+        desk: Services, small_parts: Server, journalist: Keypair, tmp_path: Path) -> None:
+    data = os.urandom(3 * MiB + 123_457)  # more than three parts of 1 MiB
+    remote = open_source_session(small_parts.url)
+    by_form(small_parts, data, "form.mp4")
+    by_tus(remote, data, "one-patch.mp4", 1)
+    by_tus(remote, data, "many-patches-with-a-longer-name.mp4", 37)
+    objects = read_objects(desk.config, journalist)  # stock gpg, every stored file
+    assert len(objects) == 3
+    shapes = {tuple(shape_of(obj.path)) for obj in objects}
+    assert len(shapes) == 1, shapes
+    for obj in objects:
+        assert obj.plaintext == data
+        parts = obj.record["parts"]
+        assert isinstance(parts, list)
+        assert len(parts) == 4
+        assert [p["size"] for p in parts[:-1]] == [PART] * 3
+        assert sum(p["size"] for p in parts) == padme(len(data)) > len(data)
+
+    # The console opens every one of them, trimmed to exactly the original bytes.
+    bundle = tmp_path / "all.tar"
+    exported = run_desk("export", "--out", str(bundle), "--all", data_dir=desk.config.data_dir)
+    assert exported.returncode == 0, exported.stderr
+    workspace = tmp_path / "workspace"
+    ok(review(workspace, journalist.home, "import", str(bundle)))
+    for obj in objects:
+        out = tmp_path / "out" / obj.path.name
+        line = ok(review(workspace, journalist.home, "open", obj.path.name, "--out", str(out)))
+        assert line.startswith(hashlib.sha256(data).hexdigest())
+        (opened,) = [p for p in out.iterdir() if p.is_file()]
+        assert opened.read_bytes() == data
+
+
+def test_sizes_within_one_padme_step_are_stored_alike(
+        desk: Services, small_parts: Server, journalist: Keypair) -> None:
+    small, large = 1_480_000, 1_507_000  # both pad to 1,507,328 (46 steps of 32 KiB)
+    assert padme(small) == padme(large)
+    remote = open_source_session(small_parts.url)
+    by_tus(remote, os.urandom(small), "a.mp4", 3)
+    by_form(small_parts, os.urandom(large), "b-with-another-name.mp4")
+    objects = read_objects(desk.config, journalist)
+    assert sorted(len(o.plaintext) for o in objects) == [small, large]
+    assert shape_of(objects[0].path) == shape_of(objects[1].path)
