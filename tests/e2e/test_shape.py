@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +54,11 @@ def by_form(server: Server, data: bytes, name: str) -> None:
     assert browser.post(body).status_code in (200, 302, 303)
 
 
+def moved(remote: SourceSession, location: str, offset: int) -> Callable[[], bool]:
+    """Whether the upload's offset has moved past `offset`."""
+    return lambda: remote.offset(location) > offset
+
+
 def by_tus(remote: SourceSession, data: bytes, name: str, patches: int) -> None:
     location = remote.new_upload(len(data), metadata(name, "video/mp4"))
     step = -(-len(data) // patches)
@@ -67,8 +72,7 @@ def by_tus(remote: SourceSession, data: bytes, name: str, patches: int) -> None:
                 assert wait_for(lambda: unsent(sock) == 0, 10)
                 time.sleep(0.3)
                 hang_up(sock, False)
-            before = offset
-            assert wait_for(lambda before=before: remote.offset(location) > before, 20)
+            assert wait_for(moved(remote, location, offset), 20)
             offset = remote.offset(location)
             chunk = data[offset:start + step]
         response = remote.request("PATCH", location, chunk, **{
