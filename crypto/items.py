@@ -193,7 +193,7 @@ class ItemRecord:
         elif record.content_size is None:
             raise FormatError(f"bad size: {raw.get('size')!r}")
         elif record.stored_size != padme(record.content_size):
-            raise FormatError("the parts' sizes do not add up to the padded size, Padmé(size)")
+            raise FormatError("the part sizes do not add up to the padded size, Padmé(size)")
         return record
 
 
