@@ -297,18 +297,26 @@ class TailReader:
                 raise TusError(500, "this upload's stored tail is incomplete; start it again")
             try:
                 with path.open("rb") as handle:
-                    for chunk in sealing.open_sealed(self._key, _piece_aad(self._upload_id, at),
-                                                     handle):
+                    chunks = sealing.open_sealed(self._key, _piece_aad(self._upload_id, at),
+                                                 handle)
+                    chunk = next(chunks, None)
+                    while chunk is not None:
+                        # One chunk ahead: the piece is known to be read through when its last
+                        # chunk is handed out, even if the reader then stops (a part that ends
+                        # where the piece ends), so that it is deleted once recorded.
+                        following = next(chunks, None)
                         wanted = chunk[max(self._start - at, 0):max(self._end - at, 0)]
                         at += len(chunk)
+                        if following is None and at > piece_start:
+                            self.used.append((piece_start, at - piece_start))
                         if wanted:
                             yield wanted
+                        chunk = following
             except UnsealFailed as exc:
                 raise TusError(500, "this upload's stored tail is damaged; start it again") \
                     from exc
             if at == piece_start:
                 raise TusError(500, "this upload's stored tail is damaged; start it again")
-            self.used.append((piece_start, at - piece_start))
 
     def read(self, n: int = -1) -> bytes:
         """Up to `n` bytes of the tail; b'' at `end`."""

@@ -392,6 +392,27 @@ def test_whole_parts_are_cut_from_the_sealed_tail_as_they_fill(
     assert not folder.exists()
 
 
+def test_pieces_that_end_where_a_part_ends_are_deleted_once_it_is_cut(
+        desk: Services, tus_source: TusTestSource, journalist: Keypair,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shape, "simulated_part_size", 64 * KiB)
+    data = os.urandom(200 * KiB)
+    location = tus_source.new(len(data), metadata("even.bin"))
+    folder = upload_folder(desk, location)
+    # A body of exactly one part: the part is cut and its piece, all used, goes at once.
+    assert tus_source.patch(location, 0, data[:64 * KiB]).status_code == 204
+    assert held(folder) == ["part-000000.gpg"]
+    assert tus_source.patch(location, 64 * KiB, data[64 * KiB:100 * KiB]).status_code == 204
+    assert held(folder) == [tail_at(64 * KiB), "part-000000.gpg"]
+    # Two pieces that together end exactly at the end of the second part.
+    assert tus_source.patch(location, 100 * KiB, data[100 * KiB:128 * KiB]).status_code == 204
+    assert held(folder) == ["part-000000.gpg", "part-000001.gpg"]
+    assert tus_source.patch(location, 128 * KiB, data[128 * KiB:]).status_code == 204
+    obj = only_object(desk, journalist)
+    assert obj.plaintext == data
+    assert_parts(obj.record, data)
+
+
 # 5. Out of disk space
 
 
