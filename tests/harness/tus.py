@@ -4,13 +4,16 @@ an upload left: its folder, its row, the object it became."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import select
 
 from crypto.items import padme
 from crypto.names import LOCK_NAME, TAIL_PREFIX, tail_name
+from desk.intake import shape
 from desk.intake.shape import part_size
 from desk.records.models import Upload
 from desk.services import Services
@@ -37,6 +40,19 @@ def metadata(filename: str | None = None, filetype: str | None = None) -> str:
 def checksum(algorithm: str, data: bytes) -> str:
     """An Upload-Checksum header value."""
     return f"{algorithm} {b64(hashlib.new(algorithm, data).digest())}"
+
+
+@contextlib.contextmanager
+def parts_of(size: int) -> Iterator[None]:
+    """In this process (the Flask test client, doctor examined in-process), cut parts of `size`
+    bytes instead of 64 MiB, through the test hook `desk.intake.shape.simulated_part_size`;
+    servers get it from small_parts_env."""
+    before = shape.simulated_part_size
+    shape.simulated_part_size = size
+    try:
+        yield
+    finally:
+        shape.simulated_part_size = before
 
 
 def tail_at(offset: int) -> str:
