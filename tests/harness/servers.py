@@ -284,17 +284,22 @@ if os.environ.get("HOOK_AFTER"):
 '''
 
 
-def hooked_server(data_dir: Path, root: Path, after: str, action: str
-                  ) -> tuple[CrashableServer, Path]:
+def hooked_server(data_dir: Path, root: Path, after: str, action: str,
+                  part_size: int | None = None) -> tuple[CrashableServer, Path]:
     """A CrashableServer of the desk in `data_dir` with SERVER_HOOK on `after`
-    ("module:qualified.name"), and the file that arms it; its files go under `root`."""
+    ("module:qualified.name"), and the file that arms it; its files go under `root`. With
+    `part_size`, the server also cuts parts of that size (PART_SIZE_HOOK, in the same
+    sitecustomize: Python imports only one)."""
     hooks, armed = root / "hooks", root / "armed"
     hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SERVER_HOOK)
+    (hooks / "sitecustomize.py").write_text(SERVER_HOOK + "\n\n" + PART_SIZE_HOOK)
     # The hook first on the path, then whatever this process imports the desk from.
     path = os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")]))
-    server = CrashableServer(data_dir, root / "server.log", root / "tmp", {
-        "PYTHONPATH": path, "HOOK_AFTER": after, "HOOK_ARMED": str(armed), "HOOK_ACTION": action})
+    env = {"PYTHONPATH": path, "HOOK_AFTER": after, "HOOK_ARMED": str(armed),
+           "HOOK_ACTION": action}
+    if part_size is not None:
+        env["DESK_TEST_PART_SIZE"] = str(part_size)
+    server = CrashableServer(data_dir, root / "server.log", root / "tmp", env)
     return server, armed
 
 
