@@ -3,21 +3,32 @@ source` whose parts are cut at 1 MiB (the test hook `desk.intake.shape.simulated
 set by a sitecustomize only tests put on the path), the same file sent by a form, by tus in one
 PATCH and by tus in 37 PATCHes with a cut connection and a resume is stored as the same files
 of the same sizes; sizes within one Padmé step store alike; stock gpg decrypts every stored
-file and the console gives back exactly the original bytes.
+file and the console gives back exactly the original bytes, of items stored before padding
+(record version 1) too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from crypto.items import padme
+from crypto.custody import ciphertext_digest, object_files
+from crypto.items import ItemRecord, new_object_id, padme
+from crypto.names import METADATA_NAME
+from desk.app import create_app
+from desk.intake.ingest import ItemWriter
+from desk.records.items import record_items
+from desk.records.models import Source
 from desk.services import Services
+from desk.storage.store import StagedItem
 from tests.harness.console import ok, review
 from tests.harness.data import MiB
 from tests.harness.desks import read_objects, run_desk
@@ -26,6 +37,7 @@ from tests.harness.gpg import Keypair
 from tests.harness.http import HttpBrowser, SourceSession, hang_up, open_source_session, unsent
 from tests.harness.servers import Server, small_parts_env, start_server, wait_for
 from tests.harness.tus import OCTETS, metadata
+from tests.harness.web import SourceBrowser
 
 pytestmark = pytest.mark.slow
 
@@ -125,3 +137,68 @@ def test_sizes_within_one_padme_step_are_stored_alike(
     objects = read_objects(desk.config, journalist)
     assert sorted(len(o.plaintext) for o in objects) == [small, large]
     assert shape_of(objects[0].path) == shape_of(objects[1].path)
+
+
+def store_version_1_item(desk: Services, source_id: str, chunks: list[bytes],
+                         filename: bytes, content_type: str) -> str:
+    """An item as the desk stored it before padding (record version 1): one unpadded part per
+    chunk, as a tus upload of one PATCH per chunk used to leave, and `size` the parts' sum;
+    recorded with its row and custody entry. Returns its id."""
+    recipients = desk.recipients.current()
+    writer = ItemWriter(desk.store, desk.gpg, recipients)
+    staging = desk.store.stage()
+    parts = tuple(writer.write_part(staging, index, io.BytesIO(chunk))[0]
+                  for index, chunk in enumerate(chunks))
+    data = b"".join(chunks)
+    record = ItemRecord(object_id=new_object_id(), kind="file", received_at=datetime.now(UTC),
+                        parts=parts, filename=filename, content_type=content_type,
+                        sha256=hashlib.sha256(data).hexdigest(), version=1)
+    with staging.new_file(METADATA_NAME) as temp:
+        desk.gpg.encrypt_stream(io.BytesIO(record.to_json()), recipients, temp)
+    ciphertext = object_files(staging.path)
+    staged = StagedItem(
+        object_id=record.object_id, kind="file", staging=staging, size=len(data),
+        sha256=record.sha256, filename=record.display_name, part_count=len(parts),
+        ciphertext_size=sum(size for size, _ in ciphertext.values()),
+        ciphertext_sha256=ciphertext_digest(ciphertext))
+    with desk.writers() as db:
+        record_items(db, desk.store, desk.signing_key, source_id, [staged])
+    return record.object_id
+
+
+def test_the_console_opens_a_version_1_item_exactly(
+        desk: Services, journalist: Keypair, tmp_path: Path) -> None:
+    browser = SourceBrowser(create_app(desk.config, "source", services=desk).test_client())
+    browser.get_codename()
+    # Sizes off every Padmé step: read as version 2, the item would be refused or cut short.
+    chunks = [os.urandom(100_003), os.urandom(1), os.urandom(77_777)]
+    old = b"".join(chunks)
+    new = os.urandom(50_001)
+    assert browser.send("", (("new.mp4", new),)).status_code == 200
+    with desk.sessions() as session:
+        source_id = session.scalars(select(Source.id)).one()
+    old_id = store_version_1_item(desk, source_id, chunks, "старый.mp4".encode(), "video/mp4")
+    desk.engine.dispose()
+
+    # Stock gpg reads what the desk stored: a version 1 record beside a version 2 one.
+    stored = {obj.path.name: obj for obj in read_objects(desk.config, journalist)}
+    assert stored[old_id].record["version"] == 1
+    assert stored[old_id].record["size"] == len(old)
+    assert stored[old_id].padded == old  # no padding
+    (new_id,) = set(stored) - {old_id}
+    assert stored[new_id].record["version"] == 2
+    verified = run_desk("custody", "verify", data_dir=desk.config.data_dir)
+    assert verified.returncode == 0, verified.stderr
+
+    bundle = tmp_path / "all.tar"
+    exported = run_desk("export", "--out", str(bundle), "--all", data_dir=desk.config.data_dir)
+    assert exported.returncode == 0, exported.stderr
+    workspace = tmp_path / "workspace"
+    ok(review(workspace, journalist.home, "import", str(bundle)))
+    for item_id, data in ((old_id, old), (new_id, new)):
+        out = tmp_path / "out" / item_id
+        line = ok(review(workspace, journalist.home, "open", item_id, "--out", str(out)))
+        assert line.startswith(hashlib.sha256(data).hexdigest())
+        (opened,) = [p for p in out.iterdir() if p.is_file()]
+        assert opened.read_bytes() == data
+    assert (tmp_path / "out" / old_id / "старый.mp4").is_file()
