@@ -78,6 +78,16 @@ POOL_FOLDER_PREFIX = "d-"
 # every settle.
 SETTLED_NAME = HIDDEN_PREFIX + "settled"
 
+# A resumable upload's sealed tail (deploy/STORAGE.md): pieces named by the upload offset of
+# their first byte, 20 digits; hidden, so that publishing and readers pass them by.
+TAIL_PREFIX = HIDDEN_PREFIX + "tail-"
+TAIL_NAME_RE = re.compile(r"^\.tail-([0-9]{20})\Z")
+
+
+def tail_name(start: int) -> str:
+    """The name of the tail piece that starts at upload offset `start`."""
+    return f"{TAIL_PREFIX}{start:020d}"
+
 # --- A bundle: desk-bundle/... in one tar -----------------------------------------------------
 
 BUNDLE_ROOT = "desk-bundle"

@@ -27,9 +27,17 @@ from werkzeug.sansio.multipart import MultipartDecoder as _WerkzeugDecoder
 from crypto.custody import ciphertext_digest, object_files
 from crypto.errors import EncryptionFailed
 from crypto.gpg import GnuPG, Readable
-from crypto.items import ItemRecord, Kind, PartRecord, new_object_id
+from crypto.items import (
+    ItemRecord,
+    Kind,
+    PartRecord,
+    RecordTooLarge,
+    check_record_fits,
+    new_object_id,
+)
 from crypto.names import METADATA_NAME, part_name
 from desk.errors import BadSending, NoSpace
+from desk.intake.shape import Limited, PaddedStream, part_size
 from desk.storage.store import SPACE_RESERVE, StagedItem, Staging, Store
 
 CHUNK_SIZE = 1 << 20
@@ -54,11 +62,21 @@ class ItemWriter:
 
     def write(self, kind: Kind, source: Readable, filename: bytes | None,
               content_type: str | None) -> StagedItem:
-        """Encrypt everything `source` yields as a one-part object with its metadata record."""
+        """Encrypt everything `source` yields, padded, in parts of the canonical size, with its
+        metadata record; BadSending if the name and type would not fit in the record."""
+        try:
+            check_record_fits(filename, content_type)
+        except RecordTooLarge as exc:
+            raise BadSending(str(exc)) from exc
         staging = self.store.stage()
         try:
-            part, _ = self.write_part(staging, 0, source)
-            return self.finish(staging, kind, (part,), filename, content_type, part.sha256)
+            stream = PaddedStream(source)
+            parts: list[PartRecord] = []
+            while not parts or stream.more():
+                part, _ = self.write_part(staging, len(parts), Limited(stream, part_size()))
+                parts.append(part)
+            return self.finish(staging, kind, tuple(parts), filename, content_type,
+                               stream.content_sha256(), stream.size)
         except BaseException:
             self.store.discard(staging)
             raise
@@ -77,11 +95,12 @@ class ItemWriter:
 
     def finish(self, staging: Staging, kind: Kind, parts: tuple[PartRecord, ...],
                filename: bytes | None, content_type: str | None,
-               sha256: str | None) -> StagedItem:
-        """Write the metadata record beside the parts; the object is then ready to publish."""
+               sha256: str | None, size: int) -> StagedItem:
+        """Write the metadata record beside the parts (which hold `size` bytes of the item,
+        then padding); the object is then ready to publish."""
         record = ItemRecord(
             object_id=new_object_id(), kind=kind, received_at=datetime.now(UTC), parts=parts,
-            filename=filename, content_type=content_type, sha256=sha256)
+            filename=filename, content_type=content_type, sha256=sha256, content_size=size)
         self._encrypt(staging, METADATA_NAME, HashingReader(_BytesReader(record.to_json())))
         # Read the ciphertext back (from the page cache) for the custody digest.
         ciphertext = object_files(staging.path)

@@ -1,8 +1,10 @@
-"""Resumable uploads (tus 1.0.0): each PATCH body becomes one encrypted part.
+"""Resumable uploads (tus 1.0.0), stored in the same canonical parts as a form upload.
 
-An upload lives in `store/uploads/<id>/` as durable parts until its last byte arrives; then
-its metadata record is written and the folder is published as a normal object, with its row
-and custody entry, exactly like a form upload. What the desk must not keep readable (the
+An upload lives in `store/uploads/<id>/` as a sealed tail (PATCH bodies under AES-256-GCM,
+with a key only the source's cookie gives) and the whole parts cut from it, encrypted to the
+journalists, until its last byte arrives; then the rest of the tail and the padding become the
+last part, its metadata record is written and the folder is published as a normal object, with
+its row and custody entry, exactly like a form upload. What the desk must not keep readable (the
 file's name and type, each part's plaintext SHA-256) is sealed in the upload's row with a key
 derived from a secret that lives only in the creating session's cookie.
 """
@@ -32,9 +34,17 @@ from crypto import sealing
 from crypto.custody import SigningKey
 from crypto.errors import UnsealFailed
 from crypto.gpg import Readable
-from crypto.items import PartRecord
-from crypto.names import LOCK_NAME, METADATA_NAME
-from desk.intake.ingest import ItemWriter
+from crypto.items import PartRecord, RecordTooLarge, check_record_fits, padme
+from crypto.names import (
+    LOCK_NAME,
+    MAX_PARTS,
+    METADATA_NAME,
+    TAIL_NAME_RE,
+    part_name,
+    tail_name,
+)
+from desk.intake.ingest import HashingReader, ItemWriter
+from desk.intake.shape import Limited, PaddedTo, part_size
 from desk.records.items import record_items
 from desk.records.models import Upload
 from desk.storage.store import StagedItem, Staging, Store
@@ -46,6 +56,9 @@ UPLOAD_DAYS = 7
 MAX_METADATA_CHARS = 4096
 # HKDF info for the key of an upload's sealed record is this followed by the upload id.
 RECORD_KEY_INFO = b"desk tus upload "
+# HKDF info for the key of an upload's sealed tail is this followed by the upload id.
+TAIL_KEY_INFO = b"desk tus tail "
+BODY_CHUNK = 256 * 1024
 
 
 class UploadRecord(TypedDict):
@@ -138,9 +151,14 @@ def create_upload(db: Session, store: Store, source_id: str, secret: str, length
     store.make_dir(upload_dir(store, upload_id))
     today = datetime.now(UTC).date()
     name = metadata.get("filename")
+    filetype = (metadata.get("filetype") or b"").decode("utf-8", "replace") or None
+    try:
+        check_record_fits(name, filetype)
+    except RecordTooLarge as exc:
+        raise TusError(400, str(exc)) from exc
     record: UploadRecord = {
         "filename": None if name is None else base64.b64encode(name).decode("ascii"),
-        "filetype": (metadata.get("filetype") or b"").decode("utf-8", "replace") or None,
+        "filetype": filetype,
         "parts": [],
     }
     upload = Upload(id=upload_id, source_id=source_id, owner=owner_hash(secret),
@@ -248,65 +266,200 @@ class PatchResult:
     finished: bool
 
 
+def _tail_key(secret: str, upload_id: str) -> bytes:
+    return sealing.derive(secret.encode("ascii"), TAIL_KEY_INFO + upload_id.encode("ascii"))
+
+
+def _piece_aad(upload_id: str, start: int) -> bytes:
+    """What binds a tail piece to its upload and place: the upload id and the piece's start."""
+    return upload_id.encode("ascii") + start.to_bytes(8, "big")
+
+
+def tail_pieces(folder: Path) -> dict[int, Path]:
+    """The sealed tail pieces in an upload's folder, by the upload offset they start at."""
+    pieces: dict[int, Path] = {}
+    for path in folder.iterdir():
+        match = TAIL_NAME_RE.match(path.name)
+        if match:
+            pieces[int(match.group(1))] = path
+    return pieces
+
+
+class TailReader:
+    """The plaintext of an upload's bytes [start, end) from its sealed tail pieces, unsealed
+    in memory as it is read, and hashed; TusError 500 if a piece is missing or damaged."""
+
+    def __init__(self, folder: Path, key: bytes, upload_id: str, start: int, end: int) -> None:
+        self._folder = folder
+        self._key = key
+        self._upload_id = upload_id
+        self._start = start
+        self._end = end
+        self._chunks = self._generate()
+        self._pending = b""
+        self.sha256 = hashlib.sha256()
+        self.first: int | None = None  # where the first piece read starts
+        self.used: list[tuple[int, int]] = []  # (start, length) of each piece read through
+
+    def _generate(self) -> Iterator[bytes]:
+        pieces = tail_pieces(self._folder)
+        first = max((at for at in pieces if at <= self._start), default=None)
+        if first is None:
+            raise TusError(500, "this upload's stored tail is incomplete; start it again")
+        at = self.first = first
+        while at < self._end:
+            path, piece_start = pieces.get(at), at
+            if path is None:
+                raise TusError(500, "this upload's stored tail is incomplete; start it again")
+            try:
+                with path.open("rb") as handle:
+                    chunks = sealing.open_sealed(self._key, _piece_aad(self._upload_id, at),
+                                                 handle)
+                    chunk = next(chunks, None)
+                    while chunk is not None:
+                        # One chunk ahead: the piece is known to be read through when its last
+                        # chunk is handed out, even if the reader then stops (a part that ends
+                        # where the piece ends), so that it is deleted once recorded.
+                        following = next(chunks, None)
+                        wanted = chunk[max(self._start - at, 0):max(self._end - at, 0)]
+                        at += len(chunk)
+                        if following is None and at > piece_start:
+                            self.used.append((piece_start, at - piece_start))
+                        if wanted:
+                            yield wanted
+                        chunk = following
+            except UnsealFailed as exc:
+                raise TusError(500, "this upload's stored tail is damaged; start it again") \
+                    from exc
+            if at == piece_start:
+                raise TusError(500, "this upload's stored tail is damaged; start it again")
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes of the tail; b'' at `end`."""
+        if not self._pending:
+            self._pending = next(self._chunks, b"")
+        data = self._pending if n < 0 else self._pending[:n]
+        self._pending = self._pending[len(data):]
+        self.sha256.update(data)
+        return data
+
+
 def append_part(sessions: sessionmaker[Session], writer: ItemWriter, key: SigningKey,
                 upload: Upload, secret: str, body: Readable, declared: int | None,
                 checksum: tuple[str, bytes] | None) -> PatchResult:
-    """Encrypt one PATCH body as the upload's next part, then advance the offset (committed).
+    """Seal one PATCH body onto the upload's tail, cut whole parts off it, then advance the
+    offset (committed).
 
-    The caller holds `locked()`. The body is encrypted with no database transaction open (a
-    slow client would otherwise hold SQLite's write lock for the whole body); a writer
-    transaction then records the part. With a checksum, a part that does not match, or that
-    was cut short, is discarded (460, or a resumable offset). When the last byte arrives, the
-    upload is published as an object. If anything fails (a full disk: NoSpace, or SQLite's
-    "database or disk is full"), the offset stays at the last recorded part and the client
-    resumes from there once there is room.
+    The caller holds `locked()`. The body goes into a new sealed tail piece (AES-256-GCM under
+    a key from the owner secret, never plaintext on disk), durably. Whenever the tail then
+    holds a whole part (`part_size()` bytes), that part is unsealed into gpg as the upload's
+    next canonical part, durably; when the last byte has arrived, the rest of the tail and the
+    Padmé padding become the last part(s), the metadata record is written and the upload is
+    published as an object. All this happens with no database transaction open (a slow client
+    would otherwise hold SQLite's write lock for the whole body); a writer transaction then
+    records it. With a checksum, a body that does not match, or that was cut short, is
+    discarded (460, or a resumable offset). If anything fails (a full disk: NoSpace, or
+    SQLite's "database or disk is full"), what this request wrote goes, the offset stays where
+    it was and the client resumes from there once there is room.
     """
-    folder = Staging(upload_dir(writer.store, upload.id), writer.store)
+    store = writer.store
+    folder = Staging(upload_dir(store, upload.id), store)
+    record = unseal(secret, upload.id, upload.sealed)
+    tail_key = _tail_key(secret, upload.id)
     reader = BodyReader(body, upload.length - upload.offset, declared)
-    part, digest = writer.write_part(folder, upload.part_count, reader,
-                                     checksum[0] if checksum else None)
-    part_path = folder.path / part.name
-    if reader.overflow:
-        part_path.unlink(missing_ok=True)
-        raise TusError(400, "this body goes past Upload-Length; the part was discarded")
-    # An empty part only for an empty file; a checksummed part must arrive whole and match.
-    empty = part.size == 0 and upload.length > 0
-    if empty or (checksum is not None and (reader.cut_short or digest != checksum[1])):
-        part_path.unlink(missing_ok=True)
-        if checksum is not None and part.size and not reader.cut_short:
-            raise TusError(460, "checksum mismatch: the part was discarded")
-        return PatchResult(upload.offset, False)
+    hashing = HashingReader(reader, checksum[0] if checksum else None)
+    piece = folder.path / tail_name(upload.offset)
+    old_parts = upload.part_count
     try:
-        # The lock keeps other requests off this upload, so its row is as it was read.
-        record = unseal(secret, upload.id, upload.sealed)
-        parts: list[list[str | int]] = [*record["parts"], [part.name, part.size, part.sha256]]
-        # The last part: encrypt the metadata record and hash the ciphertext (seconds for a
+        with folder.new_file(piece.name) as temp, temp.open("xb") as out:
+            sealer = sealing.SealedWriter(tail_key, _piece_aad(upload.id, upload.offset), out)
+            while data := hashing.read(BODY_CHUNK):
+                sealer.write(data)
+            sealer.close()
+            out.flush()
+        if reader.overflow:
+            piece.unlink(missing_ok=True)
+            raise TusError(400, "this body goes past Upload-Length; the part was discarded")
+        digest = hashing.checksum_digest()
+        # Nothing kept of an empty body (an empty file is finished at creation); a
+        # checksummed body must arrive whole and match.
+        empty = hashing.size == 0 and upload.length > 0
+        if empty or (checksum is not None and (reader.cut_short or digest != checksum[1])):
+            piece.unlink(missing_ok=True)
+            if checksum is not None and hashing.size and not reader.cut_short:
+                raise TusError(460, "checksum mismatch: the part was discarded")
+            return PatchResult(upload.offset, False)
+        offset = upload.offset + hashing.size
+        parts, tail, sha256 = _cut_parts(writer, folder, upload, record, tail_key, offset)
+        # The last byte: encrypt the metadata record and hash the ciphertext (seconds for a
         # large file) before taking the write lock, which then covers only the bookkeeping.
-        staged = None if upload.offset + part.size < upload.length else \
-            _finish(writer, folder, record, parts)
+        staged = None if offset < upload.length else \
+            _finish(writer, folder, record, parts, upload.length, sha256)
         with sessions() as db:
             current = db.get(Upload, upload.id)
             if current is None or current.offset != upload.offset:  # pragma: no cover - locked
                 raise TusError(409, "the upload changed while this part arrived")
             current.sealed = seal(secret, current.id, {**record, "parts": parts})
-            current.offset += part.size
-            current.part_count += 1
-            if staged is None:
-                db.commit()
-                return PatchResult(current.offset, False)
-            offset = current.offset
-            _publish(db, writer, key, current, folder, staged)
-            return PatchResult(offset, True)
+            current.offset = offset
+            current.part_count = len(parts)
+            if staged is not None:
+                _publish(db, writer, key, current, folder, staged)
+                return PatchResult(offset, True)
+            db.commit()
     except BaseException:
-        # Not recorded: the row still counts the parts before this one, so drop this part
-        # (and the metadata record, if publishing got that far); the client sends it again.
-        part_path.unlink(missing_ok=True)
+        # Not recorded: the row still describes the upload before this request, so drop what
+        # it wrote (its tail piece, the parts cut, the metadata record); the pieces the row
+        # counts on are untouched, and the client sends the body again.
+        piece.unlink(missing_ok=True)
+        for index in range(old_parts, MAX_PARTS):
+            path = folder.path / part_name(index)
+            if not path.exists():
+                break
+            path.unlink()
         (folder.path / METADATA_NAME).unlink(missing_ok=True)
         raise
+    if tail is not None:
+        _drop_consumed(folder.path, tail, len(parts) * part_size())
+    return PatchResult(offset, False)
+
+
+def _cut_parts(writer: ItemWriter, folder: Staging, upload: Upload, record: UploadRecord,
+               tail_key: bytes, offset: int
+               ) -> tuple[list[list[str | int]], TailReader | None, str | None]:
+    """Encrypt the whole parts the tail now holds (and, once all `upload.length` bytes are in,
+    the rest with its padding) as the upload's next parts. Returns the parts list, the tail
+    reader used (None if no part was cut) and, when the tail held the whole file, its SHA-256."""
+    size = part_size()
+    parts = list(record["parts"])
+    start = len(parts) * size
+    finished = offset == upload.length
+    if not finished and offset - start < size:
+        return parts, None, None
+    tail = TailReader(folder.path, tail_key, upload.id, start, offset)
+    if finished:
+        stream: Readable = PaddedTo(tail, padme(upload.length) - start)
+        left = padme(upload.length) - start
+    else:
+        stream, left = tail, (offset - start) // size * size
+    while left > 0 or not parts:
+        part, _ = writer.write_part(folder, len(parts), Limited(stream, min(size, left)))
+        parts.append([part.name, part.size, part.sha256])
+        left -= part.size
+    return parts, tail, (tail.sha256.hexdigest() if finished and start == 0 else None)
+
+
+def _drop_consumed(folder: Path, tail: TailReader, consumed: int) -> None:
+    """Delete the tail pieces whose bytes are all in recorded parts now (and any older ones
+    an interrupted request left)."""
+    first = consumed if tail.first is None else tail.first
+    for at, path in tail_pieces(folder).items():
+        if at < first or any(at == start and start + length <= consumed
+                             for start, length in tail.used):
+            path.unlink(missing_ok=True)
 
 
 def _finish(writer: ItemWriter, folder: Staging, record: UploadRecord,
-            parts: list[list[str | int]]) -> StagedItem:
+            parts: list[list[str | int]], size: int, sha256: str | None) -> StagedItem:
     """Write the finished upload's metadata record and take its ciphertext digest."""
     records = tuple(PartRecord(str(n), int(str(s)), str(h)) for n, s, h in parts)
     name = record.get("filename")
@@ -314,8 +467,8 @@ def _finish(writer: ItemWriter, folder: Staging, record: UploadRecord,
         folder, "file", records,
         None if name is None else base64.b64decode(str(name)),
         None if record.get("filetype") is None else str(record["filetype"]),
-        # One part is the whole file; across requests the console computes the whole hash.
-        records[0].sha256 if len(records) == 1 else None)
+        # Known when the whole file was in the tail at the end; the console computes it else.
+        sha256, size)
 
 
 def _publish(db: Session, writer: ItemWriter, key: SigningKey, upload: Upload,

@@ -30,10 +30,13 @@ from crypto.names import (
     PART_NAME_RE,
     REPLY_BOX_NAME,
     REPLY_COPY_NAME,
+    TAIL_NAME_RE,
     TEMP_PREFIX,
     part_name,
 )
+from crypto.sealing import sealed_plaintext_size
 from desk.errors import JournalistError
+from desk.intake.shape import part_size
 from desk.records.models import CustodyRecord, Item, Reply, Upload
 from desk.storage.store import Store, fsync_path
 
@@ -47,6 +50,7 @@ ROW_WITHOUT_UPLOAD = "row-without-upload"
 UNRECORDED_PART = "unrecorded-part"
 UNRECORDED_RECORD = "unrecorded-metadata"
 MISSING_PART = "missing-part"
+UNRECORDED_TAIL = "unrecorded-tail-piece"
 REPLY_WITHOUT_ROW = "reply-without-row"
 ROW_WITHOUT_REPLY = "row-without-reply"
 DELETED_BOX = "deleted-box"
@@ -282,10 +286,36 @@ def _uploads(db: Session, store: Store) -> list[Finding]:
                 findings.append(_debris(UNRECORDED_RECORD, folder / name,
                                         "the metadata record of a publication that never "
                                         "committed"))
+        findings += _tail_findings(folder, upload)
         findings += [_error(MISSING_PART, folder / part_name(index),
                             "a recorded part is missing: bytes the source was told had arrived "
                             "are gone")
                      for index in range(upload.part_count) if part_name(index) not in names]
+    return findings
+
+
+def _tail_findings(folder: Path, upload: Upload) -> list[Finding]:
+    """Sealed tail pieces the row does not count on: not whole, at or past the recorded
+    offset (a PATCH that never committed), or wholly inside the recorded parts. Their
+    framing alone tells their length; nothing here needs (or has) the key."""
+    findings = []
+    consumed = upload.part_count * part_size()
+    for path in sorted(folder.iterdir()):
+        match = TAIL_NAME_RE.match(path.name)
+        if not match:
+            continue
+        start = int(match.group(1))
+        with path.open("rb") as handle:
+            length = sealed_plaintext_size(handle)
+        if length is None:
+            reason = "a sealed tail piece that is not whole"
+        elif start >= upload.offset and upload.offset < upload.length:
+            reason = "a sealed tail piece past the recorded offset: the source resends it"
+        elif start + length <= consumed:
+            reason = "a sealed tail piece already cut into recorded parts"
+        else:
+            continue
+        findings.append(_debris(UNRECORDED_TAIL, path, reason))
     return findings
 
 

@@ -102,24 +102,32 @@ def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | No
 def _decrypt_parts(workspace: Workspace, gpg: GnuPG, item: Item,
                    parts: list[tuple[str, int, str]], temp: Path,
                    progress: Callable[[int], None]) -> tuple[str, int]:
+    """Decrypt the parts into `temp`, checking each part's hash, and keep exactly the item's
+    first `size` bytes: what follows (version 2 records) is padding, which must be zeros."""
     whole, total = hashlib.sha256(), 0
-    # One part is the whole file: hash it once (hashing is a third of the work; measured).
-    single = len(parts) == 1
+    left = item.size  # content bytes still to write; the rest is padding
+    # One unpadded part is the whole file: hash it once (hashing is a third of the work).
+    single = len(parts) == 1 and parts[0][1] == item.size
     with temp.open("xb") as out:
         for name, size, sha256 in parts:
             digest, count = (whole if single else hashlib.sha256()), 0
+            padding_ok = True
 
             def sink(chunk: bytes, digest: hashlib._Hash = digest) -> None:
-                nonlocal count
-                out.write(chunk)
+                nonlocal count, left, padding_ok
                 digest.update(chunk)
+                content, padding = chunk[:max(left, 0)], chunk[max(left, 0):]
+                out.write(content)
                 if not single:
-                    whole.update(chunk)
+                    whole.update(content)
+                if padding.count(0) != len(padding):
+                    padding_ok = False
+                left -= len(chunk)
                 count += len(chunk)
                 progress(len(chunk))
 
             _decrypt_part(gpg, workspace.objects(item.id) / name, sink, item.id, name)
-            if count != size or digest.hexdigest() != sha256:
+            if count != size or digest.hexdigest() != sha256 or not padding_ok:
                 raise ReviewError(
                     f"item {item.id}: {name} decrypted to data that does not match its "
                     "recorded SHA-256; nothing was kept", "the ciphertext was altered after it "
@@ -127,22 +135,29 @@ def _decrypt_parts(workspace: Workspace, gpg: GnuPG, item: Item,
             total += count
         out.flush()
         os.fsync(out.fileno())
-    if item.sha256 is not None and whole.hexdigest() != item.sha256:
+    if total < item.size or (item.sha256 is not None and whole.hexdigest() != item.sha256):
         raise ReviewError(f"item {item.id}: the reassembled file does not match its recorded "
                           "SHA-256; nothing was kept")
-    return whole.hexdigest(), total
+    return whole.hexdigest(), item.size
 
 
 def _decrypt_to_memory(workspace: Workspace, gpg: GnuPG, item: Item,
                        parts: list[tuple[str, int, str]]) -> tuple[bytes, str]:
     chunks: list[bytes] = []
-    for name, _size, sha256 in parts:
+    for name, size, sha256 in parts:
         start = len(chunks)
         _decrypt_part(gpg, workspace.objects(item.id) / name, chunks.append, item.id, name)
-        if hashlib.sha256(b"".join(chunks[start:])).hexdigest() != sha256:
+        part = b"".join(chunks[start:])
+        if len(part) != size or hashlib.sha256(part).hexdigest() != sha256:
             raise ReviewError(f"item {item.id}: {name} does not match its recorded SHA-256")
-    data = b"".join(chunks)
-    return data, hashlib.sha256(data).hexdigest()
+    padded = b"".join(chunks)
+    data, padding = padded[:item.size], padded[item.size:]
+    if len(data) != item.size or padding.count(0) != len(padding):
+        raise ReviewError(f"item {item.id}: its padding is not zeros; nothing was kept")
+    digest = hashlib.sha256(data).hexdigest()
+    if item.sha256 is not None and digest != item.sha256:
+        raise ReviewError(f"item {item.id}: the message does not match its recorded SHA-256")
+    return data, digest
 
 
 def _decrypt_part(gpg: GnuPG, path: Path, sink: Callable[[bytes], None], item_id: str,

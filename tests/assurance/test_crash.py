@@ -53,9 +53,21 @@ from tests.harness.crash import (
 from tests.harness.data import KiB, sha256
 from tests.harness.gpg import Keypair
 from tests.harness.http import open_source_session
-from tests.harness.servers import CrashableServer, hooked_server
+from tests.harness.servers import CrashableServer, hooked_server, small_parts_env
+from tests.harness.tus import parts_of
 
 pytestmark = pytest.mark.slow
+
+# The servers cut parts of 128 KiB (the desk's are 64 MiB), so that uploads of a few hundred KB
+# are stored as several parts and crashes land while parts are cut from the sealed tail; doctor,
+# examined in this process, uses the same size.
+PART = 128 * KiB
+
+
+@pytest.fixture(autouse=True)
+def _small_parts() -> Iterator[None]:
+    with parts_of(PART):
+        yield
 
 
 def cycles_setting() -> int:
@@ -73,7 +85,7 @@ def crashable(desk: Services, tmp_path: Path) -> Iterator[CrashableServer]:
     """`desk` served by a CrashableServer; killed at the end whatever happened."""
     desk.engine.dispose()  # this process must not hold the database open
     server = CrashableServer(desk.config.data_dir, tmp_path / "server.log",
-                             tmp_path / "server-tmp")
+                             tmp_path / "server-tmp", small_parts_env(tmp_path, PART))
     yield server
     server.kill()
 
@@ -113,13 +125,17 @@ CRASH_POINTS = {
                                  listed=True),
     "tus-created": CrashPoint("desk.intake.tus:create_upload", "tus-create",
                               {"upload-without-row": 1}),
+    # The body sealed, not yet renamed into the tail.
+    "tus-tail-sealed": CrashPoint("crypto.sealing:SealedWriter.close", "tus",
+                                  {"temp-file": 1}),
     "tus-part-encrypted": CrashPoint("desk.intake.ingest:ItemWriter.write_part", "tus",
-                                     {"unrecorded-part": 1}),
+                                     {"unrecorded-tail-piece": 1, "unrecorded-part": 1}),
     "tus-record-encrypted": CrashPoint("desk.intake.ingest:ItemWriter.finish", "tus",
-                                       {"unrecorded-part": 1, "unrecorded-metadata": 1}),
+                                       {"unrecorded-tail-piece": 1, "unrecorded-part": 4,
+                                        "unrecorded-metadata": 1}),
     "tus-published": CrashPoint("desk.storage.store:Store.publish", "tus",
-                                {"object-without-row": 1, "unrecorded-part": 1,
-                                 "unrecorded-metadata": 1}),
+                                {"object-without-row": 1, "unrecorded-tail-piece": 1,
+                                 "unrecorded-part": 4, "unrecorded-metadata": 1}),
     "tus-committed": CrashPoint("desk.records.items:record_items", "tus",
                                 {"upload-without-row": 1}, listed=True),
 }
@@ -129,7 +145,7 @@ CRASH_POINTS = {
 def test_a_crash_right_after_each_step_loses_nothing_acknowledged(
         desk: Services, journalist: Keypair, tmp_path: Path, point: CrashPoint) -> None:
     desk.engine.dispose()  # this process must not hold the database open
-    server, armed = hooked_server(desk.config.data_dir, tmp_path, point.after, "kill")
+    server, armed = hooked_server(desk.config.data_dir, tmp_path, point.after, "kill", PART)
     try:
         server.start()
         session = open_source_session(server.url)
@@ -138,8 +154,9 @@ def test_a_crash_right_after_each_step_loses_nothing_acknowledged(
         if point.upload == "form":
             sending = Sending("crash", "form", data)
         else:
-            # A PATCH of 300 KiB is acknowledged; the crash comes in the next one, of 200 KiB
-            # (a part) or of the rest (the last part, then publication).
+            # A PATCH of 300 KiB is acknowledged (two parts of 128 KiB cut, 44 KiB left in the
+            # tail); the crash comes in the next one, of 200 KiB (a third part cut from the
+            # tail) or of the rest (the last four parts, then publication).
             chunks = [300 * KiB, 200 * KiB] if point.after.endswith("write_part") else [300 * KiB]
             sending = Sending("crash", "tus", data, chunks=chunks)
             if point.upload == "tus":

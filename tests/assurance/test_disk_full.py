@@ -23,6 +23,7 @@ from werkzeug.test import TestResponse
 import crypto.gpg
 from desk.app import create_app
 from desk.config import Config
+from desk.intake import shape
 from desk.ops.serve import GUNICORN_SETTINGS
 from desk.records.models import Upload
 from desk.services import Services
@@ -48,7 +49,7 @@ from tests.harness.forms import FormBody, csrf_token
 from tests.harness.gpg import Keypair
 from tests.harness.http import HttpBrowser, open_source_session
 from tests.harness.servers import Server, wait_for
-from tests.harness.tus import OCTETS, metadata
+from tests.harness.tus import OCTETS, assert_parts, metadata, tail_at
 from tests.harness.web import SourceBrowser, TusTestSource
 
 # Room for the reserve the desk keeps free (SPACE_RESERVE) plus the uploads the tests send.
@@ -182,13 +183,16 @@ def test_tus_creation_without_room_is_507_and_creates_nothing(
     assert tus.create(100 * KiB).status_code == 201
 
 
-def test_tus_patch_that_runs_out_of_space_keeps_the_last_part_and_resumes(
+def test_tus_patch_that_runs_out_of_space_keeps_the_acknowledged_parts_and_resumes(
         desk: Services, space: Disk, source: SourceBrowser, journalist: Keypair,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shape, "simulated_part_size", MiB)
     tus = TusTestSource(source)
     data = os.urandom(6 * MiB)
     location = tus.new(len(data), metadata("resumed.mp4", "video/mp4"))
     assert tus.patch(location, 0, data[:2 * MiB]).status_code == 204
+    acknowledged = ["part-000000.gpg", "part-000001.gpg"]  # its tail piece used up and gone
+    assert upload_files(desk, location) == acknowledged
     before = listed(desk)
 
     space.fill(leave=1 * MiB)
@@ -197,7 +201,7 @@ def test_tus_patch_that_runs_out_of_space_keeps_the_last_part_and_resumes(
     assert refused.mimetype == "text/plain"  # the protocol's answer, not a page
     assert refused.headers["Tus-Resumable"] == "1.0.0"
     assert tus.offset(location) == 2 * MiB
-    assert upload_files(desk, location) == ["part-000000.gpg"]
+    assert upload_files(desk, location) == acknowledged
     assert listed(desk) == before
     assert leftovers(desk) == []
     assert_logged_once(caplog)
@@ -208,9 +212,7 @@ def test_tus_patch_that_runs_out_of_space_keeps_the_last_part_and_resumes(
     assert resumed.headers["Upload-Offset"] == str(len(data))
     (obj,) = read_objects(desk.config, journalist)
     assert obj.plaintext == data
-    parts = obj.record["parts"]
-    assert isinstance(parts, list)
-    assert [p["size"] for p in parts] == [2 * MiB, 4 * MiB]
+    assert_parts(obj.record, data)  # six parts of 1 MiB, however the bytes were sent
     assert listed(desk).uploads == []
     assert list(desk.store.uploads.iterdir()) == []
 
@@ -238,7 +240,8 @@ def database_disk(tmp_path: Path, journalist: Keypair) -> Iterator[DatabaseDisk]
 @pytest.mark.parametrize("sending", ["form", "tus creation", "tus last part"])
 def test_full_database_is_507_stays_intact_and_works_once_space_is_freed(
         database_disk: DatabaseDisk, journalist: Keypair, sending: str,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shape, "simulated_part_size", 64 * KiB)
     desk = database_disk.desk
     source = SourceBrowser(create_app(desk.config, "source", services=desk).test_client())
     source.get_codename()
@@ -270,8 +273,9 @@ def test_full_database_is_507_stays_intact_and_works_once_space_is_freed(
     assert listed(desk) == before
     assert leftovers(desk) == []
     if sending == "tus last part":
+        # What the first PATCH left: one part cut, and the tail piece that holds the rest.
         assert tus.offset(location) == 100 * KiB
-        assert upload_files(desk, location) == ["part-000000.gpg"]
+        assert upload_files(desk, location) == [tail_at(0), "part-000000.gpg"]
     else:
         assert list(desk.store.uploads.iterdir()) == []
 
@@ -354,7 +358,8 @@ def test_real_server_tus_upload_waits_out_a_full_disk_and_resumes(
     assert remote.offset(location) == 2 * MiB
     created = remote.request("POST", "/uploads/", **{"Upload-Length": str(KiB)})
     assert created.status_code == 507
-    assert upload_files(desk, location) == ["part-000000.gpg"]
+    # The first body waits in the sealed tail (parts of 64 MiB); the refused one left nothing.
+    assert upload_files(desk, location) == [tail_at(0)]
     assert leftovers(desk) == []
     assert len(log_lines(server, NO_SPACE_LOG)) == 2
     assert log_lines(server, "Traceback") == []

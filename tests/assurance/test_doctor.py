@@ -16,16 +16,20 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
 from crypto.items import new_object_id
-from crypto.names import LOCK_NAME, part_name
+from crypto.names import LOCK_NAME, part_name, tail_name
+from crypto.sealing import SealedWriter
 from desk.ops.doctor import Finding, database_problems, examine, repair, sole_session
 from desk.outbound.replies import ReplyTarget, write_web_reply
 from desk.records.custody import verify_desk
 from desk.records.items import delete_items
 from desk.records.models import Item, Reply, Source, Upload
 from desk.services import Services
-from tests.harness.desks import files_under, run_desk
+from tests.harness.desks import files_under, read_objects, run_desk
+from tests.harness.gpg import Keypair
+from tests.harness.tus import held, parts_of
 from tests.harness.web import SourceBrowser
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -71,9 +75,14 @@ def custody_intact(desk: Services) -> None:
     desk.engine.dispose()
 
 
+# The part size the tests' resumable uploads are cut with (the desk's is 64 MiB).
+PART = 8192
+
+
 class Desk:
     """A desk with one of everything a finished write leaves: a form submission, a resumable
-    upload with one part recorded, and a reply."""
+    upload with one part recorded (one PATCH of exactly a part, so no tail piece is left), and
+    a reply."""
 
     def __init__(self, desk: Services, source: SourceBrowser) -> None:
         self.services = desk
@@ -81,19 +90,26 @@ class Desk:
         assert source.send("hello", (("clip.mp4", os.urandom(50_000)),)).status_code == 200
         client: FlaskClient = source.client
         token = source.form_token()
-        headers = {**TUS, "X-CSRFToken": token}
-        created = client.post("/uploads/", headers={**headers, "Upload-Length": "30000"})
+        self.headers = {**TUS, "X-CSRFToken": token}
+        self.client = client
+        created = client.post("/uploads/", headers={**self.headers, "Upload-Length": "30000"})
         assert created.status_code == 201
-        location = created.headers["Location"]
-        patched = client.patch(location, data=os.urandom(10_000), content_type=OCTETS,
-                               headers={**headers, "Upload-Offset": "0"})
-        assert patched.status_code == 204
-        self.upload_id = location.rsplit("/", 1)[-1]
+        self.location = created.headers["Location"]
+        self.sent = os.urandom(PART)
+        assert self.patch(0, self.sent).status_code == 204
+        self.upload_id = self.location.rsplit("/", 1)[-1]
+        assert held(self.upload_folder) == [part_name(0)]
         with desk.sessions() as session:
             row = session.scalars(select(Source)).one()
             self.object_ids = sorted(session.scalars(select(Item.id)))
         self.reply_id = write_web_reply(desk, ReplyTarget.of(row), "a question", "alice").id
         desk.engine.dispose()
+
+    def patch(self, offset: int, body: bytes) -> TestResponse:
+        """PATCH `body` onto the resumable upload at `offset`, parts cut every PART bytes."""
+        with parts_of(PART):
+            return self.client.patch(self.location, data=body, content_type=OCTETS,
+                                     headers={**self.headers, "Upload-Offset": str(offset)})
 
     @property
     def upload_folder(self) -> Path:
@@ -281,6 +297,68 @@ def test_an_upload_folder_published_without_its_row_is_kept(full: Desk) -> None:
     removed, _ = repaired(full.services)
     assert removed == []
     assert (published / part_name(0)).is_file()
+
+
+def sealed_piece(path: Path, upload_id: str, start: int, size: int) -> None:
+    """A whole sealed tail piece of `size` bytes starting at `start`, as a PATCH writes one
+    (under a key doctor has no need of: the framing tells a piece's length)."""
+    aad = upload_id.encode("ascii") + start.to_bytes(8, "big")
+    with path.open("xb") as out:
+        writer = SealedWriter(os.urandom(32), aad, out)
+        writer.write(os.urandom(size))
+        writer.close()
+
+
+def test_tail_pieces_still_needed_are_kept_and_leftover_ones_removed(
+        full: Desk, journalist: Keypair) -> None:
+    folder = full.upload_folder
+    second, third = os.urandom(4000), os.urandom(6000)
+    assert full.patch(PART, second).status_code == 204
+    assert held(folder) == [tail_name(PART), part_name(0)]
+    used_up = (folder / tail_name(PART)).read_bytes()
+    assert full.patch(PART + 4000, third).status_code == 204
+    # Part 1 (bytes 8192-16383) was cut: the piece at 8192 went into it and was deleted; the
+    # piece at 12192 is partly in it and holds the acknowledged bytes 16384-18191.
+    live = folder / tail_name(PART + 4000)
+    assert held(folder) == [live.name, part_name(0), part_name(1)]
+    with parts_of(PART):
+        assert findings(full.services) == []
+    before = full.snapshot()
+
+    # A crash between recording part 1 and deleting the piece it used up:
+    used = folder / tail_name(PART)
+    used.write_bytes(used_up)
+    # a PATCH at the recorded offset whose row never committed:
+    past = folder / tail_name(PART + 10_000)
+    sealed_piece(past, full.upload_id, PART + 10_000, 3000)
+    # and a piece that is not whole (cut short by damage; the desk only renames whole ones).
+    broken = folder / tail_name(PART + 13_000)
+    broken.write_bytes(live.read_bytes()[:-20])
+    with parts_of(PART):
+        found = findings(full.services)
+    assert kinds(found) == {"unrecorded-tail-piece": 3}
+    assert where(found) == {used, past, broken}
+    assert all(f.removable for f in found)
+    assert all(f.line().count("\t") == 2 for f in found)
+    reasons = {Path(f.where): f.detail for f in found}
+    assert "already cut into recorded parts" in reasons[used]
+    assert "past the recorded offset" in reasons[past]
+    assert "not whole" in reasons[broken]
+
+    with parts_of(PART):
+        removed, left = repaired(full.services)
+    assert removed == found
+    assert left == []
+    assert full.snapshot() == before  # the live piece and the parts untouched
+
+    # The upload resumes from the recorded offset and its object holds every byte sent.
+    rest = os.urandom(30_000 - PART - 10_000)
+    assert full.patch(PART + 10_000, rest).status_code == 204
+    assert not folder.exists()
+    stored = {len(o.plaintext): o.plaintext for o in read_objects(full.services.config,
+                                                                   journalist)}
+    assert stored[30_000] == full.sent + second + third + rest
+    assert findings(full.services) == []
 
 
 def test_repair_refuses_while_another_process_has_the_database_open(full: Desk) -> None:

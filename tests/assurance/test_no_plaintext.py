@@ -10,9 +10,11 @@ directory (database, WAL, store, keyring), both server processes' TMPDIRs, their
 `desk` command's TMPDIR and everything it printed. Scans also run while uploads are in
 progress, not only at the end.
 
-The source interface is conftest's `server` (`desk serve source`); the journalist interface is
-a second `desk serve journalist` process started here the same way, with its own TMPDIR. The
-offline console runs outside the server's directories, as it would on the air-gapped machine.
+The source interface is `desk serve source`, started like conftest's `server` but cutting
+parts of 256 KiB (the desk's are 64 MiB), so that resumable uploads here hold parts and sealed
+tail pieces side by side; the journalist interface is a second `desk serve journalist` process
+started the same way, with its own TMPDIR. The offline console runs outside the server's
+directories, as it would on the air-gapped machine.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from tusclient.client import TusClient
 
+from crypto.names import TAIL_PREFIX, TEMP_PREFIX
 from desk.records.models import Item, Reply, Source
 from desk.services import Services
 from tests.harness.console import ok, review
@@ -40,15 +44,33 @@ from tests.harness.http import (
     HttpBrowser,
     hang_up,
     journalist_session,
+    open_source_session,
     post_journalist_form,
     read_response,
     unsent,
 )
 from tests.harness.needles import Needles, scan
-from tests.harness.servers import Server, start_server, wait_for
-from tests.harness.tus import metadata
+from tests.harness.servers import Server, small_parts_env, start_server, wait_for
+from tests.harness.tus import held, metadata, tail_at, upload_id
+
+PART = 256 * KiB
+# What is being written while a form arrives (a part, into gpg), and while a PATCH body
+# arrives (a sealed tail piece).
+WRITING_PART = TEMP_PREFIX + "part-"
+WRITING_TAIL = TEMP_PREFIX + TAIL_PREFIX
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server(desk: Services, tmp_path: Path) -> Iterator[Server]:
+    """conftest's `server`, cutting parts of PART bytes."""
+    started = start_server(desk.config.data_dir, "source", log=tmp_path / "server.log",
+                           tmpdir=tmp_path / "server-tmp", timeout=30, env={
+                               "DESK_MAX_UPLOAD_BYTES": str(desk.config.max_upload_bytes),
+                               **small_parts_env(tmp_path, PART)})
+    yield started
+    started.stop(timeout=30)
 
 
 # --- the test ----------------------------------------------------------------------------------
@@ -63,9 +85,11 @@ def desk_command(*args: str, data_dir: Path, tmpdir: Path, logs: Path
     return result
 
 
-def in_progress(folder: Path) -> bool:
-    """Whether gpg is writing a part below `folder` (waiting a while for it to start)."""
-    return wait_for(lambda: any(path.name.startswith(".tmp-part-")
+def in_progress(folder: Path, writing: str) -> bool:
+    """Whether a file whose name starts with `writing` (WRITING_PART: gpg writing a part;
+    WRITING_TAIL: a PATCH body being sealed) is being written below `folder` (waiting a while
+    for it to start)."""
+    return wait_for(lambda: any(path.name.startswith(writing)
                                 for path in files_under(folder)), 10)
 
 
@@ -116,7 +140,7 @@ def test_nothing_readable_reaches_the_servers_disks_or_logs(
                       f"Content-Length: {len(encoded)}\r\n\r\n").encode("latin-1"))
         sock.sendall(encoded[:len(encoded) * 3 // 4])  # into the second file
         pause_mid_body(sock)
-        assert in_progress(data_dir / "store" / "staging")
+        assert in_progress(data_dir / "store" / "staging", WRITING_PART)
         assert_clean("while a form upload arrives")
         sock.sendall(encoded[len(encoded) * 3 // 4:])
         assert read_response(sock)[0] == 200
@@ -130,7 +154,7 @@ def test_nothing_readable_reaches_the_servers_disks_or_logs(
     with remote.begin_patch(location, 0, MiB) as sock:
         sock.sendall(tus_data[:MiB // 2])
         pause_mid_body(sock)
-        assert in_progress(data_dir / "store" / "uploads")
+        assert in_progress(data_dir / "store" / "uploads", WRITING_TAIL)
         assert_clean("mid-PATCH")
         sock.sendall(tus_data[MiB // 2:MiB])
         assert read_response(sock)[0] == 204
@@ -163,7 +187,7 @@ def test_nothing_readable_reaches_the_servers_disks_or_logs(
     sock = remote.begin_patch(cut, 0, MiB)
     sock.sendall(marked_data(400 * KiB, [needles.marker("cut content").encode()]))
     pause_mid_body(sock)
-    assert in_progress(data_dir / "store" / "uploads")
+    assert in_progress(data_dir / "store" / "uploads", WRITING_TAIL)
     assert_clean("mid-PATCH of the upload about to be cut off")
     hang_up(sock, reset=True)
     assert wait_for(lambda: remote.offset(cut) > 0, 15)
@@ -274,4 +298,65 @@ def test_nothing_readable_reaches_the_servers_disks_or_logs(
     pending = list((data_dir / "store" / "uploads").iterdir())
     assert len(pending) == 1
     assert re.fullmatch(r"[0-9a-f]{32}", pending[0].name)
+    # The cut-off upload keeps what arrived: a part of 256 KiB (and, unless the connection
+    # was cut exactly there, a sealed tail piece with the rest), all scanned above.
+    kept = held(pending[0])
+    assert "part-000000.gpg" in kept
+    assert set(kept) <= {"part-000000.gpg", tail_at(0)}
 
+
+
+def test_a_half_done_upload_leaves_nothing_readable_in_its_folder(
+        desk: Services, server: Server, journalist: Keypair) -> None:
+    needles = Needles()
+    data_dir = desk.config.data_dir
+    roots = [data_dir, server.tmpdir, server.log]
+    name = needles.filename("half-done file", "حافلة-الليل", ".mp4")
+    content_type = needles.content_type("half-done type")
+    data = marked_data(MiB + 12_345, [needles.marker(f"half-done content {n}").encode()
+                                      for n in range(3)])
+    remote = open_source_session(server.url)
+    location = remote.new_upload(len(data), metadata(name, content_type))
+    folder = data_dir / "store" / "uploads" / upload_id(location)
+    assert_clean = _clean(needles, roots, folder)
+
+    for start, end in ((0, 300 * KiB), (300 * KiB, 400 * KiB)):
+        sent = remote.request("PATCH", location, data[start:end], **{
+            "Content-Type": "application/offset+octet-stream", "Upload-Offset": str(start)})
+        assert sent.status_code == 204
+    # One part cut (the first 256 KiB); the rest of both bodies waits, sealed, in the tail.
+    assert held(folder) == [tail_at(0), tail_at(300 * KiB), "part-000000.gpg"]
+    assert_clean("between PATCHes, with a part and two tail pieces")
+
+    with remote.begin_patch(location, 400 * KiB, 300 * KiB) as sock:
+        sock.sendall(data[400 * KiB:550 * KiB])
+        pause_mid_body(sock)
+        assert in_progress(folder, WRITING_TAIL)
+        assert_clean("mid-PATCH, a tail piece being sealed")
+        sock.sendall(data[550 * KiB:700 * KiB])
+        assert read_response(sock)[0] == 204
+    assert held(folder) == [tail_at(400 * KiB), "part-000000.gpg", "part-000001.gpg"]
+    assert_clean("after the second part was cut")
+
+    last = remote.request("PATCH", location, data[700 * KiB:], **{
+        "Content-Type": "application/offset+octet-stream", "Upload-Offset": str(700 * KiB)})
+    assert last.status_code == 204
+    assert not folder.exists()
+    assert scan(needles, roots) == []
+    # The scans found nothing because nothing was readable, not because nothing was sent.
+    (stored,) = read_objects(desk.config, journalist)
+    assert stored.plaintext == data
+    assert stored.record["filename"] == name
+    assert stored.record["content_type"] == content_type
+
+
+def _clean(needles: Needles, roots: list[Path], folder: Path) -> Callable[[str], None]:
+    """A check that no needle is in `roots`, nor in the upload's `folder` (which must exist
+    and hold something: the scan looks where the bytes are)."""
+
+    def assert_clean(moment: str) -> None:
+        assert held(folder), moment
+        assert scan(needles, [folder]) == [], moment
+        assert scan(needles, roots) == [], moment
+
+    return assert_clean

@@ -20,7 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crypto.names import part_name
+from crypto.items import padme
+from crypto.names import TAIL_PREFIX, part_name
+from crypto.sealing import sealed_plaintext_size
+from desk.intake.shape import part_size
 from desk.ops.doctor import Finding, database_problems, examine, repair, sole_session
 from desk.records.custody import verify_desk
 from desk.services import Services
@@ -194,7 +197,8 @@ def sqlite_rows(data_dir: Path, query: str) -> list[tuple[object, ...]]:
 
 def vouched_files(data_dir: Path) -> dict[str, int]:
     """Every file a committed row vouches for, with its size (-1 if missing): each listed
-    object's files, each unfinished upload's recorded parts."""
+    object's files, each unfinished upload's recorded parts and the sealed tail pieces that
+    hold its acknowledged bytes past them (at this process's part size)."""
     store = data_dir / "store"
     files: dict[str, int] = {}
     for (oid,) in sqlite_rows(data_dir, "SELECT id FROM submissions"):
@@ -203,10 +207,21 @@ def vouched_files(data_dir: Path) -> dict[str, int]:
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
             if not path.name.startswith("."):
                 files[f"objects/{oid}/{path.name}"] = path.stat().st_size
-    for uid, count in sqlite_rows(data_dir, "SELECT id, part_count FROM uploads"):
+    consumed = part_size()
+    for uid, count, offset in sqlite_rows(data_dir,
+                                          "SELECT id, part_count, offset FROM uploads"):
+        folder = store / "uploads" / str(uid)
         for index in range(int(str(count))):
-            path = store / "uploads" / str(uid) / part_name(index)
+            path = folder / part_name(index)
             files[f"uploads/{uid}/{path.name}"] = path.stat().st_size if path.exists() else -1
+        # The tail pieces holding acknowledged bytes not yet in a recorded part.
+        done = int(str(count)) * consumed
+        for path in sorted(folder.glob(f"{TAIL_PREFIX}*")) if folder.is_dir() else []:
+            start = int(path.name.removeprefix(TAIL_PREFIX))
+            with path.open("rb") as handle:
+                length = sealed_plaintext_size(handle)
+            if length is not None and start < int(str(offset)) and start + length > done:
+                files[f"uploads/{uid}/{path.name}"] = path.stat().st_size
     return files
 
 
@@ -225,14 +240,17 @@ class Shelf:
         for oid in sorted(listed - set(self.seen)):
             folder = self.data_dir / "store" / "objects" / oid
             record = json.loads(self.keypair.decrypt(folder / "meta.gpg"))
-            digest, size = hashlib.sha256(), 0
+            digest, size, stored = hashlib.sha256(), record["size"], 0
             names = [part["name"] for part in record["parts"]]
             assert sorted(p.name for p in folder.glob("part-*.gpg")) == names, oid
             for name in names:
                 plaintext = self.keypair.decrypt(folder / name)
-                digest.update(plaintext)
-                size += len(plaintext)
-            assert record["size"] == size, f"object {oid}: record says {record['size']} bytes"
+                # The first `size` bytes are the item; the rest is padding, all zeros.
+                content = plaintext[:max(size - stored, 0)]
+                assert plaintext[len(content):].count(0) == len(plaintext) - len(content), oid
+                digest.update(content)
+                stored += len(plaintext)
+            assert stored == padme(size), f"object {oid}: {stored} bytes stored for {size}"
             assert record["id"] == oid
             self.seen[oid] = (digest.hexdigest(), size)
         gone = set(self.seen) - listed
@@ -285,6 +303,9 @@ class CrashRun:
         self.slots: list[Slot] = []
         self.report = CrashReport()
         self.expected: dict[str, str] = {}  # SHA-256 of everything sent whole -> its name
+        # `desk doctor` judges an upload's tail at the part size the server cut it with.
+        self.desk_env = {name: value for name, value in server.env.items()
+                         if name in ("PYTHONPATH", "DESK_TEST_PART_SIZE")}
 
     def run(self, cycles: int, first_seed: int) -> CrashReport:
         """Start the server, open the sources' sessions, crash `cycles` times, then finish
@@ -377,7 +398,8 @@ class CrashRun:
     def repair_and_restart(self) -> None:
         """With the server dead: doctor, repair, doctor again; nothing vouched for may go.
         Then start the server again."""
-        found = run_desk("doctor", data_dir=self.data_dir, timeout=300)
+        found = run_desk("doctor", data_dir=self.data_dir, timeout=300,
+                         extra_env=self.desk_env)
         lines = [line for line in found.stdout.splitlines() if "\t" in line]
         assert found.returncode == (1 if lines else 0), found.stdout + found.stderr
         not_removable = [line for line in lines if not line.endswith("(--repair removes it)")]
@@ -386,14 +408,16 @@ class CrashRun:
         vouched = vouched_files(self.data_dir)
         assert all(size >= 0 for size in vouched.values()), \
             [name for name, size in vouched.items() if size < 0]
-        repaired = run_desk("doctor", "--repair", data_dir=self.data_dir, timeout=300)
+        repaired = run_desk("doctor", "--repair", data_dir=self.data_dir, timeout=300,
+                            extra_env=self.desk_env)
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
         removed = [line.split("\t") for line in repaired.stdout.splitlines()
                    if line.startswith("removed\t")]
         assert sorted(kind for _, kind, _ in removed) == sorted(
             line.split("\t")[0] for line in lines), repaired.stdout
         self.report.repaired.update(kind for _, kind, _ in removed)
-        again = run_desk("doctor", data_dir=self.data_dir, timeout=300)
+        again = run_desk("doctor", data_dir=self.data_dir, timeout=300,
+                         extra_env=self.desk_env)
         assert again.returncode == 0, again.stdout + again.stderr
         assert vouched_files(self.data_dir) == vouched, "the repair removed something vouched for"
         assert sqlite_rows(self.data_dir, "PRAGMA integrity_check") == [("ok",)]
@@ -464,7 +488,8 @@ class CrashRun:
         self.report.forms_acknowledged = sum(s.kind == "form" and s.complete for s in sendings)
         self.report.tus_completed = sum(s.kind == "tus" and s.complete for s in sendings)
         self.server.stop()
-        clean = run_desk("doctor", data_dir=self.data_dir, timeout=300)
+        clean = run_desk("doctor", data_dir=self.data_dir, timeout=300,
+                         extra_env=self.desk_env)
         assert clean.returncode == 0, clean.stdout + clean.stderr
 
 

@@ -152,7 +152,8 @@ class StoredObject:
 
     path: Path
     record: dict[str, object]
-    plaintext: bytes
+    plaintext: bytes  # the item: the first `size` bytes of what the parts decrypt to
+    padded: bytes = b""  # everything the parts decrypt to, padding included
 
 
 def read_objects(config: Config, keypair: Keypair) -> list[StoredObject]:
@@ -161,7 +162,11 @@ def read_objects(config: Config, keypair: Keypair) -> list[StoredObject]:
     for path in sorted((config.store_dir / "objects").iterdir()):
         record = json.loads(keypair.decrypt(path / "meta.gpg"))
         parts = sorted(path.glob("part-*.gpg"))
-        objects.append(StoredObject(path, record, b"".join(keypair.decrypt(p) for p in parts)))
+        padded = b"".join(keypair.decrypt(p) for p in parts)
+        size = record["size"]
+        assert isinstance(size, int), path
+        assert padded[size:].count(0) == len(padded) - size, path  # padding is zeros
+        objects.append(StoredObject(path, record, padded[:size], padded))
     return objects
 
 

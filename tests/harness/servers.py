@@ -284,15 +284,43 @@ if os.environ.get("HOOK_AFTER"):
 '''
 
 
-def hooked_server(data_dir: Path, root: Path, after: str, action: str
-                  ) -> tuple[CrashableServer, Path]:
+def hooked_server(data_dir: Path, root: Path, after: str, action: str,
+                  part_size: int | None = None) -> tuple[CrashableServer, Path]:
     """A CrashableServer of the desk in `data_dir` with SERVER_HOOK on `after`
-    ("module:qualified.name"), and the file that arms it; its files go under `root`."""
+    ("module:qualified.name"), and the file that arms it; its files go under `root`. With
+    `part_size`, the server also cuts parts of that size (PART_SIZE_HOOK, in the same
+    sitecustomize: Python imports only one)."""
     hooks, armed = root / "hooks", root / "armed"
     hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SERVER_HOOK)
+    (hooks / "sitecustomize.py").write_text(SERVER_HOOK + "\n\n" + PART_SIZE_HOOK)
     # The hook first on the path, then whatever this process imports the desk from.
     path = os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")]))
-    server = CrashableServer(data_dir, root / "server.log", root / "tmp", {
-        "PYTHONPATH": path, "HOOK_AFTER": after, "HOOK_ARMED": str(armed), "HOOK_ACTION": action})
+    env = {"PYTHONPATH": path, "HOOK_AFTER": after, "HOOK_ARMED": str(armed),
+           "HOOK_ACTION": action}
+    if part_size is not None:
+        env["DESK_TEST_PART_SIZE"] = str(part_size)
+    server = CrashableServer(data_dir, root / "server.log", root / "tmp", env)
     return server, armed
+
+
+# Put on a server's PYTHONPATH as sitecustomize.py: parts of DESK_TEST_PART_SIZE bytes instead
+# of the desk's 64 MiB, through the in-process test hook `desk.intake.shape.simulated_part_size`
+# (the desk itself reads no such variable).
+PART_SIZE_HOOK = '''\
+import os
+
+if os.environ.get("DESK_TEST_PART_SIZE"):
+    from desk.intake import shape
+
+    shape.simulated_part_size = int(os.environ["DESK_TEST_PART_SIZE"])
+'''
+
+
+def small_parts_env(root: Path, size: int) -> dict[str, str]:
+    """Environment for start_server: the server cuts parts of `size` bytes (files under
+    `root`)."""
+    hooks = root / "part-size-hook"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(PART_SIZE_HOOK)
+    path = os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "DESK_TEST_PART_SIZE": str(size)}

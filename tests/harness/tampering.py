@@ -23,7 +23,7 @@ from desk.records.models import Item
 from tests.harness.console import ok, review
 from tests.harness.desks import add_account, desk_config, files_under, new_desk, run_desk
 from tests.harness.gpg import Keypair
-from tests.harness.tus import metadata
+from tests.harness.tus import metadata, parts_of
 from tests.harness.web import SourceBrowser, TusTestSource
 
 HEAD_MARK = b"TAMPER-HEAD-5f0c8e2a91d4"
@@ -44,6 +44,8 @@ DAMAGE: dict[str, Callable[[bytes], bytes]] = {
     "1 byte appended": lambda d: d + b"\x00",
 }
 KINDS = list(DAMAGE)
+# The part size the resumable upload is cut with (the desk's is 64 MiB).
+UPLOAD_PART = 64 * 1024
 
 
 def damaged(data: bytes, kind: str) -> bytes:
@@ -96,9 +98,11 @@ def make_evidence(root: Path, journalist: Keypair) -> Evidence:
         evidence_file = HEAD_MARK + os.urandom(200_000) + TAIL_MARK
         sent = browser.send(MESSAGE, (("evidence.bin", evidence_file),))
         assert sent.status_code == 200
-        # One PATCH (one stored part) per chunk.
-        TusTestSource(browser).upload([marked_chunk(60_000) for _ in range(3)],
-                                      metadata("tracks.mp4"))
+        # Three PATCHes; with parts of 64 KiB the 180,000 bytes (Padmé: 184,320) are stored
+        # as three parts, whose boundaries are not those of the PATCHes.
+        with parts_of(UPLOAD_PART):
+            TusTestSource(browser).upload([marked_chunk(60_000) for _ in range(3)],
+                                          metadata("tracks.mp4"))
         with services.sessions() as session:
             rows = {(s.kind, s.part_count): s.id for s in session.scalars(select(Item))}
     finally:

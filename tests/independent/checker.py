@@ -259,11 +259,21 @@ def gpg_home() -> Iterator[Gpg]:
 # Metadata record
 
 
+def padme(length: int) -> int:
+    """FORMAT.md's padded size: L rounded up to a multiple of 2^(E - S), E = floor(log2 L),
+    S = floor(log2 E) + 1; 0 and 1 unchanged."""
+    if length < 2:
+        return length
+    e = length.bit_length() - 1
+    z = e - e.bit_length()
+    return -(-length // (1 << z)) * (1 << z)
+
+
 def check_record(data: bytes) -> dict[str, Any]:
     """Rules record.json to record.filename."""
     record = load(data, "record.json")
     require(record.get("format") == "desk-object", "record.format", "format")
-    require(is_int(record.get("version")) and record["version"] == 1, "record.version",
+    require(is_int(record.get("version")) and record["version"] in (1, 2), "record.version",
             "version")
     require(all(name in record for name in ("id", "kind", "received_at", "parts")) and
             all(record.get(name) is None or isinstance(record[name], str)
@@ -276,7 +286,8 @@ def check_record(data: bytes) -> dict[str, Any]:
             "record.parts", "parts must be objects")
     sizes = [p.get("size") for p in parts]
     require(all(is_int(s) and s >= 0 for s in [*sizes, record.get("size")]) and
-            record["size"] == sum(sizes), "record.size", "sizes")
+            (record["size"] == sum(sizes) if record["version"] == 1 else
+             sum(sizes) == padme(record["size"])), "record.size", "sizes")
     require((record.get("sha256") is None or full(HEX64, record["sha256"])) and
             all(full(HEX64, p.get("sha256")) for p in parts), "record.hash", "hashes")
     require(1 <= len(parts) <= 1_000_000 and

@@ -36,7 +36,7 @@ def _valid() -> dict[str, Any]:
 
 @pytest.mark.parametrize(("change", "complaint"), [
     ({"format": "other"}, "not a desk object"),
-    ({"version": 2}, "unsupported metadata record version"),
+    ({"version": 3}, "unsupported metadata record version"),
     ({"id": "ABC"}, "bad id"),
     ({"kind": "video"}, "bad kind"),
     ({"received_at": "2026-11-27T06:40:12"}, "time zone"),
@@ -99,3 +99,10 @@ def test_part_names_are_zero_padded_and_bounded() -> None:
     assert part_name(999_999) == "part-999999.gpg"
     with pytest.raises(ValueError, match="out of range"):
         part_name(1_000_000)
+
+
+def test_the_version_2_accept_vector_is_read_with_its_true_size() -> None:
+    data = (VECTORS / "object-v2.json").read_bytes()
+    assert len(data) == 8192  # padded with spaces to its fixed length
+    record = ItemRecord.from_json(data)
+    assert (record.version, record.size, record.stored_size) == (2, 5_000_000, 5_111_808)

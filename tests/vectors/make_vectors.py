@@ -183,6 +183,14 @@ def records(vectors: Vectors) -> None:
                                  {**nonutf8["parts"][1], "name": "part-000002.gpg"}]}, "gap")
     record("An object with no parts.", "record.parts", {**good, "size": 0, "parts": []},
            "empty")
+    padded: dict[str, Any] = json.loads((HERE / "object-v2.json").read_text("utf-8"))
+    record("version 2: the parts add up to 5,111,808 bytes, not Padmé(size) for size "
+           "5,111,809 (that is 5,242,880).", "record.size", {**padded, "size": 5_111_809},
+           "v2-not-padme")
+    record("version 2: size 5,000,000 and one part of 5,000,000 bytes, unpadded (Padmé(size) "
+           "is 5,111,808).", "record.size", {**padded, "parts": [
+               {**padded["parts"][0], "size": 5_000_000, "sha256": padded["sha256"]}]},
+           "v2-unpadded")
     record("filename_bytes with non-zero padding bits (not canonical base64).",
            "record.filename", {**nonutf8, "filename_bytes": "//4tY2xpcC5tb3Z="})
 

@@ -27,6 +27,7 @@ from werkzeug.test import TestResponse
 from crypto.bundle import Bundle, read_bundle, verify_bundle
 from crypto.custody import CustodyEntry, ciphertext_digest, object_files
 from crypto.errors import CustodyBroken, FormatError
+from crypto.items import padme
 from desk.outbound.replies import ReplyTarget, write_web_reply
 from desk.records.custody import custody_records
 from desk.records.models import Item, Reply, Source
@@ -181,8 +182,13 @@ def _open(data: bytes, keypair: Keypair, workdir: Path) -> Opened:
         records[oid] = json.loads(_decrypt(keypair, content[prefix + "meta.gpg"], workdir,
                                            f"{oid}/meta.gpg"))
         assert records[oid]["id"] == oid
-        plaintexts[oid] = _decrypt(keypair, content[prefix + "part-000000.gpg"], workdir,
-                                   f"{oid}/part-000000.gpg")
+        padded = _decrypt(keypair, content[prefix + "part-000000.gpg"], workdir,
+                          f"{oid}/part-000000.gpg")
+        # The item is the record's first `size` bytes; zeros pad it to Padmé(size).
+        size = records[oid]["size"]
+        assert len(padded) == padme(size), oid
+        assert padded[size:] == bytes(len(padded) - size), oid
+        plaintexts[oid] = padded[:size]
     return Opened(names, manifest, custody, records, plaintexts)
 
 

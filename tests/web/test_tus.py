@@ -21,7 +21,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
 from desk.app import create_app
-from desk.intake import tus
+from desk.intake import shape, tus
 from desk.intake.ingest import ItemWriter
 from desk.records.models import CustodyRecord, Item, Upload
 from desk.services import Services
@@ -36,8 +36,10 @@ from tests.harness.tus import (
     assert_parts,
     b64,
     checksum,
+    held,
     metadata,
     only_object,
+    tail_at,
     upload_folder,
     upload_id,
     upload_rows,
@@ -109,8 +111,8 @@ def test_patch_at_the_wrong_offset_is_409(desk: Services, tus_source: TusTestSou
         response = tus_source.patch(location, stale, b"b" * 5)
         assert response.status_code == 409, stale
     assert tus_source.offset(location) == 10
-    assert sorted(p.name for p in upload_folder(desk, location).glob("part-*")) \
-        == ["part-000000.gpg"]
+    # The body waits, sealed, in the tail: a part is cut only from a whole part's bytes.
+    assert held(upload_folder(desk, location)) == [tail_at(0)]
 
 
 def test_upload_length_over_the_limit_is_413(
@@ -150,8 +152,7 @@ def test_patch_body_past_upload_length_is_400(
     assert tus_source.patch(location, 0, b"x" * 4).status_code == 204
     assert tus_source.patch(location, 4, b"y" * 7).status_code == 400
     assert tus_source.offset(location) == 4
-    assert sorted(p.name for p in upload_folder(desk, location).iterdir()
-                  if not p.name.startswith(".lock")) == ["part-000000.gpg"]
+    assert held(upload_folder(desk, location)) == [tail_at(0)]
 
 
 def test_head_reports_offset_length_and_expiry_uncached(tus_source: TusTestSource) -> None:
@@ -178,7 +179,7 @@ def test_delete_terminates_the_upload_and_its_parts(
     location = tus_source.new(100)
     assert tus_source.patch(location, 0, b"q" * 40).status_code == 204
     folder = upload_folder(desk, location)
-    assert list(folder.glob("part-*.gpg"))
+    assert held(folder) == [tail_at(0)]
     assert tus_source.delete(location).status_code == 204
     assert tus_source.head(location).status_code == 404
     assert tus_source.patch(location, 40, b"q").status_code == 404
@@ -198,7 +199,7 @@ def test_another_session_cannot_see_or_touch_an_upload(
     assert other.delete(location).status_code == 404
     # The owner's upload is untouched.
     assert tus_source.offset(location) == 10
-    assert len(list(upload_folder(desk, location).glob("part-*.gpg"))) == 1
+    assert held(upload_folder(desk, location)) == [tail_at(0)]
     # A made-up id is the same 404.
     assert tus_source.head("/uploads/" + secrets.token_hex(16)).status_code == 404
 
@@ -260,8 +261,7 @@ def test_final_patch_checksum_is_checked_and_a_mismatch_is_discarded(
                                **{"Upload-Checksum": checksum(algorithm, wrong)})
     assert refused.status_code == 460, refused.text
     assert tus_source.offset(location) == 100 * KiB
-    assert sorted(p.name for p in folder.iterdir() if p.name != tus.LOCK_NAME) \
-        == ["part-000000.gpg"]
+    assert held(folder) == [tail_at(0)]
     unknown = tus_source.patch(location, 100 * KiB, rest,
                                **{"Upload-Checksum": "md5 " + b64(bytes(16))})
     assert unknown.status_code == 400
@@ -271,7 +271,8 @@ def test_final_patch_checksum_is_checked_and_a_mismatch_is_discarded(
     assert accepted.headers["Upload-Offset"] == str(len(data))
     obj = only_object(desk, journalist)
     assert obj.plaintext == data
-    assert_parts(obj.record, [data[:100 * KiB], rest])
+    assert_parts(obj.record, data)
+    assert not folder.exists()
 
 
 
@@ -286,8 +287,7 @@ def test_non_final_patch_with_a_correct_checksum_advances(
     assert first.status_code == 204
     assert first.headers["Upload-Offset"] == str(100 * KiB)
     assert tus_source.offset(location) == 100 * KiB
-    assert [p.name for p in upload_folder(desk, location).glob("part-*")] \
-        == ["part-000000.gpg"]
+    assert held(upload_folder(desk, location)) == [tail_at(0)]
 
 
 def test_non_final_patch_with_a_wrong_checksum_is_460(
@@ -367,6 +367,52 @@ def test_purge_removes_an_expired_uploads_folder(
     assert not upload_folder(desk, location).exists()
 
 
+def test_whole_parts_are_cut_from_the_sealed_tail_as_they_fill(
+        desk: Services, tus_source: TusTestSource, journalist: Keypair,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shape, "simulated_part_size", 64 * KiB)
+    data = os.urandom(200 * KiB + 7)
+    location = tus_source.new(len(data), metadata("cut.bin"))
+    folder = upload_folder(desk, location)
+    assert tus_source.patch(location, 0, data[:40 * KiB]).status_code == 204
+    assert held(folder) == [tail_at(0)]
+    # 100 KiB in all: one whole part is cut; the piece it came from still holds the rest.
+    assert tus_source.patch(location, 40 * KiB, data[40 * KiB:100 * KiB]).status_code == 204
+    assert held(folder) == [tail_at(40 * KiB), "part-000000.gpg"]
+    assert upload_rows(desk)[0].part_count == 1
+    # 190 KiB: two more parts; every piece before 192 KiB is consumed and gone.
+    assert tus_source.patch(location, 100 * KiB, data[100 * KiB:190 * KiB]).status_code == 204
+    assert held(folder) == [tail_at(100 * KiB), "part-000000.gpg", "part-000001.gpg"]
+    assert tus_source.patch(location, 190 * KiB, data[190 * KiB:]).status_code == 204
+    obj = only_object(desk, journalist)
+    assert obj.plaintext == data
+    assert_parts(obj.record, data)
+    assert len(obj.record["parts"]) == 4  # type: ignore[arg-type]
+    assert obj.record["sha256"] is None  # the whole file never passed in one request
+    assert not folder.exists()
+
+
+def test_pieces_that_end_where_a_part_ends_are_deleted_once_it_is_cut(
+        desk: Services, tus_source: TusTestSource, journalist: Keypair,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shape, "simulated_part_size", 64 * KiB)
+    data = os.urandom(200 * KiB)
+    location = tus_source.new(len(data), metadata("even.bin"))
+    folder = upload_folder(desk, location)
+    # A body of exactly one part: the part is cut and its piece, all used, goes at once.
+    assert tus_source.patch(location, 0, data[:64 * KiB]).status_code == 204
+    assert held(folder) == ["part-000000.gpg"]
+    assert tus_source.patch(location, 64 * KiB, data[64 * KiB:100 * KiB]).status_code == 204
+    assert held(folder) == [tail_at(64 * KiB), "part-000000.gpg"]
+    # Two pieces that together end exactly at the end of the second part.
+    assert tus_source.patch(location, 100 * KiB, data[100 * KiB:128 * KiB]).status_code == 204
+    assert held(folder) == ["part-000000.gpg", "part-000001.gpg"]
+    assert tus_source.patch(location, 128 * KiB, data[128 * KiB:]).status_code == 204
+    obj = only_object(desk, journalist)
+    assert obj.plaintext == data
+    assert_parts(obj.record, data)
+
+
 # 5. Out of disk space
 
 
@@ -400,7 +446,7 @@ def test_finished_upload_is_listed_recorded_in_custody_and_verifies(
     with desk.sessions() as session:
         submissions = list(session.scalars(sql_select(Item)))
         assert [(s.id, s.kind, s.part_count) for s in submissions] \
-            == [(obj.record["id"], "file", 2)]
+            == [(obj.record["id"], "file", 1)]
         ingest = list(session.scalars(sql_select(CustodyRecord).where(
             CustodyRecord.event == "ingest")))
         assert [(e.object_id, e.ciphertext_sha256) for e in ingest] \
