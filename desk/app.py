@@ -65,7 +65,7 @@ def _source_interface(app: Flask, config: Config, services: Services) -> None:
     # Sealed under the cookie's token: the row does not say whose session it is, nor its
     # language, nor anything else it holds.
     app.session_interface = DatabaseSessionInterface(SourceSession, None, services.sessions,
-                                                     services.writers, sealed=True)
+                                                     services.writers)
     app.extensions[views.THROTTLE] = LoginThrottle()
     app.extensions[views.GENERATE_THROTTLE] = LoginThrottle()
     app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes,
