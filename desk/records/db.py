@@ -20,8 +20,12 @@ READ_ONLY = "desk.read_only"
 # A session whose `info` holds this key deleted rows in its current transaction.
 DELETED = "desk.deleted"
 # How often a checkpoint that readers kept from truncating the log is tried again.
-SCRUB_ATTEMPTS = 3
+SCRUB_ATTEMPTS = 10
 SCRUB_PAUSE = 0.2
+# How long one checkpoint attempt waits for readers, and how long any statement waits for
+# the database otherwise, in milliseconds.
+SCRUB_WAIT_MS = 200
+BUSY_TIMEOUT_MS = 10000
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # busy_timeout first, so that even the journal_mode pragma waits for a busy database.
     # journal_size_limit=0 cuts the log back whenever it restarts, so stale frames never
     # linger past the current transaction's; scrub_journal empties it after deletions.
-    for pragma in ("busy_timeout=10000", "journal_mode=WAL", "synchronous=FULL",
+    for pragma in (f"busy_timeout={BUSY_TIMEOUT_MS}", "journal_mode=WAL", "synchronous=FULL",
                    "secure_delete=ON", "foreign_keys=ON", "journal_size_limit=0"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
@@ -138,9 +142,10 @@ def scrub_journal(engine: Engine) -> bool:
     """Copy every page of the write-ahead log into the database and truncate the log to zero
     bytes, so no image of a deleted row is left in it; True when done.
 
-    A reader still on an older snapshot keeps the checkpoint from finishing (SQLite waits for
-    it up to busy_timeout): try again a few times, then log that the journal still holds old
-    pages, which the next deletion or `desk purge` empties.
+    A reader still on an older snapshot keeps the checkpoint from finishing, and while it
+    waits the checkpoint holds the write lock: each attempt waits at most SCRUB_WAIT_MS, with
+    pauses between for writers; after SCRUB_ATTEMPTS (about 4 s in all) log that the journal
+    still holds old pages, which the next deletion or `desk purge` empties.
     """
     if engine.dialect.name != "sqlite":
         return True
@@ -151,8 +156,15 @@ def scrub_journal(engine: Engine) -> bool:
         connection = engine.raw_connection()
         try:
             cursor = connection.cursor()
-            busy, _frames, _copied = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            cursor.close()
+            # While it waits for readers the checkpoint holds the write lock: wait briefly, so
+            # uploads' and other writers' commits are never held for long, and try again.
+            cursor.execute(f"PRAGMA busy_timeout={SCRUB_WAIT_MS}")
+            try:
+                busy, _frames, _copied = cursor.execute(
+                    "PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                cursor.close()
         finally:
             connection.close()
         if busy == 0:
