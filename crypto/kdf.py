@@ -33,7 +33,7 @@ class KdfParams:
 # About 0.1-0.16 s and 64 MiB on the reference machine: one derivation per login or codename.
 PRODUCTION_KDF = KdfParams(memory_cost=65536, iterations=3, lanes=4)
 
-# A moving average, per cost, of how long one derivation takes in this process, in seconds;
+# A running estimate, per cost, of how long one derivation takes in this process, in seconds;
 # it starts at the reference machine's figure and follows what this machine measures.
 REFERENCE_SECONDS = 0.15
 _typical: dict[KdfParams, float] = {}
@@ -51,8 +51,9 @@ def _timed(params: KdfParams | None, work: Callable[[], T]) -> T:
         started = time.monotonic()
         result = work()
         if params is not None:
-            took = time.monotonic() - started
-            _typical[params] = 0.8 * typical_seconds(params) + 0.2 * took
+            took, before = time.monotonic() - started, typical_seconds(params)
+            # Rise at once, fall slowly: a loaded machine must shorten queues straight away.
+            _typical[params] = took if took > before else 0.8 * before + 0.2 * took
         return result
 
 
