@@ -5,19 +5,22 @@ with more than one lane started at the same time in one process wait on each oth
 (cryptography 50.0 with OpenSSL 4.0.3: both threads stop using CPU and never return;
 bench/RESULTS.md, "Codename login"). Every derivation in the desk and the console therefore
 goes through this module, which holds one lock around it. Logins then queue: a burst of eight
-takes about eight derivations' time on the 2-core reference machine (bench/RESULTS.md).
+takes about eight derivations' time on the 2-core reference machine (bench/RESULTS.md), so
+callers that serve requests ask `typical_seconds()` how long a queue would take before they
+join it (desk/web/throttle.py, DerivationGate).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 _ONE_AT_A_TIME = threading.Lock()
-
-
 @dataclass(frozen=True)
 class KdfParams:
     """Argon2id cost: memory in KiB, passes, lanes."""
@@ -30,6 +33,30 @@ class KdfParams:
 # About 0.1-0.16 s and 64 MiB on the reference machine: one derivation per login or codename.
 PRODUCTION_KDF = KdfParams(memory_cost=65536, iterations=3, lanes=4)
 
+# A running estimate, per cost, of how long one derivation takes in this process, in seconds;
+# it starts at the reference machine's figure and follows what this machine measures.
+REFERENCE_SECONDS = 0.15
+_typical: dict[KdfParams, float] = {}
+
+T = TypeVar("T")
+
+
+def typical_seconds(params: KdfParams = PRODUCTION_KDF) -> float:
+    """How long one derivation at `params` has lately taken in this process."""
+    return _typical.get(params, REFERENCE_SECONDS)
+
+
+def _timed(params: KdfParams | None, work: Callable[[], T]) -> T:
+    with _ONE_AT_A_TIME:
+        started = time.monotonic()
+        result = work()
+        if params is not None:
+            took, before = time.monotonic() - started, typical_seconds(params)
+            # Rise at once, fall slowly: a loaded machine must shorten queues straight away.
+            _typical[params] = took if took > before else 0.8 * before + 0.2 * took
+        return result
+
+
 
 def _kdf(salt: bytes, length: int, params: KdfParams) -> Argon2id:
     return Argon2id(salt=salt, length=length, iterations=params.iterations,
@@ -39,17 +66,14 @@ def _kdf(salt: bytes, length: int, params: KdfParams) -> Argon2id:
 def derive(secret: bytes, salt: bytes, length: int, params: KdfParams = PRODUCTION_KDF
            ) -> bytes:
     """Argon2id(secret, salt) of `length` bytes."""
-    with _ONE_AT_A_TIME:
-        return _kdf(salt, length, params).derive(secret)
+    return _timed(params, lambda: _kdf(salt, length, params).derive(secret))
 
 
 def phc_hash(secret: bytes, salt: bytes, params: KdfParams = PRODUCTION_KDF) -> str:
     """An Argon2id PHC string for a password (32-byte hash)."""
-    with _ONE_AT_A_TIME:
-        return _kdf(salt, 32, params).derive_phc_encoded(secret)
+    return _timed(params, lambda: _kdf(salt, 32, params).derive_phc_encoded(secret))
 
 
 def phc_verify(secret: bytes, encoded: str) -> None:
     """Check a password against a PHC string; InvalidKey or ValueError if it does not match."""
-    with _ONE_AT_A_TIME:
-        Argon2id.verify_phc_encoded(secret, encoded)
+    _timed(None, lambda: Argon2id.verify_phc_encoded(secret, encoded))

@@ -8,6 +8,7 @@ from typing import Literal
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
+from crypto.kdf import typical_seconds
 from desk.config import Config
 from desk.paths import TEMPLATES
 from desk.records.instance import read_secret_key
@@ -22,7 +23,7 @@ from desk.web.requests import JournalistRequest, SourceRequest
 from desk.web.sessions import DatabaseSessionInterface
 from desk.web.source import blueprint as source_blueprint
 from desk.web.source import tus_views, views
-from desk.web.throttle import LoginThrottle
+from desk.web.throttle import DerivationGate, LoginThrottle
 
 Interface = Literal["source", "journalist"]
 
@@ -65,9 +66,11 @@ def _source_interface(app: Flask, config: Config, services: Services) -> None:
     # Sealed under the cookie's token: the row does not say whose session it is, nor its
     # language, nor anything else it holds.
     app.session_interface = DatabaseSessionInterface(SourceSession, None, services.sessions,
-                                                     services.writers, sealed=True)
+                                                     services.writers)
     app.extensions[views.THROTTLE] = LoginThrottle()
     app.extensions[views.GENERATE_THROTTLE] = LoginThrottle()
+    app.extensions[views.DERIVATIONS] = DerivationGate(
+        pace=lambda: typical_seconds(config.kdf))
     app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes,
                       WTF_CSRF_TIME_LIMIT=CSRF_TOKEN_SECONDS)
     # Ahead of CSRFProtect's hook, which would read a refused request's form first.

@@ -43,6 +43,9 @@ class Config:
     settle_interval: int = DEFAULT_SETTLE_INTERVAL
     # Not read from the environment: only code (the tests) can choose a cheaper derivation.
     kdf: KdfParams = field(default=PRODUCTION_KDF)
+    # How many codenames made on one UTC day may still be unused for a sending before the
+    # desk answers "too many attempts" to new ones (desk/web/source/login.py).
+    unused_codenames_per_day: int = 1000
 
     @property
     def gnupg_home(self) -> Path:

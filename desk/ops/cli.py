@@ -39,10 +39,12 @@ from desk.records.credentials import (
     totp_uri,
 )
 from desk.records.custody import verify_desk
+from desk.records.db import scrub_journal, scrub_pending
 from desk.records.instance import init_desk, load_instance, update_settings
 from desk.records.items import purge_expired
 from desk.records.models import Journalist, Source
 from desk.records.recipients import key_statuses
+from desk.records.sources import purge_unused_sources
 from desk.services import open_services
 from desk.storage.store import write_durably
 
@@ -393,17 +395,25 @@ def settings_command(name: str | None, max_upload: str | None,
 @_fail_on_errors
 def purge_command() -> None:
     """Delete submissions and replies past the retention period (recording each in custody),
-    resumable uploads past their expiry, and expired sessions."""
+    resumable uploads past their expiry, sources with nothing left after a day (codenames
+    never used among them), and expired sessions; then empty the database's journal."""
     from desk.web.sessions import sweep_expired
 
     services = open_services(_config())
     with services.writers() as db:
         deleted, replies = purge_expired(db, services.store, services.signing_key)
         uploads = purge_expired_uploads(db, services.store)
+        sources = purge_unused_sources(db)
         sessions = sweep_expired(db)
         db.commit()
+    scrub_pending()
+    # Also when nothing was deleted now: a journal an earlier deletion could not empty.
+    if not scrub_journal(services.engine):
+        raise _Failure("the database's journal could not be emptied (readers held it); "
+                       "run `desk purge` again")
     click.echo(f"Purged {deleted} expired object(s), {replies} expired reply(ies), {uploads} "
-               f"expired upload(s) and {sessions} expired session(s).")
+               f"expired upload(s), {sources} source(s) with nothing left and {sessions} "
+               "expired session(s).")
 
 
 @cli.command("settle", with_appcontext=False)

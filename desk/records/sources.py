@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from crypto.custody import SigningKey
 from desk.records.designations import new_designation
 from desk.records.items import delete_items
-from desk.records.models import Item, Source
+from desk.records.models import Item, Reply, Source, Upload
 from desk.records.replies import delete_replies, history
 from desk.storage.store import Store
 
@@ -43,3 +43,32 @@ def delete_source(db: Session, store: Store, key: SigningKey, source: Source,
     db.commit()
     for reply in replies:
         store.remove_reply(reply.id)
+
+
+def _unused() -> list[ColumnElement[bool]]:
+    """Conditions of a source row with no item, no reply and no upload in progress."""
+    return [~exists().where(Item.source_id == Source.id),
+            ~exists().where(Reply.source_id == Source.id),
+            ~exists().where(Upload.source_id == Source.id)]
+
+
+def purge_unused_sources(db: Session, today: date | None = None) -> int:
+    """Delete every source with nothing left (no item, reply or upload in progress) whose
+    last activity is more than a day old; not committed. Returns how many went.
+
+    Rows hold dates, not instants, so "more than a day" is measured in whole UTC days: a row
+    whose last activity (its creation, for a codename never used for a sending) is dated
+    before yesterday was last touched at least 24 hours ago, and at most 48. This covers
+    codenames never used and sources whose items and replies retention or journalists removed.
+    """
+    today = today or datetime.now(UTC).date()
+    cutoff = today - timedelta(days=1)
+    result = db.execute(delete(Source).where(Source.last_activity_on < cutoff, *_unused())
+                        .execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def unused_made_on(db: Session, day: date) -> int:
+    """How many sources made on `day` have nothing yet: codenames not used for a sending."""
+    return int(db.scalar(select(func.count()).select_from(Source)
+                         .where(Source.created_on == day, *_unused())) or 0)

@@ -8,7 +8,7 @@ import contextlib
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
-from desk.records.db import read_only_session
+from desk.records.db import read_only_session, scrub_pending
 from desk.services import Services
 
 DISCARD_CHUNK = 1 << 20
@@ -47,10 +47,12 @@ def end_db_transaction(response: Response) -> Response:
 
 
 def close_db_session(_exc: BaseException | None) -> None:
-    """Close the request's database session at teardown."""
+    """Close the request's database session at teardown, then, if the request deleted rows,
+    empty the write-ahead log of their old images before the answer goes out."""
     session = g.pop("db", None)
     if session is not None:
         session.close()
+    scrub_pending()
 
 
 def discard_unread_body() -> None:

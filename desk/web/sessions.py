@@ -1,7 +1,10 @@
 """Server-side sessions for both interfaces: the cookie holds a random token only.
 
-The database keeps the token's SHA-256, the session's data and when it expires; inactivity
-ends a session, logout deletes it, and login issues a fresh token. Keys derived from the token
+The database keeps the token's SHA-256, the session's data sealed under a key only the token
+yields, and the day the session expires on; 30 minutes without a request ends a session,
+logout deletes it, and login issues a fresh token. The idle deadline to the second is kept
+inside the sealed data, so the disk alone never says when anyone last used the desk; the
+clear day lets `desk purge` sweep rows nobody can open any more. Keys derived from the token
 (`ServerSession.cookie_key`) seal what the server must not be able to read on its own, such as
 a source's reply key: the row alone cannot open it, nor can the cookie alone.
 """
@@ -12,7 +15,8 @@ import base64
 import hashlib
 import json
 import secrets
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 from flask import Flask, Request, Response, session
@@ -31,6 +35,8 @@ REFRESH_AFTER = timedelta(minutes=1)
 TOKEN_BYTES = 32
 # What a cookie key's purpose is prefixed with for HKDF's info (crypto/FORMAT.md).
 COOKIE_KEY_INFO = b"desk session "
+# The sealed data's field for the idle deadline: whole seconds since the epoch (UTC).
+IDLE_FIELD = "_idle_until"
 
 SessionRow = type[JournalistSession] | type[SourceSession]
 
@@ -39,7 +45,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
     """Session data, the cookie's token while this request knows it, and `rotate()`."""
 
     def __init__(self, data: dict[str, Any] | None = None, token: str | None = None,
-                 expires_at: datetime | None = None) -> None:
+                 expires_at: float | None = None) -> None:
         def on_update(session: ServerSession) -> None:
             session.modified = True
 
@@ -50,6 +56,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.new = token is None
         self.rotated = False
         self.modified = False
+        # The idle deadline, in seconds since the epoch; it lives only in the sealed data.
         self.expires_at = expires_at
 
     def rotate(self) -> None:
@@ -81,8 +88,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+def _now() -> float:
+    return time.time()
+
+
+def _day(moment: float) -> date:
+    return datetime.fromtimestamp(moment, UTC).date()
 
 
 DATA_PURPOSE = "data"
@@ -111,18 +122,18 @@ def unseal_data(session: ServerSession, stored: str) -> dict[str, Any] | None:
 class DatabaseSessionInterface(SessionInterface):
     """Flask sessions stored as rows of `model` (journalist or source sessions).
 
-    `owner` is the session key whose value also goes in the row's owner column
-    (`journalist_id`), so deleting an account ends its sessions. With `sealed`, the row's data
-    is encrypted under the cookie's token and the owner column stays empty: a source session's
-    row shows only that some session exists, not whose it is or what it holds.
+    The row's data, with the idle deadline, is encrypted under the cookie's token. `owner` is
+    the session key whose value also goes in the row's owner column (`journalist_id`), so
+    deleting an account ends its sessions; without one the owner column stays empty, and a
+    source session's row shows only that some session exists, not whose it is or what it
+    holds.
     """
 
     def __init__(self, model: SessionRow, owner: str | None, sessions: sessionmaker[Session],
-                 writers: sessionmaker[Session], idle_timeout: timedelta = IDLE_TIMEOUT,
-                 sealed: bool = False) -> None:
+                 writers: sessionmaker[Session], idle_timeout: timedelta = IDLE_TIMEOUT
+                 ) -> None:
         self.model = model
         self.owner = owner
-        self.sealed = sealed
         self._sessions = sessions
         self._writers = writers
         self.idle_timeout = idle_timeout
@@ -134,11 +145,13 @@ class DatabaseSessionInterface(SessionInterface):
             with self._sessions() as db:
                 row = cast("JournalistSession | SourceSession | None",
                            db.get(self.model, token_hash(token)))
-                if row is not None and row.expires_at > _now():
-                    loaded = ServerSession(None, token, row.expires_at)
-                    data = unseal_data(loaded, row.data) if self.sealed else json.loads(row.data)
-                    if data is not None:
-                        loaded.update(data)
+                if row is not None and row.expires_on >= _day(_now()):
+                    loaded = ServerSession(None, token)
+                    data = unseal_data(loaded, row.data)
+                    deadline = None if data is None else data.pop(IDLE_FIELD, None)
+                    if isinstance(deadline, int) and deadline > _now():
+                        loaded.expires_at = float(deadline)
+                        loaded.update(cast("dict[str, Any]", data))
                         loaded.modified = False
                         return loaded
         return ServerSession()
@@ -148,8 +161,9 @@ class DatabaseSessionInterface(SessionInterface):
         if not isinstance(session, ServerSession):  # pragma: no cover - open_session made it
             raise TypeError("not a server-side session")
         name, now, model = self.get_cookie_name(app), _now(), self.model
+        idle = self.idle_timeout.total_seconds()
         fresh = session.expires_at is not None and \
-            session.expires_at - now > self.idle_timeout - REFRESH_AFTER
+            session.expires_at - now > idle - REFRESH_AFTER.total_seconds()
         if session.sid is not None and not session.modified and fresh:
             return
         with self._writers() as db:
@@ -167,11 +181,12 @@ class DatabaseSessionInterface(SessionInterface):
                     session.token = secrets.token_urlsafe(TOKEN_BYTES)
                 session.sid = token_hash(session.token)
                 # New sessions are rare; sweep expired ones then, not on every request.
-                db.execute(delete(model).where(model.expires_at < now))
-            data = json.dumps(dict(session))
-            values: dict[str, Any] = {
-                "data": seal_data(session, data) if self.sealed else data,
-                "expires_at": now + self.idle_timeout}
+                db.execute(delete(model).where(model.expires_on < _day(now)))
+            deadline = int(now + idle) + 1
+            session.expires_at = float(deadline)
+            data = json.dumps({**dict(session), IDLE_FIELD: deadline})
+            values: dict[str, Any] = {"data": seal_data(session, data),
+                                      "expires_on": _day(deadline)}
             if self.owner is not None:
                 values[self.owner] = session.get(self.owner)
             if issued:
@@ -187,9 +202,10 @@ class DatabaseSessionInterface(SessionInterface):
 
 
 def sweep_expired(db: Session) -> int:
-    """Delete every expired session row of both interfaces; not committed."""
-    now, removed = _now(), 0
+    """Delete the session rows of both interfaces that expired on an earlier day (each has
+    run out by the end of its `expires_on`); not committed."""
+    today, removed = _day(_now()), 0
     for model in (JournalistSession, SourceSession):
-        result = db.execute(delete(model).where(model.expires_at < now))
+        result = db.execute(delete(model).where(model.expires_on < today))
         removed += getattr(result, "rowcount", 0) or 0
     return removed

@@ -73,3 +73,45 @@ class LoginThrottle:
                 self._sessions.popitem(last=False)
             # The session pays first: a session over its limit spends none of the desk's.
             return bucket.take(now) and self._desk.take(now)
+
+
+class DerivationGate:
+    """Admits Argon2id derivations only while the queue ahead of them is short.
+
+    Derivations run one at a time per process (crypto/kdf.py). Rather than let a burst of new
+    codenames and logins queue for many seconds, each on a worker thread that pages and uploads
+    then cannot use, a request asks to join: it is admitted while the derivations already
+    admitted plus its own would take at most `budget` seconds at the current pace, and refused
+    at once (429) otherwise. So at most a handful of threads ever wait on derivations, none for
+    more than about `budget`, and every other request keeps its thread.
+    """
+
+    def __init__(self, pace: Callable[[], float], budget: float = 1.0) -> None:
+        self.budget = budget
+        self._pace = pace
+        self._lock = threading.Lock()
+        self._admitted = 0
+        # The most derivations ever admitted at once, and how many requests were refused.
+        self.peak = 0
+        self.refused = 0
+
+    def try_admit(self, derivations: int) -> bool:
+        """Reserve `derivations` if they fit in the budget; False (nothing reserved) if not.
+        Pair an admission with `release`."""
+        with self._lock:
+            if self._admitted and (self._admitted + derivations) * self._pace() > self.budget:
+                self.refused += 1
+                return False
+            self._admitted += derivations
+            self.peak = max(self.peak, self._admitted)
+            return True
+
+    def release(self, derivations: int) -> None:
+        """Give back what try_admit reserved."""
+        with self._lock:
+            self._admitted -= derivations
+
+    def expected_wait(self) -> float:
+        """Seconds the derivations admitted now will take."""
+        with self._lock:
+            return self._admitted * self._pace()

@@ -5,12 +5,16 @@ uploading a reply file."""
 from __future__ import annotations
 
 import io
+import json
+from datetime import UTC, datetime
+from typing import cast
 
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from desk.records.models import Source
+from desk.records.models import JournalistSession, Source, SourceSession
 from desk.services import Services
+from desk.web.sessions import IDLE_FIELD, ServerSession, seal_data, token_hash, unseal_data
 from tests.harness.desks import PASSWORDS, fresh_code
 from tests.harness.forms import CODENAME_RE, FormBody, csrf_token
 from tests.harness.tus import OCTETS, TUS
@@ -138,3 +142,30 @@ def upload_reply(client: FlaskClient, source: Source, data: bytes) -> str:
         content_type="multipart/form-data", follow_redirects=True)
     assert answer.status_code == 200
     return answer.text
+
+
+def idle_deadline(services: Services, model: type[JournalistSession] | type[SourceSession],
+                  token: str) -> float:
+    """The idle deadline sealed in the session row `token` names (seconds since the epoch)."""
+    with services.sessions() as db:
+        row = cast("JournalistSession | SourceSession | None", db.get(model, token_hash(token)))
+        assert row is not None
+        data = unseal_data(ServerSession(None, token), row.data)
+    assert data is not None
+    return float(data[IDLE_FIELD])
+
+
+def set_idle_deadline(services: Services, model: type[JournalistSession] | type[SourceSession],
+                      token: str, deadline: float) -> None:
+    """Move the idle deadline sealed in the session row `token` names, as the cookie's holder
+    (the only one who can) would; the row's clear day follows it."""
+    session = ServerSession(None, token)
+    with services.writers() as db:
+        row = cast("JournalistSession | SourceSession | None", db.get(model, token_hash(token)))
+        assert row is not None
+        data = unseal_data(session, row.data)
+        assert data is not None
+        data[IDLE_FIELD] = int(deadline)
+        row.data = seal_data(session, json.dumps(data))
+        row.expires_on = datetime.fromtimestamp(deadline, UTC).date()
+        db.commit()

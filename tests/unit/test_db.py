@@ -69,9 +69,29 @@ def test_clear_text_columns_hold_no_names_types_or_plaintext_hashes() -> None:
     assert suspicious == NOT_ABOUT_PLAINTEXT
 
 
-def test_only_session_tables_hold_instants() -> None:
-    instants = {key[0] for key, kind in (
-        ((table.name, column.name), str(column.type))
-        for table in Base.metadata.tables.values() for column in table.columns)
-        if kind == "DATETIME"}
-    assert instants <= {"journalists", "journalist_sessions", "source_sessions"}
+def test_only_a_journalists_failed_logins_hold_an_instant() -> None:
+    # Session rows keep the day they expire on; the idle deadline is sealed in their data.
+    instants = {(table.name, column.name) for table in Base.metadata.tables.values()
+                for column in table.columns if str(column.type) == "DATETIME"}
+    assert instants == {("journalists", "failures_since")}
+
+
+def test_session_rows_lose_their_instants_going_up_and_get_them_back_going_down(
+        config: Config) -> None:
+    init_desk(config)
+    engine = make_engine(config.database_url)
+    migrations.downgrade(engine, "0002")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO source_sessions (id, data, expires_at) "
+                                "VALUES ('a', 'x', '2026-12-01 10:11:12')"))
+    migrations.upgrade(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("source_sessions")}
+    assert "expires_on" in columns
+    assert "expires_at" not in columns
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM source_sessions")).scalar() == 0
+    migrations.downgrade(engine, "0002")
+    columns = {c["name"] for c in inspect(engine).get_columns("journalist_sessions")}
+    assert "expires_at" in columns
+    assert "expires_on" not in columns
+    engine.dispose()

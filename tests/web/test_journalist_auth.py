@@ -29,7 +29,7 @@ from desk.services import Services, open_services
 from tests.harness.desks import CHEAP_KDF, PASSWORDS, find_markers, fresh_code, run_desk
 from tests.harness.forms import CSRF_RE, csrf_token
 from tests.harness.gpg import Keypair, make_keypair
-from tests.harness.web import SourceBrowser, journalist_log_in
+from tests.harness.web import SourceBrowser, idle_deadline, journalist_log_in, set_idle_deadline
 
 COOKIE = "desk_journalist"
 LOGIN_FAILED_RE = re.compile(r'<p[^>]*\bid="login-failed"[^>]*>([^<]*)</p>')
@@ -371,27 +371,20 @@ def test_each_request_extends_the_session_by_the_idle_timeout(
         alice: FlaskClient, accounts: Services) -> None:
     token = token_of(alice)
     assert token is not None
-    with accounts.sessions() as db:
-        db.execute(update(JournalistSession).values(
-            expires_at=utc_naive(datetime.now(UTC) + timedelta(minutes=1))))
-        db.commit()
+    set_idle_deadline(accounts, JournalistSession, token, time.time() + 60)
 
     assert logged_in(alice)
 
-    with accounts.sessions() as db:
-        row = db.get(JournalistSession, sha256_hex(token))
-    assert row is not None
-    left = row.expires_at - utc_naive(datetime.now(UTC))
-    assert timedelta(minutes=29) < left <= timedelta(minutes=30)
+    left = idle_deadline(accounts, JournalistSession, token) - time.time()
+    assert 29 * 60 < left <= 30 * 60 + 1
 
 
 def test_idle_session_expires_and_sends_the_journalist_to_login(
         alice: FlaskClient, accounts: Services) -> None:
     assert logged_in(alice)
-    with accounts.sessions() as db:
-        db.execute(update(JournalistSession).values(
-            expires_at=utc_naive(datetime.now(UTC) - timedelta(seconds=1))))
-        db.commit()
+    token = token_of(alice)
+    assert token is not None
+    set_idle_deadline(accounts, JournalistSession, token, time.time() - 1)
 
     page = alice.get("/")
 

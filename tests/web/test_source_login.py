@@ -50,7 +50,7 @@ from desk.web.source.views import GENERATE_THROTTLE, THROTTLE
 from desk.web.throttle import Limits, LoginThrottle
 from tests.harness.desks import CHEAP_KDF, find_markers
 from tests.harness.forms import CSRF_RE, csrf_token
-from tests.harness.web import SourceBrowser, source_log_in, source_log_out
+from tests.harness.web import SourceBrowser, set_idle_deadline, source_log_in, source_log_out
 
 COOKIE = "desk_source"
 NOT_RECOGNISED = "That codename was not recognised"
@@ -142,11 +142,8 @@ def session_row(desk: Services, token: str) -> SourceSession | None:
 
 
 def set_expiry(desk: Services, token: str, expires_at: datetime) -> None:
-    """Move the expiry of the session `token` names."""
-    with desk.writers() as db:
-        db.execute(update(SourceSession).where(SourceSession.id == row_id(token))
-                   .values(expires_at=expires_at))
-        db.commit()
+    """Move the idle deadline of the session `token` names (naive UTC)."""
+    set_idle_deadline(desk, SourceSession, token, expires_at.replace(tzinfo=UTC).timestamp())
 
 
 def utc_now() -> datetime:
@@ -594,8 +591,12 @@ def test_expired_session_is_not_honoured(
     assert client.get("/submit").status_code == 200
     set_expiry(desk, token, utc_now() - timedelta(seconds=1))
     assert is_logged_out(client.get("/submit"))
-    # The next new session sweeps the expired row away.
-    app.test_client().get("/login")
+    # Idle 30 minutes logs out; the row keeps only the day, and goes once that day is over.
+    row = session_row(desk, token)
+    assert row is not None
+    assert row.expires_on == datetime.now(UTC).date()
+    set_expiry(desk, token, utc_now() - timedelta(days=1))
+    app.test_client().get("/login")  # the next new session sweeps it away
     assert session_row(desk, token) is None
 
 

@@ -33,8 +33,9 @@ class Journalist(Base):
 class JournalistSession(Base):
     """A server-side session of the journalist interface; the cookie holds only a random token.
 
-    Expiry times are instants about journalists' own use of the interface, never about sources;
-    rows are deleted at logout or soon after they expire.
+    Like a source session's, the data (with the idle deadline) is sealed under the cookie's
+    token and the row keeps only the day it expires on; rows are deleted at logout, and by
+    `desk purge` or the next new session once that day is over.
     """
 
     __tablename__ = "journalist_sessions"
@@ -44,4 +45,5 @@ class JournalistSession(Base):
     journalist_id: Mapped[int | None] = mapped_column(
         ForeignKey("journalists.id", ondelete="CASCADE"), index=True)
     data: Mapped[str] = mapped_column(Text)
-    expires_at: Mapped[datetime] = mapped_column(index=True)
+    # The day the idle deadline falls on; the deadline itself is sealed inside `data`.
+    expires_on: Mapped[date] = mapped_column(index=True)

@@ -1,6 +1,6 @@
 """Sources, known only by a random id, a random designation and their codename's lookup id."""
 
-from datetime import date, datetime
+from datetime import date
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -45,4 +45,5 @@ class SourceSession(Base):
     source_id: Mapped[str | None] = mapped_column(
         ForeignKey("sources.id", ondelete="CASCADE"), index=True)
     data: Mapped[str] = mapped_column(Text)
-    expires_at: Mapped[datetime] = mapped_column(index=True)
+    # The day the idle deadline falls on; the deadline itself is sealed inside `data`.
+    expires_on: Mapped[date] = mapped_column(index=True)

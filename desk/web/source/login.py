@@ -10,6 +10,7 @@ disk alone cannot open the source's replies, and neither can the cookie alone.
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 
 from flask import session
 from sqlalchemy import select, update
@@ -20,7 +21,7 @@ from crypto.reply import ReplyKey, key_from_seed, reply_seed
 from crypto.sealing import seal, unseal
 from desk.records.instance import load_instance
 from desk.records.models import Source
-from desk.records.sources import create_source
+from desk.records.sources import create_source, unused_made_on
 from desk.services import Services
 from desk.web.i18n import SESSION_KEY as LOCALE_KEY
 from desk.web.sessions import server_session
@@ -36,11 +37,21 @@ def _salts(desk: Services) -> tuple[bytes, bytes]:
         return instance.lookup_salt, instance.reply_salt
 
 
-def new_source(desk: Services) -> tuple[Codename, Source, bytes]:
-    """A fresh codename, its committed source row and its reply key seed.
+def too_many_unused(desk: Services) -> bool:
+    """True when today's codenames not yet used for a sending reach the desk's cap."""
+    with desk.sessions() as reader:
+        made = unused_made_on(reader, datetime.now(UTC).date())
+    return made >= desk.config.unused_codenames_per_day
+
+
+def new_source(desk: Services) -> tuple[Codename, Source, bytes] | None:
+    """A fresh codename, its committed source row and its reply key seed; None when the
+    desk's cap of codenames made today and not yet used is reached.
 
     The derivations run with no transaction open: holding SQLite's write lock through them
-    would stall every upload's commit behind a burst of new codenames.
+    would stall every upload's commit behind a burst of new codenames. The cap is checked
+    again in the writer transaction, which every process takes in turn, so it holds for the
+    whole desk.
     """
     codename = generate_codename()
     lookup_salt, reply_salt = _salts(desk)
@@ -48,6 +59,9 @@ def new_source(desk: Services) -> tuple[Codename, Source, bytes]:
     seed = reply_seed(codename, reply_salt, desk.config.kdf)
     _key, public = key_from_seed(seed)
     with desk.writers() as writer:
+        if unused_made_on(writer, datetime.now(UTC).date()) >= \
+                desk.config.unused_codenames_per_day:
+            return None
         source = create_source(writer, lookup, public)
         writer.commit()
     return codename, source, seed

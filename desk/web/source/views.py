@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
@@ -26,10 +28,16 @@ from desk.web.source.login import (
     new_source,
     session_reply_key,
     start_session,
+    too_many_unused,
 )
-from desk.web.throttle import LoginThrottle
+from desk.web.throttle import DerivationGate, LoginThrottle
 
 THROTTLE = "desk_login_throttle"
+# Every derivation a request of this process may start goes through this gate.
+DERIVATIONS = "desk_derivation_gate"
+# A new codename costs two derivations; a login one, or two for a codename that is a source's
+# (reserve two for every login: how many it needed must not change how it is treated).
+GENERATE_COST = LOGIN_COST = 2
 # New codenames have buckets of their own: guessing codenames must not stop new sources from
 # getting one, nor a flood of new codenames stop sources from logging in.
 GENERATE_THROTTLE = "desk_generate_throttle"
@@ -71,7 +79,13 @@ def generate() -> str:
     Two derivations and a new row: throttled like a login, in buckets of its own.
     """
     _throttle(GENERATE_THROTTLE)
-    codename, source, seed = new_source(services())
+    if too_many_unused(services()):
+        raise TooManyRequests()  # the cap of codenames not yet used: no derivation spent
+    with _derivations(GENERATE_COST):
+        made = new_source(services())
+    if made is None:
+        raise TooManyRequests()
+    codename, source, seed = made
     start_session(source, seed)
     # Rendered in the POST response, never redirected to: the codename is in no URL or cookie.
     return render_template("source/codename.html", codename=codename.reveal())
@@ -91,7 +105,8 @@ def login() -> Response | tuple[str, int]:
     if not typed.strip():
         return render_template("source/login.html", failed=True), 401
     _throttle(THROTTLE)
-    found = find_source(services(), typed)
+    with _derivations(LOGIN_COST):
+        found = find_source(services(), typed)
     if found is None:
         return render_template("source/login.html", failed=True), 401
     source, seed = found
@@ -184,6 +199,18 @@ def _throttle(which: str) -> None:
     throttle: LoginThrottle = current_app.extensions[which]
     if not throttle.allow(server_session().sid or ""):
         raise TooManyRequests()
+
+
+@contextlib.contextmanager
+def _derivations(count: int) -> Iterator[None]:
+    """Run the block's derivations if the gate admits them now, else 429 at once."""
+    gate: DerivationGate = current_app.extensions[DERIVATIONS]
+    if not gate.try_admit(count):
+        raise TooManyRequests()
+    try:
+        yield
+    finally:
+        gate.release(count)
 
 
 def _current_source() -> Source | None:
