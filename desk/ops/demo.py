@@ -50,10 +50,12 @@ class Demo:
             f"--dir {self.directory} --code",
             f"  demo journalist key {self.fingerprint}",
             f"  its secret key (standing in for the offline machine): {self.journalist_home}",
-            "Read a submission with stock gpg:",
+            "Read an item with stock gpg:",
             f"  gpg --homedir {self.journalist_home} --decrypt {objects}/<id>/{METADATA_NAME}",
             f"  for p in {objects}/<id>/{PART_GLOB}; do "
-            f'gpg --homedir {self.journalist_home} --decrypt "$p"; done > original',
+            f'gpg --homedir {self.journalist_home} --decrypt "$p"; done > padded',
+            '  head -c SIZE padded > original    # SIZE is "size" in the record: the rest is '
+            "zero padding",
             "The demo key has no passphrase and the demo login is printed here: "
             "never use them for a real desk.",
         ])
