@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,12 +72,23 @@ class _GPG(gnupg.GPG):  # type: ignore[misc]
 NO_SEED_FILE_OPTIONS = ["--no-random-seed-file"]
 
 
+def _end_of_today() -> list[str]:
+    """gpg options that make it take the last second of the current UTC day as the time:
+    `pubring.kbx` records when each key was imported, to the second, which would date a
+    journalist's addition. The end of the day, not its start, so that a key made earlier today
+    is never "created in the future"."""
+    end = (int(time.time()) // 86400 + 1) * 86400 - 1
+    return ["--faked-system-time", f"{end}!"]
+
+
 class GnuPG:
     """A GnuPG home directory and the operations the desk performs on it; `seed_file` False
     keeps gpg from writing its random seed file there."""
 
     def __init__(self, home: Path, seed_file: bool = True) -> None:
         self.home = home
+        # The online desk's home (no seed file) also keeps import times to the day.
+        self._day_only = not seed_file
         options = BASE_OPTIONS + ([] if seed_file else NO_SEED_FILE_OPTIONS)
         try:
             self._gpg = _GPG(gnupghome=str(home), options=options)
@@ -95,7 +107,10 @@ class GnuPG:
 
     def import_public_key(self, data: bytes, fingerprint: str) -> KeyInfo:
         """Import the public key `fingerprint` from `data` (already scanned and checked)."""
-        result = self._gpg.import_keys(data, extra_args=["--import-options", "import-minimal"])
+        extra = ["--import-options", "import-minimal"]
+        if self._day_only:
+            extra += _end_of_today()
+        result = self._gpg.import_keys(data, extra_args=extra)
         imported = self.key(fingerprint) if fingerprint in result.fingerprints else None
         if imported is None:
             raise KeyRefused(["gpg could not import the key"])
