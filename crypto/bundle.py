@@ -21,6 +21,7 @@ from typing import IO, Any
 from crypto.custody import (
     CustodyEntry,
     SigningKey,
+    Subject,
     ciphertext_digest,
     log_entries,
     signature_valid,
@@ -230,6 +231,13 @@ class ManifestObject:
     kind: str
     received_on: str
     ciphertext_sha256: str
+    # Its custody key: its entries are version 2. None: version 1, named in clear.
+    custody_key: bytes | None = None
+
+    @property
+    def custody(self) -> Subject:
+        """What its custody entries carry."""
+        return Subject(self.object_id, self.ciphertext_sha256, self.custody_key)
 
 
 @dataclass(frozen=True)
@@ -244,6 +252,12 @@ class ManifestReply:
     author: str | None
     via: str
     ciphertext_sha256: str
+    custody_key: bytes | None = None
+
+    @property
+    def custody(self) -> Subject:
+        """What its custody entries carry."""
+        return Subject(self.reply_id, self.ciphertext_sha256, self.custody_key)
 
 
 @dataclass(frozen=True)
@@ -280,12 +294,14 @@ def parse_manifest(data: bytes) -> Manifest:
     try:
         _check_header(raw)
         objects = [ManifestObject(_hex_id(o["id"]), _text(o["source"]), _one_of(o["kind"], KINDS),
-                                  _date(o["received_on"]), _digest(o["ciphertext_sha256"]))
+                                  _date(o["received_on"]), _digest(o["ciphertext_sha256"]),
+                                  _custody_key(o))
                    for o in _items(raw, "objects")]
         replies = [ManifestReply(_hex_id(r["id"]), _text(r["source"]), _number(r["number"]),
                                  _date(r["sent_on"]),
                                  None if r["author"] is None else _text(r["author"]),
-                                 _one_of(r["via"], VIAS), _digest(r["ciphertext_sha256"]))
+                                 _one_of(r["via"], VIAS), _digest(r["ciphertext_sha256"]),
+                                 _custody_key(r))
                    for r in _items(raw, "replies")]
         sources = [(_text(s["designation"]), _reply_key(s["reply_public_key"]))
                    for s in _items(raw, "sources")]
@@ -336,6 +352,13 @@ def _digest(value: object) -> str:
     return _matching(HEX64_RE, value, "a digest of 64 lower-case hex digits")
 
 
+def _custody_key(listed: dict[str, Any]) -> bytes | None:
+    """An object's or reply's `custody_key` member: absent (version 1 custody) or 64 hex."""
+    if "custody_key" not in listed:
+        return None
+    return bytes.fromhex(_digest(listed["custody_key"]))
+
+
 def _fingerprint(value: object) -> str:
     return _matching(FINGERPRINT_RE, value, "a fingerprint of 40 upper-case hex digits")
 
@@ -383,31 +406,35 @@ def verify_bundle(bundle: Bundle, manifest_plain: bytes, custody_plain: bytes,
         raise FormatError("the manifest is not signed by the desk's signing key")
     chain = verify_chain(log_entries(custody_plain), bundle.signing_key)
     manifest = parse_manifest(manifest_plain)
-    received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
-    deleted = {e.object_id for e in chain if e.event == "delete"}
+    received = {e.subject: e for e in chain if e.event == "ingest"}
+    deleted = {e.subject for e in chain if e.event == "delete"}
     _same_ids("object", {o.object_id for o in manifest.objects}, set(bundle.objects))
     for obj in manifest.objects:
         digest = ciphertext_digest(bundle.objects[obj.object_id].files)
-        if received.get(obj.object_id) is None:
+        entry = received.get(obj.custody.subject)
+        if entry is None:
             raise CustodyBroken("has no ingest entry in the custody log",
                                 object_id=obj.object_id)
-        if obj.object_id in deleted:
+        if obj.custody.subject in deleted:
             raise CustodyBroken("is recorded as deleted but was exported",
                                 object_id=obj.object_id)
-        if digest != received[obj.object_id] or digest != obj.ciphertext_sha256:
+        held = Subject(obj.object_id, digest, obj.custody_key)
+        if not held.matches(entry) or digest != obj.ciphertext_sha256:
             raise CustodyBroken("ciphertext differs from what the desk received",
                                 object_id=obj.object_id)
-    sent = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "reply"}
+    sent = {e.subject: e for e in chain if e.event == "reply"}
     _same_ids("reply", {r.reply_id for r in manifest.replies}, set(bundle.replies))
     for reply in manifest.replies:
         digest = ciphertext_digest({REPLY_COPY_NAME: bundle.replies[reply.reply_id]})
-        if sent.get(reply.reply_id) is None:
+        entry = sent.get(reply.custody.subject)
+        if entry is None:
             raise CustodyBroken("has no reply entry in the custody log",
                                 object_id=reply.reply_id, kind="reply")
-        if reply.reply_id in deleted:
+        if reply.custody.subject in deleted:
             raise CustodyBroken("is recorded as deleted but was exported",
                                 object_id=reply.reply_id, kind="reply")
-        if digest != sent[reply.reply_id] or digest != reply.ciphertext_sha256:
+        held = Subject(reply.reply_id, digest, reply.custody_key)
+        if not held.matches(entry) or digest != reply.ciphertext_sha256:
             raise CustodyBroken("copy differs from what the desk sent",
                                 object_id=reply.reply_id, kind="reply")
     return manifest, chain
@@ -430,13 +457,19 @@ def manifest_json(header: dict[str, Any], objects: Iterable[ManifestObject],
     return json.dumps({
         "format": MANIFEST_FORMAT, "version": BUNDLE_VERSION, **header,
         "objects": [{"id": o.object_id, "source": o.source, "kind": o.kind,
-                     "received_on": o.received_on, "ciphertext_sha256": o.ciphertext_sha256}
-                    for o in objects],
+                     "received_on": o.received_on, "ciphertext_sha256": o.ciphertext_sha256,
+                     **_key_member(o.custody_key)} for o in objects],
         "replies": [{"id": r.reply_id, "source": r.source, "number": r.number,
                      "sent_on": r.sent_on, "author": r.author, "via": r.via,
-                     "ciphertext_sha256": r.ciphertext_sha256} for r in replies],
+                     "ciphertext_sha256": r.ciphertext_sha256, **_key_member(r.custody_key)}
+                    for r in replies],
         "sources": [{"designation": name, "reply_public_key": base64.b64encode(key).decode()}
                     for name, key in sorted((reply_keys or {}).items())],
         "recipients": [{"username": r.username, "fingerprint": r.fingerprint,
                         "public_key": r.public_key} for r in recipients],
     }, ensure_ascii=False, indent=1).encode("utf-8")
+
+
+def _key_member(custody_key: bytes | None) -> dict[str, str]:
+    """The `custody_key` member of a listed object or reply, if its custody is version 2."""
+    return {} if custody_key is None else {"custody_key": custody_key.hex()}

@@ -2,11 +2,18 @@
 
 Written by the online desk from the moment of receipt, verified by `desk custody verify` and by
 the offline console on a bundle. crypto/FORMAT.md specifies the entry layout.
+
+An entry names what it is about by a subject and a digest. In version 1 they are the item's or
+reply's id and ciphertext digest in clear. In version 2 (every item and reply received since)
+they are HMAC-SHA256 commitments under the item's own random custody key, which lives in the
+item's row and travels in bundles; once the item is deleted, its key is gone and the entries
+about it say nothing about which item it was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -22,7 +29,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from crypto.errors import CustodyBroken, FormatError, load_json
 from crypto.names import HIDDEN_PREFIX, OBJECT_ID_RE
 
-CUSTODY_VERSION = 1
+# Version 1 entries name items in clear; version 2 entries carry keyed commitments.
+CUSTODY_VERSIONS = (1, 2)
+CUSTODY_KEY_BYTES = 32
+SUBJECT_CONTEXT = b"desk custody subject v2\x00"
+DIGEST_CONTEXT = b"desk custody digest v2\x00"
 GENESIS_HASH = "0" * 64
 EVENTS = frozenset({"ingest", "export", "download", "delete", "reply"})
 # The events that bring an object or a reply into the log; every later entry about it carries
@@ -40,8 +51,58 @@ ACTOR_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 # seq must stay exact in JSON parsers that read numbers as IEEE doubles.
 MAX_SEQ = 2**53 - 1
-ENTRY_MEMBERS = frozenset({"seq", "on", "event", "object_id", "ciphertext_sha256", "actor",
-                           "prev_hash", "entry_hash", "signature"})
+# The members of an entry's line, by version: version 1's names are the clear id and digest.
+V1_NAMES = ("object_id", "ciphertext_sha256")
+V2_NAMES = ("subject", "digest")
+COMMON_MEMBERS = frozenset({"seq", "on", "event", "actor", "prev_hash", "entry_hash",
+                            "signature"})
+ENTRY_MEMBERS = {1: COMMON_MEMBERS | set(V1_NAMES), 2: COMMON_MEMBERS | set(V2_NAMES) | {"v"}}
+
+
+def new_custody_key() -> bytes:
+    """A fresh random custody key for an item or a reply."""
+    return os.urandom(CUSTODY_KEY_BYTES)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What custody entries about one item or reply carry, and in which version.
+
+    `custody_key` is None for items received before version 2: their entries name them in
+    clear.
+    """
+
+    object_id: str
+    ciphertext_sha256: str
+    custody_key: bytes | None = None
+
+    @property
+    def version(self) -> int:
+        """The custody version of every entry about it."""
+        return 1 if self.custody_key is None else 2
+
+    @property
+    def subject(self) -> str:
+        """The entries' `subject` (version 2) or `object_id` (version 1)."""
+        if self.custody_key is None:
+            return self.object_id
+        return _commit(self.custody_key, SUBJECT_CONTEXT, self.object_id)
+
+    @property
+    def digest(self) -> str:
+        """The entries' `digest` (version 2) or `ciphertext_sha256` (version 1)."""
+        if self.custody_key is None:
+            return self.ciphertext_sha256
+        return _commit(self.custody_key, DIGEST_CONTEXT, self.ciphertext_sha256)
+
+    def matches(self, entry: CustodyEntry) -> bool:
+        """True if `entry` is about this item or reply, as received."""
+        return (entry.version, entry.subject, entry.digest) == \
+            (self.version, self.subject, self.digest)
+
+
+def _commit(key: bytes, context: bytes, value: str) -> str:
+    return hmac.new(key, context + value.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 class SigningKey:
@@ -98,39 +159,49 @@ class CustodyEntry:
     seq: int
     on: date
     event: str
-    object_id: str | None
-    ciphertext_sha256: str | None
+    # The item or reply concerned and its digest: in clear in version 1, committed in 2.
+    subject: str | None
+    digest: str | None
     actor: str | None
     prev_hash: str
     entry_hash: str
     signature: str
+    version: int = 1
 
     def to_json(self) -> str:
         """One line of JSON, as bundles and `desk custody show` carry it."""
-        record = asdict(self)
+        record: dict[str, object] = asdict(self)
         record["on"] = self.on.isoformat()
+        del record["version"], record["subject"], record["digest"]
+        names = V1_NAMES if self.version == 1 else V2_NAMES
+        record[names[0]], record[names[1]] = self.subject, self.digest
+        if self.version != 1:
+            record["v"] = self.version
         return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, line: str) -> CustodyEntry:
-        """Parse one line written by `to_json`: a JSON object with exactly the nine members,
-        of the right JSON types; FormatError otherwise. A line with a `v` member belongs to a
-        later custody version and is refused. Field alphabets are verify_chain's to check."""
+        """Parse one line written by `to_json`: a JSON object with exactly the members of its
+        version, of the right JSON types; FormatError otherwise. A line without `v` is version
+        1; one whose `v` is not 2 is refused. Field alphabets are verify_chain's to check."""
         raw = load_json(line.encode("utf-8", "surrogatepass"), "custody entry")
         if not isinstance(raw, dict):
             raise FormatError("bad custody entry: not a JSON object")
-        if "v" in raw:
+        version = raw.get("v", 1)
+        if "v" in raw and (type(version) is not int or version == 1 or
+                           version not in CUSTODY_VERSIONS):
             raise FormatError(f"custody entry of an unsupported version: {raw['v']!r}")
-        if set(raw) != ENTRY_MEMBERS:
+        if set(raw) != ENTRY_MEMBERS[version]:
             raise FormatError("bad custody entry: its members are not "
-                              + ", ".join(sorted(ENTRY_MEMBERS)))
+                              + ", ".join(sorted(ENTRY_MEMBERS[version])))
+        subject_name, digest_name = V1_NAMES if version == 1 else V2_NAMES
         seq, on = raw["seq"], raw["on"]
         if type(seq) is not int:
             raise FormatError(f"bad custody entry: seq is not an integer: {seq!r}")
         if not isinstance(on, str) or not DATE_RE.match(on):
             raise FormatError(f"bad custody entry: on is not a YYYY-MM-DD date: {on!r}")
         strings = ("event", "prev_hash", "entry_hash", "signature")
-        nullable = ("object_id", "ciphertext_sha256", "actor")
+        nullable = (subject_name, digest_name, "actor")
         if not all(isinstance(raw[name], str) for name in strings) or \
                 not all(raw[name] is None or isinstance(raw[name], str) for name in nullable):
             raise FormatError("bad custody entry: a field is not a string (or null)")
@@ -138,38 +209,44 @@ class CustodyEntry:
             day = date.fromisoformat(on)
         except ValueError as exc:
             raise FormatError(f"bad custody entry: no such day: {on!r}") from exc
-        return cls(seq=seq, on=day, event=raw["event"], object_id=raw["object_id"],
-                   ciphertext_sha256=raw["ciphertext_sha256"], actor=raw["actor"],
-                   prev_hash=raw["prev_hash"], entry_hash=raw["entry_hash"],
-                   signature=raw["signature"])
+        return cls(seq=seq, on=day, event=raw["event"], subject=raw[subject_name],
+                   digest=raw[digest_name], actor=raw["actor"], prev_hash=raw["prev_hash"],
+                   entry_hash=raw["entry_hash"], signature=raw["signature"], version=version)
 
 
-def entry_body(seq: int, on: date, event: str, object_id: str | None,
-               ciphertext_sha256: str | None, actor: str | None, prev_hash: str) -> bytes:
+def entry_body(seq: int, on: date, event: str, subject: str | None, digest: str | None,
+               actor: str | None, prev_hash: str, version: int = 1) -> bytes:
     """The canonical bytes an entry's hash covers: sorted-key compact JSON, UTF-8."""
+    subject_name, digest_name = V1_NAMES if version == 1 else V2_NAMES
     return json.dumps({
-        "v": CUSTODY_VERSION, "seq": seq, "on": on.isoformat(), "event": event,
-        "object_id": object_id, "ciphertext_sha256": ciphertext_sha256, "actor": actor,
-        "prev_hash": prev_hash,
+        "v": version, "seq": seq, "on": on.isoformat(), "event": event,
+        subject_name: subject, digest_name: digest, "actor": actor, "prev_hash": prev_hash,
     }, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def make_entry(key: SigningKey, previous: CustodyEntry | None, on: date, event: str,
-               object_id: str | None = None, ciphertext_sha256: str | None = None,
-               actor: str | None = None) -> CustodyEntry:
+               subject: str | None = None, digest: str | None = None,
+               actor: str | None = None, version: int = 1) -> CustodyEntry:
     """The signed entry that follows `previous` (None for the first entry). ValueError for
     an entry FORMAT.md's rules would refuse: a field outside its alphabet, or nulls where
-    the event needs values."""
+    the event needs values. `subject_entry` makes the entry about an item or a reply."""
     seq = 1 if previous is None else previous.seq + 1
     prev_hash = GENESIS_HASH if previous is None else previous.entry_hash
-    problem = _field_problem(seq, event, object_id, ciphertext_sha256, actor) or \
-        _shape_problem(event, object_id, ciphertext_sha256, actor)
+    problem = _field_problem(seq, event, subject, digest, actor, version) or \
+        _shape_problem(event, subject, digest, actor)
     if problem is not None:
         raise ValueError(f"refusing to append a custody entry: {problem}")
-    body = entry_body(seq, on, event, object_id, ciphertext_sha256, actor, prev_hash)
+    body = entry_body(seq, on, event, subject, digest, actor, prev_hash, version)
     entry_hash = hashlib.sha256(body).hexdigest()
-    return CustodyEntry(seq, on, event, object_id, ciphertext_sha256, actor, prev_hash,
-                        entry_hash, key.sign(bytes.fromhex(entry_hash)))
+    return CustodyEntry(seq, on, event, subject, digest, actor, prev_hash, entry_hash,
+                        key.sign(bytes.fromhex(entry_hash)), version)
+
+
+def subject_entry(key: SigningKey, previous: CustodyEntry | None, on: date, event: str,
+                  about: Subject, actor: str | None = None) -> CustodyEntry:
+    """The signed entry about an item or reply, in the version its custody key calls for."""
+    return make_entry(key, previous, on, event, about.subject, about.digest, actor,
+                      about.version)
 
 
 def verify_chain(entries: Iterable[CustodyEntry], public_hex: str) -> list[CustodyEntry]:
@@ -184,23 +261,22 @@ def verify_chain(entries: Iterable[CustodyEntry], public_hex: str) -> list[Custo
         if type(entry.seq) is not int or entry.seq != expected_seq:
             raise CustodyBroken(f"expected entry {expected_seq}, found {entry.seq} (an entry "
                                 "is missing or out of order)", seq=expected_seq)
-        problem = _field_problem(entry.seq, entry.event, entry.object_id,
-                                 entry.ciphertext_sha256, entry.actor) or \
-            _hashes_problem(entry)
+        problem = _field_problem(entry.seq, entry.event, entry.subject, entry.digest,
+                                 entry.actor, entry.version) or _hashes_problem(entry)
         if problem is not None:
             raise CustodyBroken(problem, seq=entry.seq)
         if entry.prev_hash != expected_prev:
             raise CustodyBroken("does not link to the entry before it", seq=entry.seq)
-        body = entry_body(entry.seq, entry.on, entry.event, entry.object_id,
-                          entry.ciphertext_sha256, entry.actor, entry.prev_hash)
+        body = entry_body(entry.seq, entry.on, entry.event, entry.subject, entry.digest,
+                          entry.actor, entry.prev_hash, entry.version)
         if hashlib.sha256(body).hexdigest() != entry.entry_hash:
             raise CustodyBroken("its contents do not match its hash (altered)", seq=entry.seq)
         try:
             public.verify(bytes.fromhex(entry.signature), bytes.fromhex(entry.entry_hash))
         except (InvalidSignature, ValueError) as exc:
             raise CustodyBroken("its signature is not the desk's", seq=entry.seq) from exc
-        problem = _shape_problem(entry.event, entry.object_id, entry.ciphertext_sha256,
-                                 entry.actor) or _history_problem(entry, first_digest)
+        problem = _shape_problem(entry.event, entry.subject, entry.digest, entry.actor) or \
+            _history_problem(entry, first_digest)
         if problem is not None:
             raise CustodyBroken(problem, seq=entry.seq)
         checked.append(entry)
@@ -212,16 +288,19 @@ def _matches(pattern: re.Pattern[str], value: object) -> bool:
     return isinstance(value, str) and pattern.match(value) is not None
 
 
-def _field_problem(seq: int, event: str, object_id: str | None,
-                   ciphertext_sha256: str | None, actor: str | None) -> str | None:
+def _field_problem(seq: int, event: str, subject: str | None, digest: str | None,
+                   actor: str | None, version: int = 1) -> str | None:
     """What puts a field outside its alphabet (rule custody.alphabet), or None."""
+    if version not in CUSTODY_VERSIONS:
+        return f"unknown custody version {version!r}"
     if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
         return f"bad seq {seq!r}"
     if event not in EVENTS:
         return f"unknown event {event!r}"
-    if object_id is not None and not _matches(OBJECT_ID_RE, object_id):
-        return "bad object id"
-    if ciphertext_sha256 is not None and not _matches(HEX64_RE, ciphertext_sha256):
+    if subject is not None and not _matches(OBJECT_ID_RE if version == 1 else HEX64_RE,
+                                            subject):
+        return "bad object id" if version == 1 else "bad subject"
+    if digest is not None and not _matches(HEX64_RE, digest):
         return "bad hash field"
     if actor is not None and not _matches(ACTOR_RE, actor):
         return f"bad actor {actor!r}"
@@ -236,10 +315,10 @@ def _hashes_problem(entry: CustodyEntry) -> str | None:
     return None
 
 
-def _shape_problem(event: str, object_id: str | None, ciphertext_sha256: str | None,
+def _shape_problem(event: str, subject: str | None, digest: str | None,
                    actor: str | None) -> str | None:
     """Nulls where the event needs values, or an actor on an ingest (rule custody.shape)."""
-    if object_id is None or ciphertext_sha256 is None:
+    if subject is None or digest is None:
         return f"a {event} entry names no object or no digest"
     if (actor is None) != (event == "ingest"):
         return "an ingest entry has no actor, and every other entry has one"
@@ -249,16 +328,16 @@ def _shape_problem(event: str, object_id: str | None, ciphertext_sha256: str | N
 def _history_problem(entry: CustodyEntry, first_digest: dict[str, str | None]) -> str | None:
     """An object or reply that enters the log twice, is named before it entered, or whose
     digest changes (rule custody.object); records the entries that bring one in."""
-    object_id = entry.object_id or ""
+    subject = entry.subject or ""
     if entry.event in FIRST_EVENTS:
-        if object_id in first_digest:
-            return f"{object_id} entered the log before ({entry.event} again)"
-        first_digest[object_id] = entry.ciphertext_sha256
+        if subject in first_digest:
+            return f"{subject} entered the log before ({entry.event} again)"
+        first_digest[subject] = entry.digest
         return None
-    if object_id not in first_digest:
-        return f"{entry.event} of {object_id}, which no earlier ingest or reply entry names"
-    if first_digest[object_id] != entry.ciphertext_sha256:
-        return f"{entry.event} of {object_id} with a digest other than the one it entered with"
+    if subject not in first_digest:
+        return f"{entry.event} of {subject}, which no earlier ingest or reply entry names"
+    if first_digest[subject] != entry.digest:
+        return f"{entry.event} of {subject} with a digest other than the one it entered with"
     return None
 
 

@@ -207,14 +207,31 @@ def _ids(root: Path) -> list[str]:
             if path.is_dir() and OBJECT_ID_RE.match(path.name)]
 
 
-def _custody_events(db: Session, ids: Sequence[str]) -> dict[str, list[CustodyRecord]]:
-    """The custody entries naming each of `ids`, in order."""
+def _custody_events(db: Session, ids: Sequence[str], first_event: str,
+                    live: Iterable[str]) -> dict[str, list[CustodyRecord]]:
+    """The custody entries about each of `ids` (folders without rows), in order.
+
+    Version 1 entries name ids in clear. Version 2 entries name nothing once the row and its
+    custody key are gone, so a folder is tied to them only when the log holds a `first_event`
+    entry that no row explains and no delete entry closes: then every folder without a row
+    is put down to those entries, and left to a person.
+    """
     events: dict[str, list[CustodyRecord]] = {oid: [] for oid in ids}
-    if ids:
-        for record in db.scalars(select(CustodyRecord).where(
-                CustodyRecord.object_id.in_(list(ids))).order_by(CustodyRecord.seq)):
-            if record.object_id is not None:
-                events[record.object_id].append(record)
+    if not ids:
+        return events
+    for record in db.scalars(select(CustodyRecord).where(
+            CustodyRecord.version == 1, CustodyRecord.subject.in_(list(ids)))
+            .order_by(CustodyRecord.seq)):
+        if record.subject is not None:
+            events[record.subject].append(record)
+    live_subjects = set(live)
+    deleted = set(db.scalars(select(CustodyRecord.subject).where(
+        CustodyRecord.version == 2, CustodyRecord.event == "delete")))
+    unexplained = [record for record in db.scalars(select(CustodyRecord).where(
+        CustodyRecord.version == 2, CustodyRecord.event == first_event))
+        if record.subject not in live_subjects and record.subject not in deleted]
+    for oid in ids:
+        events[oid] += unexplained
     return events
 
 
@@ -229,10 +246,11 @@ def _recorded(records: list[CustodyRecord], what: str) -> str:
 
 
 def _objects(db: Session, store: Store) -> list[Finding]:
-    rows = set(db.scalars(select(Item.id)))
+    items = list(db.scalars(select(Item)))
+    rows = {item.id for item in items}
     present = _ids(store.objects)
     orphans = [oid for oid in present if oid not in rows]
-    custody = _custody_events(db, orphans)
+    custody = _custody_events(db, orphans, "ingest", (item.custody.subject for item in items))
     # An upload published by renaming its own folder into objects/ (as desk/intake/tus.py did before
     # it published hard links) keeps its lock file there; if that publication never committed,
     # the folder holds parts the source was told had arrived, and their row has lost its folder.
@@ -250,8 +268,9 @@ def _objects(db: Session, store: Store) -> list[Finding]:
                                    "that upload's acknowledged parts"))
         else:
             findings.append(_debris(OBJECT_WITHOUT_ROW, path,
-                                    "published but its row never committed, so it was never "
-                                    "acknowledged"))
+                                    "no row holds it and custody names it nowhere: published "
+                                    "but never committed (so never acknowledged), or deleted "
+                                    "before its files were removed"))
     findings += [_error(ROW_WITHOUT_OBJECT, store.objects / oid,
                         "the object's row has no files in the store; this should never happen: "
                         "run `desk custody verify`")
@@ -323,7 +342,8 @@ def _replies(db: Session, store: Store) -> list[Finding]:
     rows = {reply.id: reply for reply in db.scalars(select(Reply))}
     present = _ids(store.replies)
     orphans = [rid for rid in present if rid not in rows]
-    custody = _custody_events(db, orphans)
+    custody = _custody_events(db, orphans, "reply",
+                              (reply.custody.subject for reply in rows.values()))
     findings = []
     for rid in orphans:
         path = store.replies / rid
@@ -331,8 +351,9 @@ def _replies(db: Session, store: Store) -> list[Finding]:
             findings.append(_error(REPLY_WITHOUT_ROW, path, _recorded(custody[rid], "reply")))
         else:
             findings.append(_debris(REPLY_WITHOUT_ROW, path,
-                                    "stored but its row never committed, so it was never "
-                                    "sent"))
+                                    "no row holds it and custody names it nowhere: stored but "
+                                    "never committed (so never sent), or deleted before its "
+                                    "files were removed"))
     for rid, reply in sorted(rows.items()):
         folder = store.replies / rid
         if not (folder / REPLY_COPY_NAME).is_file():

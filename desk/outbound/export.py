@@ -83,11 +83,9 @@ def export_bundle(services: Services, db: Session, submissions: Sequence[Item],
     replies = list(db.scalars(select(Reply).where(Reply.source_id.in_(source_ids))
                                    .order_by(Reply.source_id, Reply.number)))
     for submission in submissions:
-        append_entry(db, services.signing_key, event, submission.id,
-                     submission.ciphertext_sha256, actor)
+        append_entry(db, services.signing_key, event, submission.custody, actor)
     for reply in replies:
-        append_entry(db, services.signing_key, event, reply.id, reply.ciphertext_sha256,
-                     actor)
+        append_entry(db, services.signing_key, event, reply.custody, actor)
     set_seen(db, [s.id for s in submissions])
     db.commit()
 
@@ -100,10 +98,11 @@ def export_bundle(services: Services, db: Session, submissions: Sequence[Item],
         {"exported_on": today.isoformat(), "exported_by": actor,
          "instance": load_instance(db).name},
         [ManifestObject(s.id, sources[s.source_id].designation, s.kind,
-                        s.received_on.isoformat(), s.ciphertext_sha256) for s in submissions],
+                        s.received_on.isoformat(), s.ciphertext_sha256, s.custody_key)
+         for s in submissions],
         [ManifestReply(r.id, sources[r.source_id].designation, r.number,
-                       r.created_on.isoformat(), r.author, r.via, r.ciphertext_sha256)
-         for r in replies],
+                       r.created_on.isoformat(), r.author, r.via, r.ciphertext_sha256,
+                       r.custody_key) for r in replies],
         {source.designation: source.reply_public_key for source in sources.values()
          if source.reply_public_key is not None},
         [ManifestRecipient(usernames.get(fpr, fpr), fpr,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
+from crypto.custody import new_custody_key
 from crypto.errors import EncryptionFailed, FormatError
 from crypto.names import REPLY_BOX_NAME, REPLY_COPY_NAME
 from crypto.reply import key_id, read_header, seal_reply
@@ -144,9 +145,9 @@ def _store(desk: Services, target: ReplyTarget, reply_id: str, box: bytes, copy:
                                     .where(Reply.source_id == target.source_id)) or 0) + 1
                 reply = Reply(id=reply_id, source_id=target.source_id, number=number,
                               created_on=datetime.now(UTC).date(), author=author, via=via,
-                              ciphertext_sha256=digest)
+                              ciphertext_sha256=digest, custody_key=new_custody_key())
                 db.add(reply)
-                append_entry(db, desk.signing_key, "reply", reply_id, digest, actor)
+                append_entry(db, desk.signing_key, "reply", reply.custody, actor)
                 db.commit()
             except BaseException:
                 db.rollback()

@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 from crypto.custody import (
     CustodyEntry,
     SigningKey,
+    Subject,
     ciphertext_digest,
     file_sha256,
-    make_entry,
     object_files,
+    subject_entry,
     verify_chain,
 )
 from crypto.errors import CustodyBroken
@@ -31,13 +32,13 @@ def reply_digest(store: Store, reply_id: str) -> str:
     return ciphertext_digest({REPLY_COPY_NAME: file_sha256(path)})
 
 
-def append_entry(db: Session, key: SigningKey, event: str, object_id: str | None = None,
-                 ciphertext_sha256: str | None = None, actor: str | None = None
-                 ) -> CustodyRecord:
-    """Add the next signed entry in `session`'s transaction (a writer session)."""
+def append_entry(db: Session, key: SigningKey, event: str, about: Subject,
+                 actor: str | None = None) -> CustodyRecord:
+    """Add the next signed entry about an item or reply in `db`'s transaction (a writer
+    session)."""
     last = db.scalar(select(CustodyRecord).order_by(CustodyRecord.seq.desc()).limit(1))
-    entry = make_entry(key, None if last is None else last.entry(), datetime.now(UTC).date(),
-                       event, object_id, ciphertext_sha256, actor)
+    entry = subject_entry(key, None if last is None else last.entry(),
+                          datetime.now(UTC).date(), event, about, actor)
     record = CustodyRecord.from_entry(entry)
     db.add(record)
     db.flush()
@@ -54,11 +55,12 @@ def _stored_entries(db: Session) -> Iterator[CustodyEntry]:
     """Every stored entry in order, read as text: a row someone edited into something that is
     not even a date must be named as a bad entry, not crash the check."""
     rows = db.execute(text(
-        'SELECT seq, CAST("on" AS TEXT), event, object_id, ciphertext_sha256, actor, '
-        "prev_hash, entry_hash, signature FROM custody_entries ORDER BY seq"))
-    for seq, on, *rest in rows:
+        'SELECT seq, CAST("on" AS TEXT), event, subject, digest, actor, '
+        "prev_hash, entry_hash, signature, version FROM custody_entries ORDER BY seq"))
+    for seq, on, event, subject, digest, actor, prev, entry_hash, signature, version in rows:
         try:
-            yield CustodyEntry(int(seq), date.fromisoformat(str(on)), *rest)
+            yield CustodyEntry(int(seq), date.fromisoformat(str(on)), event, subject, digest,
+                               actor, prev, entry_hash, signature, int(version))
         except (TypeError, ValueError) as exc:
             raise CustodyBroken("the entry is not well-formed", seq=seq) from exc
 
@@ -79,25 +81,30 @@ def verify_desk(db: Session, store: Store, public_hex: str) -> CustodyReport:
     Raises CustodyBroken naming the first bad entry, object or reply.
     """
     chain = verify_chain(_stored_entries(db), public_hex)
-    received = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "ingest"}
-    deleted = {e.object_id for e in chain if e.event == "delete"}
+    received = {e.subject: e for e in chain if e.event == "ingest"}
+    deleted = {e.subject for e in chain if e.event == "delete"}
     replies_checked = _verify_replies(db, store, chain, deleted)
     rows = {s.id: s for s in db.scalars(select(Item))}
-    vanished = sorted(oid for oid in set(received) - deleted - set(rows) if oid is not None)
+    subjects = {item.custody.subject: oid for oid, item in rows.items()}
+    # A version 2 subject names no item once the item's key is gone: the entry's own seq is
+    # all a report can point at.
+    vanished = [entry for subject, entry in received.items()
+                if subject not in deleted and subject not in subjects]
     if vanished:
-        raise CustodyBroken("was received but is gone without a delete entry",
-                            object_id=vanished[0])
+        raise _vanished("was received but is gone without a delete entry", vanished[0])
     checked = 0
     for oid, submission in sorted(rows.items()):
-        if oid not in received:
+        about = submission.custody
+        if about.subject not in received:
             raise CustodyBroken("has no ingest entry in the custody log", object_id=oid)
-        if oid in deleted:
+        if about.subject in deleted:
             raise CustodyBroken("is recorded as deleted but still present", object_id=oid)
         directory = store.path(oid)
         if not directory.is_dir():
             raise CustodyBroken("is missing from the store", object_id=oid)
-        digest = ciphertext_digest(object_files(directory))
-        if digest != received[oid] or digest != submission.ciphertext_sha256:
+        stored = Subject(oid, ciphertext_digest(object_files(directory)), about.custody_key)
+        if not stored.matches(received[about.subject]) or \
+                stored.ciphertext_sha256 != submission.ciphertext_sha256:
             raise CustodyBroken("stored ciphertext differs from what was received",
                                 object_id=oid)
         checked += 1
@@ -105,16 +112,27 @@ def verify_desk(db: Session, store: Store, public_hex: str) -> CustodyReport:
                          replies_checked=replies_checked)
 
 
+def _vanished(reason: str, entry: CustodyEntry, kind: str = "object") -> CustodyBroken:
+    """The error for what an entry brought in and no row holds: named by its id where the
+    entry names it in clear (version 1), else by the entry."""
+    if entry.version == 1:
+        return CustodyBroken(reason, object_id=entry.subject, kind=kind)
+    return CustodyBroken(f"the {kind} it brought in is gone without a delete entry",
+                         seq=entry.seq)
+
+
 def _verify_replies(db: Session, store: Store, chain: list[CustodyEntry],
                     deleted: set[str | None]) -> int:
-    sent = {e.object_id: e.ciphertext_sha256 for e in chain if e.event == "reply"}
+    sent = {e.subject: e for e in chain if e.event == "reply"}
     rows = {r.id: r for r in db.scalars(select(Reply))}
-    vanished = sorted(oid for oid in set(sent) - deleted - set(rows) if oid is not None)
+    subjects = {reply.custody.subject for reply in rows.values()}
+    vanished = [entry for subject, entry in sent.items()
+                if subject not in deleted and subject not in subjects]
     if vanished:
-        raise CustodyBroken("was sent but is gone without a delete entry",
-                            object_id=vanished[0], kind="reply")
+        raise _vanished("was sent but is gone without a delete entry", vanished[0], "reply")
     for reply_id, reply in sorted(rows.items()):
-        if reply_id not in sent:
+        about = reply.custody
+        if about.subject not in sent:
             raise CustodyBroken("has no reply entry in the custody log",
                                 object_id=reply_id, kind="reply")
         try:
@@ -122,7 +140,8 @@ def _verify_replies(db: Session, store: Store, chain: list[CustodyEntry],
         except FileNotFoundError as exc:
             raise CustodyBroken("is missing from the store",
                                 object_id=reply_id, kind="reply") from exc
-        if digest != sent[reply_id] or digest != reply.ciphertext_sha256:
+        stored = Subject(reply_id, digest, about.custody_key)
+        if not stored.matches(sent[about.subject]) or digest != reply.ciphertext_sha256:
             raise CustodyBroken("stored copy differs from what was sent",
                                 object_id=reply_id, kind="reply")
     return len(rows)

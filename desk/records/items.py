@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from crypto.custody import RETENTION_ACTOR, SigningKey
+from crypto.custody import RETENTION_ACTOR, SigningKey, new_custody_key
 from desk.records.custody import append_entry
 from desk.records.instance import load_instance
 from desk.records.models import Item, Reply, Source
@@ -28,11 +28,12 @@ def record_items(db: Session, store: Store, key: SigningKey, source_id: str,
         for obj in staged:
             store.publish(obj.staging, obj.object_id)
             published.append(obj.object_id)
-            db.add(Item(
+            item = Item(
                 id=obj.object_id, source_id=source_id, kind=obj.kind,
                 ciphertext_size=obj.ciphertext_size, ciphertext_sha256=obj.ciphertext_sha256,
-                part_count=obj.part_count, received_on=today))
-            append_entry(db, key, "ingest", obj.object_id, obj.ciphertext_sha256)
+                custody_key=new_custody_key(), part_count=obj.part_count, received_on=today)
+            db.add(item)
+            append_entry(db, key, "ingest", item.custody)
         db.execute(update(Source).where(Source.id == source_id)
                         .values(last_activity_on=today))
         db.commit()
@@ -57,7 +58,7 @@ def delete_items(db: Session, store: Store, key: SigningKey,
     A crash between the two leaves ciphertext without a row, never a row without ciphertext.
     """
     for submission in submissions:
-        append_entry(db, key, "delete", submission.id, submission.ciphertext_sha256, actor)
+        append_entry(db, key, "delete", submission.custody, actor)
         db.delete(submission)
     db.commit()
     for submission in submissions:

@@ -60,7 +60,7 @@ def delete_replies(db: Session, key: SigningKey, replies: Sequence[Reply], actor
     """Record replies' deletion in custody and drop their rows; not committed, so a source's
     deletion stays one transaction. The caller removes the files after the commit."""
     for reply in replies:
-        append_entry(db, key, "delete", reply.id, reply.ciphertext_sha256, actor)
+        append_entry(db, key, "delete", reply.custody, actor)
         db.delete(reply)
 
 

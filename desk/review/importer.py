@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from crypto.bundle import (
     Bundle,
     Manifest,
+    ManifestObject,
     ManifestReply,
     read_bundle,
     verify_bundle,
@@ -101,8 +102,7 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
                 if target.exists():
                     shutil.rmtree(target)
                 os.rename(staging / obj.object_id, target)
-                session.add(_item(record, obj.source, desk.signing_key, obj.received_on,
-                                  obj.ciphertext_sha256))
+                session.add(_item(record, obj, desk.signing_key))
                 log_action(session, obj.object_id, "import", bundle=bundle_path.name,
                            ciphertext_sha256=obj.ciphertext_sha256, desk=desk.signing_key)
                 new += 1
@@ -246,14 +246,14 @@ def _store_reply_material(session: Session, workspace: Workspace, staging: Path,
                                   public_key=recipient.public_key, as_of_entry=entries))
 
 
-def _item(record: ItemRecord, source: str, desk_key: str, received_on: str,
-          ciphertext_sha256: str) -> Item:
+def _item(record: ItemRecord, listed: ManifestObject, desk_key: str) -> Item:
     item = Item(
-        id=record.object_id, desk_key=desk_key, source=source, kind=record.kind,
+        id=record.object_id, desk_key=desk_key, source=listed.source, kind=record.kind,
         filename=record.display_name, content_type=record.content_type, size=record.size,
-        sha256=record.sha256, received_on=datetime.fromisoformat(received_on).date(),
+        sha256=record.sha256, received_on=datetime.fromisoformat(listed.received_on).date(),
         received_at=record.received_at.astimezone(UTC).replace(tzinfo=None),
-        ciphertext_sha256=ciphertext_sha256, verified=True,
+        ciphertext_sha256=listed.ciphertext_sha256, custody_key=listed.custody_key,
+        verified=True,
         imported_at=datetime.now(UTC).replace(tzinfo=None))
     item.parts = [Part(name=p.name, size=p.size, sha256=p.sha256) for p in record.parts]
     return item

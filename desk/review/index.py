@@ -7,6 +7,8 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, ForeignKey, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from crypto.custody import Subject
+
 
 class IndexBase(DeclarativeBase):
     """Base of the console's index models (separate from the online desk's)."""
@@ -55,12 +57,19 @@ class Item(IndexBase):
     received_on: Mapped[date]
     received_at: Mapped[datetime]
     ciphertext_sha256: Mapped[str] = mapped_column(String(64))
+    # The key of its custody entries' commitments, from the bundle; None for version 1.
+    custody_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     verified: Mapped[bool] = mapped_column(default=False)
     imported_at: Mapped[datetime]
     decrypted_path: Mapped[str | None] = mapped_column(Text)
     decrypted_sha256: Mapped[str | None] = mapped_column(String(64))
 
     parts: Mapped[list[Part]] = relationship(order_by="Part.name", cascade="all, delete-orphan")
+
+    @property
+    def custody(self) -> Subject:
+        """What its custody entries carry."""
+        return Subject(self.id, self.ciphertext_sha256, self.custody_key)
 
 
 class Part(IndexBase):

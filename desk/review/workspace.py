@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.names import (
@@ -29,6 +29,25 @@ from desk.review.errors import ReviewError
 from desk.review.index import Action, IndexBase, Item
 
 GENESIS = "0" * 64
+
+
+def _add_new_columns(engine: Engine) -> None:
+    """Bring a workspace made by an earlier console up to date: add the nullable columns its
+    tables lack (create_all makes only missing tables). Nothing is rewritten or dropped."""
+    found = inspect(engine)
+    with engine.begin() as connection:
+        for table in IndexBase.metadata.sorted_tables:
+            present = {column["name"] for column in found.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                if not column.nullable:
+                    raise ReviewError(f"this workspace was made by another version of the "
+                                      f"console (its {table.name} lack {column.name})",
+                                      "use the console version that made it")
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.execute(text(
+                    f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
 
 
 def default_workspace(env: dict[str, str] | os._Environ[str]) -> Path:
@@ -54,6 +73,7 @@ class Workspace:
         engine = create_engine(f"sqlite:///{root / INDEX_NAME}")
         event.listen(engine, "connect", _pragmas)
         IndexBase.metadata.create_all(engine)
+        _add_new_columns(engine)
         return cls(root, engine, sessionmaker(engine, expire_on_commit=False))
 
     @property

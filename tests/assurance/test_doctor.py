@@ -238,10 +238,12 @@ def test_rows_whose_files_are_gone_are_reported_and_never_repaired(full: Desk) -
         "Removed 0 thing(s) interrupted writes left; 3 finding(s) need a person."
 
 
-def test_files_of_a_deletion_custody_recorded_are_left_to_a_person(
+def test_files_of_a_committed_deletion_are_removed(
         full: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
     services = full.services
-    # A crash between committing the deletion and removing the files.
+    # A crash between committing the deletion and removing the files. The custody log's
+    # delete entry no longer says which item it was (its key went with the row), so the
+    # folder is what the deletion meant to remove.
     monkeypatch.setattr(type(services.store), "remove", lambda self, object_id: None)
     with services.writers() as session:
         doomed = session.get(Item, full.object_ids[0])
@@ -252,10 +254,32 @@ def test_files_of_a_deletion_custody_recorded_are_left_to_a_person(
 
     found = findings(services)
     assert kinds(found) == {"object-without-row": 1}
+    assert found[0].removable
+    assert "deleted before its files were removed" in found[0].detail
+    removed, left = repaired(services)
+    assert removed == found
+    assert left == []
+    assert not folder.exists()
+    custody_intact(services)
+
+
+def test_files_whose_row_vanished_without_a_deletion_are_left_to_a_person(full: Desk) -> None:
+    # Someone with the database file drops an item's row: custody still holds its ingest
+    # entry, which no row explains and no delete entry closes.
+    full.services.engine.dispose()
+    connection = sqlite3.connect(full.services.config.data_dir / "desk.db")
+    try:
+        connection.execute("DELETE FROM submissions WHERE id = ?", (full.object_ids[0],))
+        connection.commit()
+    finally:
+        connection.close()
+    folder = full.store.objects / full.object_ids[0]
+
+    found = findings(full.services)
+    assert kinds(found) == {"object-without-row": 1}
     assert not found[0].removable
-    assert "object was deleted (custody: ingest #" in found[0].detail
-    assert ", delete #" in found[0].detail
-    removed, _ = repaired(services)
+    assert "custody recorded it (ingest #" in found[0].detail
+    removed, _ = repaired(full.services)
     assert removed == []
     assert folder.is_dir()
 

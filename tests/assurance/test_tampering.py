@@ -154,10 +154,10 @@ FIELD_CHANGES = {
                   ALTERED),
     "event changed": ("UPDATE custody_entries SET event = 'download' WHERE seq = :seq",
                       ALTERED),
-    "object swapped": ("UPDATE custody_entries SET object_id = "
-                       "(SELECT object_id FROM custody_entries WHERE seq = 1) WHERE seq = :seq",
+    "object swapped": ("UPDATE custody_entries SET subject = "
+                       "(SELECT subject FROM custody_entries WHERE seq = 1) WHERE seq = :seq",
                        ALTERED),
-    "digest changed": ("UPDATE custody_entries SET ciphertext_sha256 = "
+    "digest changed": ("UPDATE custody_entries SET digest = "
                        "'0000000000000000000000000000000000000000000000000000000000000000' "
                        "WHERE seq = :seq", ALTERED),
     "actor set": ("UPDATE custody_entries SET actor = 'mallory' WHERE seq = :seq", ALTERED),
@@ -173,8 +173,8 @@ FIELD_CHANGES = {
                           "substr(signature, 12) WHERE seq = :seq", NOT_SIGNED),
     "unknown event": ("UPDATE custody_entries SET event = 'seized' WHERE seq = :seq",
                       "unknown event 'seized'"),
-    "malformed object id": ("UPDATE custody_entries SET object_id = 'not-an-id' "
-                            "WHERE seq = :seq", "bad object id"),
+    "malformed subject": ("UPDATE custody_entries SET subject = 'not-an-id' "
+                          "WHERE seq = :seq", "bad subject"),
 }
 
 
@@ -206,10 +206,11 @@ def test_verify_names_an_entry_changed_and_hashed_again(evidence: Evidence,
     # the desk's signing key could sign the result.
     data_dir = copy_desk(evidence, tmp_path)
     with database(data_dir) as db:
-        seq, on, event, oid, digest, prev = db.execute(
-            'SELECT seq, "on", event, object_id, ciphertext_sha256, prev_hash '
+        seq, on, event, subject, digest, prev, version = db.execute(
+            'SELECT seq, "on", event, subject, digest, prev_hash, version '
             "FROM custody_entries WHERE seq = 4").fetchone()
-        body = entry_body(seq, date.fromisoformat(on), event, oid, digest, "mallory", prev)
+        body = entry_body(seq, date.fromisoformat(on), event, subject, digest, "mallory", prev,
+                          version)
         rehashed = hashlib.sha256(body).hexdigest()
         db.execute("UPDATE custody_entries SET actor = 'mallory', entry_hash = ? WHERE seq = 4",
                    (rehashed,))

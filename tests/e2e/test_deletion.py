@@ -1,8 +1,8 @@
 """Deleting forgets: after journalists delete a source and an item on a real journalist
 interface, a source deletes a reply on a real source interface, and `desk purge` runs, the raw
-bytes of the database and its journals hold none of what was deleted. The custody log alone
-keeps deleted items' and replies' ids and ciphertext digests, by design (docs/INVARIANTS.md,
-invariant 8); it never names a source."""
+bytes of the database and its journals hold none of what was deleted: no id, lookup id or
+designation, no ciphertext digest and no custody key, the custody log included (its entries
+about a deleted item are commitments under the key that went with the item's row)."""
 
 from __future__ import annotations
 
@@ -22,39 +22,23 @@ from tests.harness.servers import Server, start_server
 
 pytestmark = pytest.mark.slow
 
-CUSTODY = "custody_entries"
-
-
 def database_files(data_dir: Path) -> list[Path]:
     """desk.db and every journal beside it (-wal, -shm, -journal)."""
     return sorted(path for path in data_dir.iterdir() if path.name.startswith("desk.db"))
 
 
-def custody_pages(database: Path) -> set[int]:
-    """The pages of desk.db that hold the custody log's table and indexes."""
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
-        names = [row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_schema WHERE tbl_name = ?", (CUSTODY,))]
-        return {row[0] for name in names for row in connection.execute(
-            "SELECT pageno FROM dbstat WHERE name = ?", (name,))}
-
-
-def readable(data_dir: Path, needles: dict[str, str], *, outside_custody: bool = False
-             ) -> list[str]:
-    """Which needles' bytes appear in the database files; with `outside_custody`, anywhere
-    but on desk.db's custody pages (journals must not hold them at all)."""
+def readable(data_dir: Path, needles: dict[str, str | bytes]) -> list[str]:
+    """Which needles appear in the raw bytes of the database files (text as UTF-8; a hex
+    digest also as its 32 raw bytes)."""
     found = []
-    database = data_dir / "desk.db"
-    skip = custody_pages(database) if outside_custody else set()
     for path in database_files(data_dir):
         data = path.read_bytes()
-        if path == database and skip:
-            with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
-                size = connection.execute("PRAGMA page_size").fetchone()[0]
-            data = b"".join(data[i:i + size] for i in range(0, len(data), size)
-                            if i // size + 1 not in skip)
-        found += [f"{label} in {path.name}" for label, needle in needles.items()
-                  if needle.encode() in data]
+        for label, needle in needles.items():
+            forms = [needle] if isinstance(needle, bytes) else [needle.encode()]
+            if isinstance(needle, str) and len(needle) == 64:
+                forms.append(bytes.fromhex(needle))
+            if any(form in data for form in forms):
+                found.append(f"{label} in {path.name}")
     return found
 
 
@@ -107,18 +91,16 @@ def test_deleted_sources_items_and_replies_leave_no_trace_in_the_database(
     with accounts.sessions() as db:
         replies = {reply.id: reply for reply in db.scalars(select(Reply))}
 
-    def needles(source: Source, *, ids: bool = True) -> dict[str, str]:
-        found = {"source id": source.id, "lookup id": source.lookup_id,
-                 "designation": source.designation}
+    def needles(source: Source, *, ids: bool = True) -> dict[str, str | bytes]:
+        found: dict[str, str | bytes] = {"source id": source.id, "lookup id": source.lookup_id,
+                                         "designation": source.designation}
         if ids:
-            for item in items.values():
-                if item.source_id == source.id:
-                    found[f"item {item.id}"] = item.id
-                    found[f"digest {item.id}"] = item.ciphertext_sha256
-            for reply in replies.values():
-                if reply.source_id == source.id:
-                    found[f"reply {reply.id}"] = reply.id
-                    found[f"digest {reply.id}"] = reply.ciphertext_sha256
+            for row in [*items.values(), *replies.values()]:
+                if row.source_id == source.id:
+                    found[f"id {row.id}"] = row.id
+                    found[f"digest {row.id}"] = row.ciphertext_sha256
+                    assert row.custody_key is not None
+                    found[f"custody key {row.id}"] = row.custody_key
         return found
 
     everything = {**needles(doomed_row), **needles(unused_row), **needles(expiring_row)}
@@ -132,10 +114,11 @@ def test_deleted_sources_items_and_replies_leave_no_trace_in_the_database(
     page = f"/sources/{kept_row.id}"
     assert post_journalist_form(alice, newsroom.url, page, f"{page}/items", {
         "item": gone_item.id, "action": "delete", "confirm": "yes"}).status_code == 302
-    gone = {**needles(doomed_row), f"item {gone_item.id}": gone_item.id,
-            f"digest {gone_item.id}": gone_item.ciphertext_sha256}
-    assert readable(data_dir, needles(doomed_row, ids=False)) == []
-    assert readable(data_dir, gone, outside_custody=True) == []
+    assert gone_item.custody_key is not None
+    gone = {**needles(doomed_row), f"id {gone_item.id}": gone_item.id,
+            f"digest {gone_item.id}": gone_item.ciphertext_sha256,
+            f"custody key {gone_item.id}": gone_item.custody_key}
+    assert readable(data_dir, gone) == []
 
     # The source deletes a reply: its box goes; the row (the journalists' copy) stays.
     kept_replies = [r for r in replies.values() if r.source_id == kept_row.id]
@@ -169,7 +152,7 @@ def test_deleted_sources_items_and_replies_leave_no_trace_in_the_database(
     identities = {**needles(doomed_row, ids=False), **needles(unused_row, ids=False),
                   **needles(expiring_row, ids=False)}
     assert readable(data_dir, identities) == []
-    assert readable(data_dir, gone, outside_custody=True) == []
+    assert readable(data_dir, gone) == []
     wal = data_dir / "desk.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0
     # The kept source is still there, and so is its scan's evidence of working.

@@ -27,6 +27,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from crypto.custody import Subject
 from crypto.reply import read_header, seal_reply
 from crypto.replyfile import ReplyCopy, ReplyFile, signed_payload
 from desk.app import create_app
@@ -405,8 +406,9 @@ def test_hand_built_reply_file_signed_by_bob_is_stored_as_his(
         reply = session.get(Reply, reply_id)
         assert reply is not None
         assert (reply.author, reply.via, reply.number) == ("bob", "console", 2)
+        about = reply.custody
     last = custody_entries(copied.services, "reply")[-1]
-    assert (last.object_id, last.actor) == (reply_id, "alice")
+    assert (last.subject, last.actor) == (about.subject, "alice")
 
 
 def test_a_reply_folder_left_by_a_crash_does_not_block_the_upload(
@@ -524,7 +526,10 @@ def test_custody_verifies_the_stored_reply(stored: StoredReply) -> None:
     assert status == 0, output
     assert "1 replies match what was sent" in output
     sent, = custody_entries(stored.conversation.services, "reply")
-    assert (sent.object_id, sent.ciphertext_sha256) == (stored.reply_id, stored.digest)
+    with stored.conversation.services.sessions() as session:
+        reply = session.get(Reply, stored.reply_id)
+        assert reply is not None
+    assert Subject(stored.reply_id, stored.digest, reply.custody_key).matches(sent.entry())
 
 
 # --- 4. bundles carry the reply's copy, and refuse it changed --------------------------------
@@ -618,7 +623,7 @@ def test_deleting_a_source_deletes_its_replies_with_custody_entries(
         "csrf_token": csrf_token(page.text), "text": "and a second question"})
     assert typed.status_code == 302
     with copied.services.sessions() as session:
-        replies = {r.id: r.ciphertext_sha256 for r in session.scalars(select(Reply))}
+        replies = {r.id: r.custody for r in session.scalars(select(Reply))}
     assert len(replies) == 2
     store = copied.services.store
     assert sorted(p.name for p in store.replies.iterdir()) == sorted(replies)
@@ -633,9 +638,10 @@ def test_deleting_a_source_deletes_its_replies_with_custody_entries(
     with copied.services.sessions() as session:
         assert session.scalars(select(Reply.id)).all() == []
         assert session.get(Source, copied.source_id) is None
-    removed = {e.object_id: (e.ciphertext_sha256, e.actor)
-               for e in custody_entries(copied.services, "delete") if e.object_id in replies}
-    assert removed == {reply_id: (digest, "alice") for reply_id, digest in replies.items()}
+    named = {about.subject: reply_id for reply_id, about in replies.items()}
+    removed = {named[str(e.subject)]: (e.digest, e.actor)
+               for e in custody_entries(copied.services, "delete") if e.subject in named}
+    assert removed == {reply_id: (about.digest, "alice") for reply_id, about in replies.items()}
     status, output = verify_custody(copied.data_dir)
     assert status == 0, output
     assert "0 replies match what was sent" in output

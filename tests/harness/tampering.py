@@ -175,13 +175,13 @@ def resign_from(data_dir: Path, start: int, change: Callable[[dict[str, object]]
             if row["seq"] == start:
                 change(row)
             body = entry_body(int(str(row["seq"])), date.fromisoformat(str(row["on"])),
-                              str(row["event"]), row["object_id"], row["ciphertext_sha256"],
-                              row["actor"], str(prev))
+                              str(row["event"]), row["subject"], row["digest"],
+                              row["actor"], str(prev), int(str(row["version"])))
             digest = hashlib.sha256(body).hexdigest()
-            db.execute("UPDATE custody_entries SET \"on\" = ?, event = ?, object_id = ?, "
-                       "ciphertext_sha256 = ?, actor = ?, prev_hash = ?, entry_hash = ?, "
+            db.execute("UPDATE custody_entries SET \"on\" = ?, event = ?, subject = ?, "
+                       "digest = ?, actor = ?, prev_hash = ?, entry_hash = ?, "
                        "signature = ? WHERE seq = ?",
-                       (row["on"], row["event"], row["object_id"], row["ciphertext_sha256"],
+                       (row["on"], row["event"], row["subject"], row["digest"],
                         row["actor"], prev, digest, key.sign(bytes.fromhex(digest)),
                         row["seq"]))
             prev = digest

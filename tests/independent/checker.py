@@ -311,8 +311,11 @@ def ciphertext_digest(files: dict[str, bytes]) -> str:
 
 # Chain of custody
 
-MEMBERS = {"seq", "on", "event", "object_id", "ciphertext_sha256", "actor", "prev_hash",
-           "entry_hash", "signature"}
+COMMON = {"seq", "on", "event", "actor", "prev_hash", "entry_hash", "signature"}
+# Per version: the members of a line, and the names of its two fields about the item.
+MEMBERS = {1: COMMON | {"object_id", "ciphertext_sha256"},
+           2: COMMON | {"subject", "digest", "v"}}
+NAMES = {1: ("object_id", "ciphertext_sha256"), 2: ("subject", "digest")}
 EVENTS = ("ingest", "export", "download", "delete", "reply")
 
 
@@ -320,8 +323,44 @@ def _quoted(value: str | None) -> str:
     return "null" if value is None else f'"{value}"'
 
 
+def version(entry: dict[str, Any]) -> int:
+    """An entry's custody version: 1 without `v`."""
+    return int(entry.get("v", 1))
+
+
+def subject(entry: dict[str, Any]) -> str | None:
+    """What the entry names: the id (version 1) or its commitment (version 2)."""
+    return entry[NAMES[version(entry)][0]]  # type: ignore[no-any-return]
+
+
+def recorded(entry: dict[str, Any]) -> str | None:
+    """The entry's digest: in clear (version 1) or its commitment (version 2)."""
+    return entry[NAMES[version(entry)][1]]  # type: ignore[no-any-return]
+
+
+def commit(key_hex: str, label: str, value: str) -> str:
+    """A version 2 commitment: HMAC-SHA256 under the custody key."""
+    return hmac.new(bytes.fromhex(key_hex), label.encode() + b"\x00" + value.encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def names_of(listed: dict[str, Any]) -> tuple[str, Any]:
+    """What the log's entries about a listed object or reply carry, and a function that
+    turns a ciphertext digest into what they record."""
+    key = listed.get("custody_key")
+    if key is None:
+        return listed["id"], lambda digest: digest
+    return (commit(key, "desk custody subject v2", listed["id"]),
+            lambda digest: commit(key, "desk custody digest v2", digest))
+
+
 def body(entry: dict[str, Any]) -> bytes:
     """The canonical body, by FORMAT.md's template (not through a JSON encoder)."""
+    if version(entry) == 2:
+        return (f'{{"actor":{_quoted(entry["actor"])},"digest":{_quoted(entry["digest"])},'
+                f'"event":"{entry["event"]}","on":"{entry["on"]}",'
+                f'"prev_hash":"{entry["prev_hash"]}","seq":{entry["seq"]},'
+                f'"subject":{_quoted(entry["subject"])},"v":2}}').encode("ascii")
     return (f'{{"actor":{_quoted(entry["actor"])},'
             f'"ciphertext_sha256":{_quoted(entry["ciphertext_sha256"])},'
             f'"event":"{entry["event"]}","object_id":{_quoted(entry["object_id"])},'
@@ -342,14 +381,15 @@ def canonical_line(entry: dict[str, Any]) -> str:
 def parse_line(line: str) -> dict[str, Any]:
     """Rules custody.line and custody.version for one line."""
     entry = load(line.encode("ascii"), "custody.line")
-    require("v" not in entry, "custody.version", "a line of a later version")
-    require(set(entry) == MEMBERS, "custody.line", "members")
+    require("v" not in entry or (is_int(entry["v"]) and entry["v"] == 2), "custody.version",
+            "a line of another version")
+    require(set(entry) == MEMBERS[version(entry)], "custody.line", "members")
     require(is_int(entry["seq"]), "custody.line", "seq")
     require(is_date(entry["on"]), "custody.line", "on")
     require(all(isinstance(entry[k], str) for k in ("event", "prev_hash", "entry_hash",
                                                      "signature")) and
             all(entry[k] is None or isinstance(entry[k], str)
-                for k in ("object_id", "ciphertext_sha256", "actor")), "custody.line", "types")
+                for k in (*NAMES[version(entry)], "actor")), "custody.line", "types")
     return entry
 
 
@@ -369,8 +409,9 @@ def verify_log(log: bytes, public_hex: str) -> list[dict[str, Any]]:
         previous = entries[-1] if entries else None
         require(entry["seq"] == len(entries) + 1, "custody.seq", f"seq {entry['seq']}")
         require(entry["event"] in EVENTS and
-                (entry["object_id"] is None or full(HEX32, entry["object_id"])) and
-                (entry["ciphertext_sha256"] is None or full(HEX64, entry["ciphertext_sha256"]))
+                (subject(entry) is None or
+                 full(HEX32 if version(entry) == 1 else HEX64, subject(entry))) and
+                (recorded(entry) is None or full(HEX64, recorded(entry)))
                 and (entry["actor"] is None or full(ACTOR, entry["actor"])) and
                 full(HEX64, entry["prev_hash"]) and full(HEX64, entry["entry_hash"]) and
                 full(HEX128, entry["signature"]) and entry["seq"] <= LARGEST,
@@ -382,15 +423,18 @@ def verify_log(log: bytes, public_hex: str) -> list[dict[str, Any]]:
             key.verify(bytes.fromhex(entry["signature"]), bytes.fromhex(entry["entry_hash"]))
         except InvalidSignature as exc:
             raise Reject("custody.signature", f"entry {entry['seq']}") from exc
-        require(entry["object_id"] is not None and entry["ciphertext_sha256"] is not None and
+        name, digest = subject(entry), recorded(entry)
+        require(name is not None and digest is not None and
                 (entry["actor"] is None) == (entry["event"] == "ingest"), "custody.shape",
                 "nulls")
+        assert name is not None
+        assert digest is not None
         if entry["event"] in ("ingest", "reply"):
-            require(entry["object_id"] not in first, "custody.object", "entered twice")
-            first[entry["object_id"]] = entry["ciphertext_sha256"]
+            require(name not in first, "custody.object", "entered twice")
+            first[name] = digest
         else:
-            require(first.get(entry["object_id"]) == entry["ciphertext_sha256"],
-                    "custody.object", "not entered, or another digest")
+            require(first.get(name) == digest, "custody.object",
+                    "not entered, or another digest")
         entries.append(entry)
     return entries
 
@@ -567,7 +611,9 @@ def check_manifest(data: bytes) -> dict[str, Any]:
     for obj in objects:
         require(full(HEX32, obj.get("id")) and isinstance(obj.get("source"), str) and
                 obj.get("kind") in ("message", "file") and is_date(obj.get("received_on")) and
-                full(HEX64, obj.get("ciphertext_sha256")), "manifest.field", "objects")
+                full(HEX64, obj.get("ciphertext_sha256")) and
+                ("custody_key" not in obj or full(HEX64, obj["custody_key"])),
+                "manifest.field", "objects")
     for reply in replies:
         require(full(HEX32, reply.get("id")) and isinstance(reply.get("source"), str) and
                 is_int(reply.get("number")) and reply["number"] >= 1 and
@@ -575,7 +621,9 @@ def check_manifest(data: bytes) -> dict[str, Any]:
                 "author" in reply and (reply["author"] is None or
                                        isinstance(reply["author"], str)) and
                 reply.get("via") in ("console", "web") and
-                full(HEX64, reply.get("ciphertext_sha256")), "manifest.field", "replies")
+                full(HEX64, reply.get("ciphertext_sha256")) and
+                ("custody_key" not in reply or full(HEX64, reply["custody_key"])),
+                "manifest.field", "replies")
     for source in sources:
         require(isinstance(source.get("designation"), str), "manifest.field", "sources")
         require(len(b64(source.get("reply_public_key"), "manifest.field")) == 1216,
@@ -624,22 +672,24 @@ def check_bundle(vector: dict[str, Any], vectors: Path) -> None:
         require({o["id"] for o in manifest["objects"]} == set(objects) and
                 {r["id"] for r in manifest["replies"]} == set(replies), "bundle.listing",
                 "the manifest and the bundle list different objects or replies")
-        first = {e["object_id"]: e for e in chain if e["event"] in ("ingest", "reply")}
-        deleted = {e["object_id"] for e in chain if e["event"] == "delete"}
+        first = {subject(e): e for e in chain if e["event"] in ("ingest", "reply")}
+        deleted = {subject(e) for e in chain if e["event"] == "delete"}
         for obj in manifest["objects"]:
-            entry = first.get(obj["id"], {})
+            name, as_recorded = names_of(obj)
+            entry = first.get(name, {})
             require(entry.get("event") == "ingest", "bundle.ingest", obj["id"])
-            require(obj["id"] not in deleted, "bundle.deleted", obj["id"])
+            require(name not in deleted, "bundle.deleted", obj["id"])
             digest = ciphertext_digest(objects[obj["id"]])
-            require(digest == entry["ciphertext_sha256"] == obj["ciphertext_sha256"],
-                    "bundle.digest", obj["id"])
+            require(as_recorded(digest) == recorded(entry) and
+                    digest == obj["ciphertext_sha256"], "bundle.digest", obj["id"])
         for reply in manifest["replies"]:
-            entry = first.get(reply["id"], {})
+            name, as_recorded = names_of(reply)
+            entry = first.get(name, {})
             require(entry.get("event") == "reply", "bundle.reply", reply["id"])
-            require(reply["id"] not in deleted, "bundle.deleted", reply["id"])
+            require(name not in deleted, "bundle.deleted", reply["id"])
             digest = ciphertext_digest({"copy.gpg": replies[reply["id"]]})
-            require(digest == entry["ciphertext_sha256"] == reply["ciphertext_sha256"],
-                    "bundle.reply-digest", reply["id"])
+            require(as_recorded(digest) == recorded(entry) and
+                    digest == reply["ciphertext_sha256"], "bundle.reply-digest", reply["id"])
         for object_id, files in objects.items():
             meta = files.get("meta.gpg")
             plain = None if meta is None else gpg.decrypt(meta)
@@ -714,6 +764,18 @@ def check_steps(vector: dict[str, Any]) -> None:
     open_box(seed, box)
 
 
+def check_commitments(vector: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    """custody-v2.json's commitments and second body, recomputed from the key."""
+    name, as_recorded = names_of({"id": vector["object_id"],
+                                  "custody_key": vector["custody_key_hex"]})
+    digest = as_recorded(vector["ciphertext_sha256"])
+    require((name, digest) == (vector["subject"], vector["digest"]), "custody.object",
+            "the commitments")
+    require(all((subject(e), recorded(e)) == (name, digest) for e in entries[1:]),
+            "custody.object", "entries about another item")
+    require(body(entries[1]).decode() == vector["second_body"], "custody.hash", "second_body")
+
+
 def check_file(path: Path) -> dict[str, str | None]:
     """The verdict on one vector file."""
     vector = json.loads(path.read_text("utf-8"))
@@ -725,7 +787,9 @@ def check_file(path: Path) -> dict[str, str | None]:
         elif kind == "object-record":
             check_record(base64.b64decode(vector["record_b64"]))
         elif kind == "custody-log":
-            verify_log(vector["log"].encode("utf-8"), vector["public_key"])
+            entries = verify_log(vector["log"].encode("utf-8"), vector["public_key"])
+            if "custody_key_hex" in vector:
+                check_commitments(vector, entries)
         elif kind == "reply-box" and "xwing_shared_secret_hex" in vector:
             check_steps(vector)
         elif kind == "reply-box":

@@ -127,8 +127,8 @@ def test_entries_about_one_object_keep_its_first_digest(event: str, object_id: s
 def test_any_encoder_writes_the_same_body_for_allowed_values(actor: str) -> None:
     key = SigningKey.generate()
     first = make_entry(key, None, DAY, "reply", OBJECT, DIGEST, actor)
-    body = entry_body(first.seq, first.on, first.event, first.object_id,
-                      first.ciphertext_sha256, first.actor, first.prev_hash)
+    body = entry_body(first.seq, first.on, first.event, first.subject,
+                      first.digest, first.actor, first.prev_hash)
     by_hand = ('{"actor":"' + actor + '","ciphertext_sha256":"' + DIGEST +
                '","event":"reply","object_id":"' + OBJECT + '","on":"2026-11-27","prev_hash":"'
                + "0" * 64 + '","seq":1,"v":1}').encode("ascii")
@@ -145,8 +145,8 @@ def test_the_known_answer_chain_still_verifies_byte_for_byte() -> None:
     for entry, stored in zip(entries, VECTOR["entries"], strict=True):
         assert json.loads(entry.to_json()) == stored
         assert entry.to_json() == json.dumps(stored, sort_keys=True, separators=(",", ":"))
-    assert entry_body(entries[0].seq, entries[0].on, entries[0].event, entries[0].object_id,
-                      entries[0].ciphertext_sha256, entries[0].actor,
+    assert entry_body(entries[0].seq, entries[0].on, entries[0].event, entries[0].subject,
+                      entries[0].digest, entries[0].actor,
                       entries[0].prev_hash).decode("ascii") == VECTOR["first_body"]
 
 
@@ -158,7 +158,9 @@ def _line(**change: object) -> str:
 
 @pytest.mark.parametrize(("line", "words"), [
     (_line(v=1), "unsupported version"),
-    (_line(v=2), "unsupported version"),
+    (_line(v=3), "unsupported version"),
+    (_line(v="2"), "unsupported version"),
+    (_line(v=2), "members"),  # version 2 names the fields subject and digest
     (_line(note="x"), "members"),
     (_line(actor="<drop>"), "members"),
     (_line(seq="1"), "seq is not an integer"),

@@ -74,8 +74,8 @@ def test_another_desks_key_is_refused() -> None:
 def test_a_resigned_forgery_still_breaks_the_link() -> None:
     key = SigningKey.generate()
     chain = _chain(key)
-    forged = make_entry(key, chain[1], date(2026, 11, 28), "delete", chain[0].object_id,
-                        chain[0].ciphertext_sha256, "mallory")
+    forged = make_entry(key, chain[1], date(2026, 11, 28), "delete", chain[0].subject,
+                        chain[0].digest, "mallory")
     with pytest.raises(CustodyBroken, match="link") as broken:
         verify_chain([*chain[:2], forged, *chain[3:]], key.public_hex)
     assert broken.value.seq == 4
@@ -101,8 +101,8 @@ def test_known_answer_vector() -> None:
     entries = [CustodyEntry.from_json(json.dumps(e)) for e in vector["entries"]]
     assert verify_chain(entries, vector["public_key"]) == entries
     first = entries[0]
-    body = entry_body(first.seq, first.on, first.event, first.object_id,
-                      first.ciphertext_sha256, first.actor, first.prev_hash)
+    body = entry_body(first.seq, first.on, first.event, first.subject,
+                      first.digest, first.actor, first.prev_hash)
     assert body.decode() == vector["first_body"]
     assert hashlib.sha256(body).hexdigest() == first.entry_hash
 

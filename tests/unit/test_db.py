@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import date
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
+from crypto.custody import SigningKey, make_entry, verify_chain
 from desk.config import Config
 from desk.records import migrations
+from desk.records.custody import custody_records
 from desk.records.db import make_engine
 from desk.records.instance import init_desk
-from desk.records.models import Base
+from desk.records.models import Base, CustodyRecord
 from desk.services import Services
 
 
@@ -55,7 +62,7 @@ def test_init_is_idempotent_and_keeps_secrets(config: Config) -> None:
 # ciphertext, the custody chain's own links, and journalists' and the desk's own data.
 NOT_ABOUT_PLAINTEXT = {
     ("journalists", "username"), ("journalists", "password_hash"), ("instance", "name"),
-    ("submissions", "ciphertext_sha256"), ("custody_entries", "ciphertext_sha256"),
+    ("submissions", "ciphertext_sha256"),
     ("custody_entries", "prev_hash"), ("custody_entries", "entry_hash"),
     ("replies", "ciphertext_sha256"),
 }
@@ -94,4 +101,39 @@ def test_session_rows_lose_their_instants_going_up_and_get_them_back_going_down(
     columns = {c["name"] for c in inspect(engine).get_columns("journalist_sessions")}
     assert "expires_at" in columns
     assert "expires_on" not in columns
+    engine.dispose()
+
+
+def test_a_version_1_custody_log_survives_the_move_to_custody_keys(config: Config) -> None:
+    init_desk(config)
+    engine = make_engine(config.database_url)
+    migrations.downgrade(engine, "0003")
+    key = SigningKey.generate()
+    first = make_entry(key, None, date(2026, 11, 27), "ingest", "9b" * 16, "c" * 64)
+    second = make_entry(key, first, date(2026, 11, 28), "export", "9b" * 16, "c" * 64, "alice")
+    with engine.begin() as connection:
+        for entry in (first, second):
+            connection.execute(text(
+                'INSERT INTO custody_entries (seq, "on", event, object_id, ciphertext_sha256, '
+                "actor, prev_hash, entry_hash, signature) VALUES (:seq, :on, :event, :subject, "
+                ":digest, :actor, :prev_hash, :entry_hash, :signature)"),
+                {**{k: v for k, v in vars(entry).items() if k != "version"},
+                 "on": entry.on.isoformat()})
+
+    migrations.upgrade(engine)
+
+    with Session(engine) as db:
+        stored = [record.entry() for record in custody_records(db)]
+    assert stored == [first, second]
+    assert verify_chain(stored, key.public_hex) == stored
+    with engine.begin() as connection, pytest.raises(DBAPIError, match="append-only"):
+        connection.execute(text("UPDATE custody_entries SET actor = 'mallory'"))
+    # A log that holds a version 2 entry cannot go back to version 1.
+    third = make_entry(key, second, date(2026, 11, 29), "ingest", "d" * 64, "e" * 64,
+                       version=2)
+    with Session(engine) as db:
+        db.add(CustodyRecord.from_entry(third))
+        db.commit()
+    with pytest.raises(RuntimeError, match="version 2"):
+        migrations.downgrade(engine, "0003")
     engine.dispose()

@@ -66,7 +66,7 @@ RULES = {
     "custody.version": Expected("custody", FormatError, "unsupported version"),
     "custody.seq": Expected("custody", CustodyBroken, "missing or out of order"),
     "custody.alphabet": Expected("custody", CustodyBroken,
-                                 "bad actor|unknown event|bad object id"),
+                                 "bad actor|unknown event|bad object id|bad subject"),
     "custody.shape": Expected("custody", CustodyBroken, "no object or no digest|actor"),
     "custody.link": Expected("custody", CustodyBroken, "does not link"),
     "custody.hash": Expected("custody", CustodyBroken, "altered"),

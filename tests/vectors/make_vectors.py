@@ -4,8 +4,8 @@ Run from the repository root with the project importable:
 
     PYTHONPATH=. python tests/vectors/make_vectors.py [--out DIR]
 
-It writes the accept vectors bundle-v2.json, replyfile-v1.json and reply-v1-steps.json into
-DIR (default: this folder) and one reject vector per broken rule into DIR/reject/. The
+It writes the accept vectors custody-v2.json, bundle-v2.json, bundle-v2-custody-v1.json,
+replyfile-v1.json and reply-v1-steps.json into DIR (default: this folder) and one reject vector per broken rule into DIR/reject/. The
 known-answer files custody-v1.json, object-v1*.json and reply-v1.json are read, never written.
 
 Custody logs are signed with the RFC 8032 test keys, so every record, copy, custody and box
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import gzip
 import hashlib
 import hmac
@@ -61,9 +62,11 @@ from crypto.bundle import (  # noqa: E402
 from crypto.custody import (  # noqa: E402
     CustodyEntry,
     SigningKey,
+    Subject,
     ciphertext_digest,
     entry_body,
     make_entry,
+    subject_entry,
 )
 from crypto.gpg import GnuPG  # noqa: E402
 from crypto.items import ItemRecord, PartRecord  # noqa: E402
@@ -80,6 +83,9 @@ DESIGNATION = "amber heron"
 MESSAGE = b"The train left platform 4 at 06:40. Seven buses were waiting.\n"
 REPLY_TEXT_DAY = datetime(2026, 11, 28, 9, 15, 0, 123456, tzinfo=UTC)
 DAYS = [date(2026, 11, 27), date(2026, 11, 28), date(2026, 11, 29)]
+# Custody keys (FORMAT.md, "Version 2: keyed commitments") of the bundle's item and reply.
+OBJECT_CUSTODY_KEY = bytes(range(32))
+REPLY_CUSTODY_KEY = bytes(range(32, 64))
 
 
 def b64(data: bytes) -> str:
@@ -94,16 +100,17 @@ def desk_key(secret_hex: str = DESK_SECRET) -> SigningKey:
 
 def signed_entry(key: SigningKey, previous: CustodyEntry | None, on: date, event: str,
                  object_id: str | None, digest: str | None, actor: str | None,
-                 seq: int | None = None, prev_hash: str | None = None) -> CustodyEntry:
+                 seq: int | None = None, prev_hash: str | None = None,
+                 version: int = 1) -> CustodyEntry:
     """A properly hashed and signed entry, without make_entry's refusals: the only way to
     write an entry that breaks a rule other than its hash or signature."""
     seq = seq if seq is not None else (1 if previous is None else previous.seq + 1)
     if prev_hash is None:
         prev_hash = "0" * 64 if previous is None else previous.entry_hash
-    body = entry_body(seq, on, event, object_id, digest, actor, prev_hash)
+    body = entry_body(seq, on, event, object_id, digest, actor, prev_hash, version)
     entry_hash = hashlib.sha256(body).hexdigest()
     return CustodyEntry(seq, on, event, object_id, digest, actor, prev_hash, entry_hash,
-                        key.sign(bytes.fromhex(entry_hash)))
+                        key.sign(bytes.fromhex(entry_hash)), version)
 
 
 def log_text(entries: list[CustodyEntry]) -> str:
@@ -219,9 +226,22 @@ def custody(vectors: Vectors) -> None:
     log("on is written in ISO 8601 basic form; the entry hash would still match.",
         "custody.line", log_text([first]) + second.to_json().replace(
             '"2026-11-28"', '"20261128"') + "\n", "basic-date")
-    log("A line carrying v belongs to a later custody version.", "custody.version",
-        log_text([first]) + json.dumps({**line, "v": 2}, sort_keys=True,
+    log("A line carrying v 3 belongs to a later custody version.", "custody.version",
+        log_text([first]) + json.dumps({**line, "v": 3}, sort_keys=True,
                                        separators=(",", ":")) + "\n")
+    log("A line carrying v 2 with version 1's member names.", "custody.line",
+        log_text([first]) + json.dumps({**line, "v": 2}, sort_keys=True,
+                                       separators=(",", ":")) + "\n", "v2-old-names")
+    log("A version 2 ingest whose subject is an id in clear, not a 64-digit commitment "
+        "(properly hashed and signed).", "custody.alphabet",
+        log_text([signed_entry(key, None, DAYS[0], "ingest", obj, digest, None,
+                               version=2)]), "v2-subject")
+    later = Subject(obj, digest, OBJECT_CUSTODY_KEY)
+    ingest_v2 = subject_entry(key, None, DAYS[0], "ingest", later)
+    log("A version 2 item ingested twice under the same subject (properly hashed and "
+        "signed).", "custody.object",
+        log_text([ingest_v2, subject_entry(key, ingest_v2, DAYS[1], "ingest", later)]),
+        "v2-ingested-twice")
     log("The second entry says seq 3 (properly hashed and signed).", "custody.seq",
         log_text([first, signed_entry(key, first, DAYS[1], "export", obj, digest, "alice",
                                       seq=3)]))
@@ -264,6 +284,31 @@ def custody(vectors: Vectors) -> None:
     log("The same object ingested twice.", "custody.object",
         log_text([first, signed_entry(key, first, DAYS[1], "ingest", obj, digest, None)]),
         "ingested-twice")
+
+
+def custody_v2(vectors: Vectors) -> None:
+    """The accept vector of a log that moves from version 1 to version 2."""
+    key = desk_key()
+    old = make_entry(key, None, DAYS[0], "ingest", "9b1f0e6c2d4a48f1a3c5e7d9b0a2c4e6", "c" * 64)
+    about = Subject(OBJECT_ID, "e" * 64, OBJECT_CUSTODY_KEY)
+    entries = [old]
+    for event, actor, on in (("ingest", None, DAYS[0]), ("export", "alice", DAYS[1]),
+                             ("delete", "alice", DAYS[2])):
+        entries.append(subject_entry(key, entries[-1], on, event, about, actor))
+    second = entries[1]
+    vectors.add("custody-v2.json", {
+        "comment": "Entry 1 is version 1; entries 2 to 4 are version 2, about one item whose "
+                   "custody key, id and ciphertext digest are given. Signed with the RFC 8032 "
+                   "section 7.1 TEST 1 key.",
+        "kind": "custody-log", "expect": "accept",
+        "public_key": key.public_hex, "log": log_text(entries),
+        "custody_key_hex": OBJECT_CUSTODY_KEY.hex(), "object_id": about.object_id,
+        "ciphertext_sha256": about.ciphertext_sha256, "subject": about.subject,
+        "digest": about.digest,
+        "second_body": entry_body(second.seq, second.on, second.event, second.subject,
+                                  second.digest, second.actor, second.prev_hash,
+                                  second.version).decode("ascii"),
+    }, reject=False)
 
 
 # Reply boxes
@@ -478,8 +523,12 @@ def raw_tar(members: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
 class BundleMaker:
     """The one consistent export of the vectors, and changes to it that break one rule."""
 
-    def __init__(self, keyring: Keyring, reply: ReplyMaterial) -> None:
+    def __init__(self, keyring: Keyring, reply: ReplyMaterial, custody_version: int = 2
+                 ) -> None:
         self.keyring, self.reply = keyring, reply
+        # Version 2 custody, as desks write it now; version 1 as older desks wrote it.
+        self.object_key = OBJECT_CUSTODY_KEY if custody_version == 2 else None
+        self.reply_key = REPLY_CUSTODY_KEY if custody_version == 2 else None
         self.key = desk_key()
         self.reply_id = reply.box[10:26].hex()
         record = ItemRecord(OBJECT_ID, "message", datetime(2026, 11, 27, 6, 40, 12, 123456,
@@ -487,7 +536,7 @@ class BundleMaker:
                               (PartRecord("part-000000.gpg", len(MESSAGE),
                                           hashlib.sha256(MESSAGE).hexdigest()),),
                               None, "text/plain; charset=utf-8",
-                              hashlib.sha256(MESSAGE).hexdigest())
+                              hashlib.sha256(MESSAGE).hexdigest(), version=1)
         self.files = {"meta.gpg": self.encrypt(record.to_json()),
                       "part-000000.gpg": self.encrypt(MESSAGE)}
         self.digest = ciphertext_digest(self.hashes(self.files))
@@ -513,31 +562,34 @@ class BundleMaker:
               ) -> list[CustodyEntry]:
         """A custody log of the object and the reply: the desk receives the object, sends
         the reply, then alice exports both."""
-        plan = {"ingest": ("ingest", OBJECT_ID, self.digest, None, DAYS[0]),
-                "reply": ("reply", self.reply_id, self.copy_digest, "alice", DAYS[1]),
-                "export-object": ("export", OBJECT_ID, self.digest, "alice", DAYS[2]),
-                "export-reply": ("export", self.reply_id, self.copy_digest, "alice", DAYS[2]),
-                "delete-object": ("delete", OBJECT_ID, self.digest, "alice", DAYS[1])}
+        item = Subject(OBJECT_ID, self.digest, self.object_key)
+        reply = Subject(self.reply_id, self.copy_digest, self.reply_key)
+        plan = {"ingest": ("ingest", item, None, DAYS[0]),
+                "reply": ("reply", reply, "alice", DAYS[1]),
+                "export-object": ("export", item, "alice", DAYS[2]),
+                "export-reply": ("export", reply, "alice", DAYS[2]),
+                "delete-object": ("delete", item, "alice", DAYS[1])}
         entries: list[CustodyEntry] = []
         for step in steps.split():
-            event, object_id, digest, actor, on = plan[step]
-            entries.append(make_entry(self.key, entries[-1] if entries else None, on, event,
-                                      object_id, digest, actor))
+            event, about, actor, on = plan[step]
+            entries.append(subject_entry(self.key, entries[-1] if entries else None, on, event,
+                                         about, actor))
         return entries
 
-    def manifest(self, kind: str = "message", extra_object: bool = False) -> bytes:
+    def manifest(self, kind: str = "message", extra_object: bool = False,
+                 object_key: bytes | None = None) -> bytes:
         """The manifest's plaintext."""
         objects = [ManifestObject(OBJECT_ID, DESIGNATION, kind, DAYS[0].isoformat(),
-                                  self.digest)]
+                                  self.digest, object_key or self.object_key)]
         if extra_object:
             objects.append(ManifestObject(OTHER_OBJECT_ID, DESIGNATION, "file",
-                                          DAYS[0].isoformat(), self.digest))
+                                          DAYS[0].isoformat(), self.digest, self.object_key))
         return manifest_json(
             {"exported_on": DAYS[2].isoformat(), "exported_by": "alice",
              "instance": "desk test vectors"},
             objects,
             [ManifestReply(self.reply_id, DESIGNATION, 1, DAYS[1].isoformat(), "alice",
-                           "console", self.copy_digest)],
+                           "console", self.copy_digest, self.reply_key)],
             {DESIGNATION: self.reply.public},
             [ManifestRecipient("alice", self.keyring.journalist,
                                self.keyring.public_key(self.keyring.journalist))])
@@ -570,6 +622,15 @@ def bundles(vectors: Vectors, maker: BundleMaker) -> None:
         "object_id": OBJECT_ID, "object_plaintext_b64": b64(MESSAGE),
         "object_ciphertext_digest": maker.digest, "reply_id": maker.reply_id,
         "reply_copy_digest": maker.copy_digest, "bundle_gzip_b64": gzip_b64(good.tar()),
+    }, reject=False)
+    legacy = copy.copy(maker)
+    legacy.object_key = legacy.reply_key = None
+    vectors.add("bundle-v2-custody-v1.json", {
+        "comment": "The same export as bundle-v2.json from a desk that wrote version 1 custody "
+                   "entries: the manifest lists no custody keys, and the entries name the item "
+                   "and the reply in clear.",
+        "kind": "bundle", "expect": "accept", "openpgp_secret_key_file": KEY_FILE,
+        "bundle_gzip_b64": gzip_b64(legacy.parts().tar()),
     }, reject=False)
 
     def bundle(comment: str, rule: str, data: bytes, suffix: str = "") -> None:
@@ -616,7 +677,7 @@ def bundles(vectors: Vectors, maker: BundleMaker) -> None:
                             maker.digest, None)]
     for entry in maker.chain()[1:]:
         foreign.append(signed_entry(desk_key(OTHER_SECRET), foreign[-1], entry.on,
-                                    entry.event, entry.object_id, entry.ciphertext_sha256,
+                                    entry.event, entry.subject, entry.digest,
                                     entry.actor))
     bundle("The custody log is signed by another desk's key than signing-key.pub.",
            "custody.signature", changed(custody=maker.encrypt(log_text(foreign).encode())),
@@ -634,6 +695,11 @@ def bundles(vectors: Vectors, maker: BundleMaker) -> None:
     bundle("part-000000.gpg encrypted again: it decrypts, but it is not what the desk "
            "received.", "bundle.digest", changed(objects={OBJECT_ID: {
                **good.objects[OBJECT_ID], "part-000000.gpg": maker.encrypt(MESSAGE)}}))
+    other_key = maker.parts(manifest=maker.manifest(object_key=bytes(32)))
+    bundle("The manifest (properly signed) gives the item another custody key, so no ingest "
+           "entry commits to it.", "bundle.ingest",
+           replace(good, manifest=other_key.manifest, signature=other_key.signature).tar(),
+           "custody-key")
     no_reply = maker.parts(chain=maker.chain("ingest export-object"))
     bundle("The custody log has no reply entry for the reply the manifest lists.",
            "bundle.reply", replace(good, custody=no_reply.custody).tar())
@@ -695,6 +761,7 @@ def main(argv: list[str] | None = None) -> None:
     vectors = Vectors(out)
     records(vectors)
     custody(vectors)
+    custody_v2(vectors)
     copies(vectors)
     reply = reply_material()
     boxes(vectors, reply)

@@ -449,8 +449,8 @@ def test_finished_upload_is_listed_recorded_in_custody_and_verifies(
             == [(obj.record["id"], "file", 1)]
         ingest = list(session.scalars(sql_select(CustodyRecord).where(
             CustodyRecord.event == "ingest")))
-        assert [(e.object_id, e.ciphertext_sha256) for e in ingest] \
-            == [(submissions[0].id, submissions[0].ciphertext_sha256)]
+        assert [(e.version, e.subject, e.digest) for e in ingest] \
+            == [(2, submissions[0].custody.subject, submissions[0].custody.digest)]
     assert obj.path.name == submissions[0].id
     result = run_desk("custody", "verify", data_dir=desk.config.data_dir)
     assert result.returncode == 0, result.stdout + result.stderr

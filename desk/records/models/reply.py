@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from crypto.custody import Subject
 from desk.records.models.base import Base
 
 
@@ -33,4 +34,11 @@ class Reply(Base):
     via: Mapped[str] = mapped_column(String(8))
     # Digest of the journalists' copy (FORMAT.md, "Ciphertext digest"), as custody recorded it.
     ciphertext_sha256: Mapped[str] = mapped_column(String(64))
+    # The random key of its custody entries' commitments, as for an item.
+    custody_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     source_deleted: Mapped[bool] = mapped_column(default=False)
+
+    @property
+    def custody(self) -> Subject:
+        """What its custody entries carry."""
+        return Subject(self.id, self.ciphertext_sha256, self.custody_key)
