@@ -10,7 +10,8 @@ gpg's `random_seed` is gone.
 
 Then `kill -9` of `desk settle` at random moments, and of a server between a write and a
 settle: nothing acknowledged is lost, `desk doctor --repair` leaves `desk doctor` clean, and
-stock gpg decrypts every stored file.
+stock gpg decrypts every stored file. And a running desk settles on its own interval, its
+database included: a journalist's expired login values are cleared.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from crypto.names import GNUPG_DIR, OBJECTS_DIR, POOL_DIR, REPLIES_DIR, STORE_DIR
-from desk.records.models import Item, Reply, Source
+from desk.records.models import Item, Journalist, Reply, Source
 from desk.services import Services
 from desk.storage import fstime
 from desk.storage.settle import day_start, read_mark
@@ -256,6 +258,11 @@ def test_kill_during_a_settle_loses_nothing(desk: Services, journalist: Keypair,
 
 def test_a_running_desk_settles_on_its_interval(desk: Services, tmp_path: Path) -> None:
     data_dir = desk.config.data_dir
+    # A login step from long ago: the running desk's settle clears it from the database too.
+    with desk.sessions() as db:
+        db.execute(update(Journalist).values(totp_last_step=1, failed_logins=2,
+                                             failures_since=datetime(2020, 1, 2, 3, 4, 5)))
+        db.commit()
     desk.engine.dispose()
     (data_dir / GNUPG_DIR / "random_seed").write_bytes(b"stale")
     server = start_server(data_dir, "source", log=tmp_path / "source.log",
@@ -271,3 +278,8 @@ def test_a_running_desk_settles_on_its_interval(desk: Services, tmp_path: Path) 
         server.stop(timeout=30)
     assert not (data_dir / GNUPG_DIR / "random_seed").exists()
     assert any((data_dir / STORE_DIR / POOL_DIR).iterdir())
+    with desk.sessions() as db:
+        cleared = db.execute(select(Journalist.totp_last_step, Journalist.failed_logins,
+                                    Journalist.failures_since)).one()
+    desk.engine.dispose()
+    assert tuple(cleared) == (None, 0, None)
