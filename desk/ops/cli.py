@@ -419,20 +419,26 @@ def purge_command() -> None:
 @cli.command("settle", with_appcontext=False)
 @_fail_on_errors
 def settle_command() -> None:
-    """Settle the data directory's file times now: re-birth what arrived since the last
-    settle, refill the pool, set every time to the start of the UTC day. A running desk does
-    this every DESK_SETTLE_INTERVAL; this waits for one under way to finish first."""
-    from desk.storage.settle import settle
+    """Settle the desk now: clear journalists' expired login times from the database and empty
+    its write-ahead log, then re-birth what arrived since the last settle, refill the pool and
+    set every file time to the start of the UTC day. A running desk does this every
+    DESK_SETTLE_INTERVAL; this waits for one under way to finish first."""
+    from desk.ops.settling import settle_desk
 
     config = _config()
     if not config.store_dir.is_dir():
         raise _Failure(f"{config.data_dir} is not a desk data directory: run `desk init`")
-    report = settle(config.data_dir)
+    desk_report = settle_desk(config)
+    report = desk_report.files
     seconds = (report.finished_ns - report.started_ns) / 1e9
-    click.echo(f"Settled in {seconds:.2f} s: {report.reborn} file(s) and folder(s) re-born, "
-               f"{report.restamped} restamped, {report.pooled} added to the pool.")
+    click.echo(f"Settled in {seconds:.2f} s: {desk_report.forgotten} expired login value(s) "
+               f"cleared, {report.reborn} file(s) and folder(s) re-born, {report.restamped} "
+               f"restamped, {report.pooled} added to the pool.")
     for path in report.skipped:
         click.echo(f"in use, left for the next settle: {path}")
+    if not desk_report.database_settled:
+        raise _Failure("the database could not be settled (busy, or readers kept its "
+                       "write-ahead log from being emptied); run `desk settle` again")
 
 
 @cli.command("doctor", with_appcontext=False)

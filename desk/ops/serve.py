@@ -13,7 +13,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -26,6 +25,7 @@ from gunicorn.http import wsgi
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import BadRequest
 
+from desk.config import Config
 from desk.web.headers import SECURITY_HEADERS
 
 # gunicorn log lines that quote a request (its request line, a header, its URI or method),
@@ -87,14 +87,16 @@ def _arbiter_ready(arbiter: Any) -> None:
     """In the arbiter, once it listens: settle the data directory every DESK_SETTLE_INTERVAL
     (deploy/STORAGE.md, "Settling")."""
     from desk.config import load_config
+    from desk.ops.settling import guard_forks
 
     config = load_config(os.environ)
+    guard_forks()  # the settle opens the database here, and the arbiter forks workers
     thread = threading.Thread(target=_settle_every, name="desk-settle", daemon=True,
-                              args=(config.data_dir, config.settle_interval, arbiter.log))
+                              args=(config, config.settle_interval, arbiter.log))
     thread.start()
 
 
-def _settle_every(data_dir: Path, interval: int, log: Any) -> None:
+def _settle_every(config: Config, interval: int, log: Any) -> None:
     """Settle, then wait `interval` seconds, until the process ends.
 
     In the arbiter rather than a worker: there is one arbiter per interface, it never serves
@@ -102,16 +104,21 @@ def _settle_every(data_dir: Path, interval: int, log: Any) -> None:
     through the settle lock: one that finds a settle under way skips its turn. The first
     settle is one interval after start, so a restart loop cannot settle in a tight loop.
     """
-    from desk.storage.settle import SettleBusy, settle
+    from desk.ops.settling import settle_desk
+    from desk.storage.settle import SettleBusy
 
     while True:
         time.sleep(interval)
         try:
-            settle(data_dir, wait=False)
+            report = settle_desk(config, wait=False)
         except SettleBusy:
             continue
         except Exception as exc:
             log.error("Settling the data directory failed: %s", type(exc).__name__)
+            continue
+        if not report.database_settled:
+            log.warning("The settle could not empty the database's write-ahead log; the next "
+                        "settle tries again")
 
 
 # A sync worker is killed when one request outlives `timeout`, which ends any upload slower

@@ -2,6 +2,14 @@
 
 Every way a login can fail (unknown user, wrong password, wrong or reused code, throttled)
 raises the same LoginFailed, after the same work, so the answer says nothing about which.
+
+Two columns hold times finer than the day, because the checks need them: `totp_last_step`
+(the last step a code was accepted for, so a code works once) and `failures_since` (when the
+current minute of failures began). Each matters only for a short while: a step older than
+the drift allows can never be typed again, and a minute that is over counts nothing. Past
+that, a row that keeps them only dates a journalist's login, so `forget_expired_logins`
+(run by every settle) clears them, and `authenticate` clears them on the row it touches; the
+checks answer exactly as they would with the old values.
 """
 
 from __future__ import annotations
@@ -12,11 +20,12 @@ import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
-from sqlalchemy import select
+from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from crypto.kdf import PRODUCTION_KDF, KdfParams, phc_hash, phc_verify
@@ -83,9 +92,20 @@ def _totp(secret: bytes) -> TOTP:
     return TOTP(secret, 6, SHA1(), TOTP_STEP_SECONDS)  # noqa: S303 - RFC 6238 default; apps expect it
 
 
+def current_step(now: datetime) -> int:
+    """The TOTP time step holding `now`."""
+    return int(now.timestamp()) // TOTP_STEP_SECONDS
+
+
+def oldest_live_step(now: datetime) -> int:
+    """The oldest step a code may still be accepted for at `now` (and at any later time): a
+    used step older than this refuses nothing, so forgetting it changes no answer."""
+    return current_step(now) - TOTP_DRIFT_STEPS
+
+
 def accepted_step(secret: bytes, code: str, last_step: int | None, now: datetime) -> int | None:
     """The time step `code` belongs to (within one step of drift), if not already used."""
-    current = int(now.timestamp()) // TOTP_STEP_SECONDS
+    current = current_step(now)
     totp = _totp(secret)
     for step in range(current - TOTP_DRIFT_STEPS, current + TOTP_DRIFT_STEPS + 1):
         expected = totp.generate(step * TOTP_STEP_SECONDS)
@@ -113,6 +133,9 @@ def authenticate(db: Session, username: str, password: str, code: str,
     if journalist is None or journalist.password_hash is None or journalist.totp_secret is None:
         password_matches(password, _stand_in_hash(kdf))
         raise LoginFailed()
+    last_step = journalist.totp_last_step
+    if last_step is not None and last_step < oldest_live_step(now):
+        journalist.totp_last_step = None  # it refuses nothing any more (oldest_live_step)
     since = journalist.failures_since.replace(tzinfo=UTC) if journalist.failures_since else None
     if since is None or now - since > FAILURE_WINDOW:
         journalist.failed_logins, journalist.failures_since = 0, now.replace(tzinfo=None)
@@ -127,3 +150,27 @@ def authenticate(db: Session, username: str, password: str, code: str,
     journalist.failures_since = None
     db.commit()
     return journalist
+
+
+def forget_expired_logins(db: Session, now: datetime | None = None) -> int:
+    """Clear every journalist's login values that no longer change an answer: a used TOTP step
+    older than `oldest_live_step`, and failures whose minute is over (`failures_since` null,
+    `failed_logins` 0, as `authenticate` would reset them). How many clearings changed a row
+    (a row cleared of both counts twice). Not committed.
+
+    What stays is at most about 90 seconds old: a step accepted within the drift, or a minute
+    of failures under way.
+    """
+    now = now or datetime.now(UTC)
+    window_start = (now - FAILURE_WINDOW).replace(tzinfo=None)
+    steps = cast(CursorResult[Any], db.execute(update(Journalist)
+                       .where(Journalist.totp_last_step < oldest_live_step(now))
+                       .values(totp_last_step=None)
+                       .execution_options(synchronize_session=False)))
+    failures = cast(CursorResult[Any], db.execute(update(Journalist)
+                          .where(or_(Journalist.failures_since < window_start,
+                                     and_(Journalist.failures_since.is_(None),
+                                          Journalist.failed_logins != 0)))
+                          .values(failures_since=None, failed_logins=0)
+                          .execution_options(synchronize_session=False)))
+    return steps.rowcount + failures.rowcount

@@ -34,15 +34,19 @@ def set_starred(db: Session, source_id: str, starred: bool) -> None:
 
 def delete_source(db: Session, store: Store, key: SigningKey, source: Source,
                   actor: str) -> None:
-    """Delete a source, everything it sent and every reply to it."""
+    """Delete a source, everything it sent, every reply to it and its uploads in progress
+    (their rows go with the source's, and their folders after the commit)."""
     submissions = db.scalars(select(Item).where(Item.source_id == source.id))
     delete_items(db, store, key, list(submissions), actor)
     replies = history(db, source.id)
     delete_replies(db, key, replies, actor)
+    uploads = list(db.scalars(select(Upload.id).where(Upload.source_id == source.id)))
     db.delete(source)
     db.commit()
     for reply in replies:
         store.remove_reply(reply.id)
+    for upload_id in uploads:
+        store.remove_upload(upload_id)
 
 
 def _unused() -> list[ColumnElement[bool]]:

@@ -17,6 +17,9 @@ DESK_SETTLE_INTERVAL in a running desk, and by hand as `desk settle`:
    start of the current UTC day, deepest first (which also sets each ctime to now), and the
    file system is synced.
 
+In a desk, a settle first settles the database (desk/ops/settling.py, passed in as `first`:
+this layer cannot reach the records), so that its writes are restamped too.
+
 Two settles never run at once: each holds an exclusive flock on the data directory. A crash
 at any point loses nothing: a copy becomes the file only by the exchange, and what a crash
 leaves is a `.tmp-` file or folder beside an intact original, which `desk doctor --repair`
@@ -33,7 +36,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,12 +124,20 @@ def day_start(ns: int) -> int:
     return ns - ns % DAY_NS
 
 
-def settle(data_dir: Path, wait: bool = True) -> SettleReport:
+def settle(data_dir: Path, wait: bool = True,
+           first: Callable[[], None] | None = None) -> SettleReport:
     """Run one settle of the desk in `data_dir` (module docstring); SettleBusy if `wait` is
-    false and another settle is running."""
+    false and another settle is running.
+
+    `first`, if given, runs under the settle lock before anything else: the desk's database
+    step (desk/ops/settling.py), which this layer cannot reach. It runs first so that the
+    times its writes leave on the database's files are restamped like every other.
+    """
     if not (data_dir / STORE_DIR).is_dir():
         raise FileNotFoundError(errno.ENOENT, "no desk here (run `desk init`)", str(data_dir))
     with settle_lock(data_dir, wait):
+        if first is not None:
+            first()
         return _settle(data_dir)
 
 

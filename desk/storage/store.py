@@ -248,6 +248,13 @@ class Store:
         _remove_tree(self.path(object_id))
         fsync_path(self.objects)
 
+    def remove_upload(self, upload_id: str) -> None:
+        """Delete a resumable upload's folder: its parts, sealed tail and lock."""
+        if not OBJECT_ID_RE.match(upload_id):
+            raise ValueError(f"not an upload id: {upload_id!r}")
+        _remove_tree(self.uploads / upload_id)
+        fsync_path(self.uploads)
+
 
 def _remove_tree(path: Path) -> None:
     """Remove a directory and all it holds. A settle that re-creates the directory at the same

@@ -78,6 +78,8 @@ def test_clear_text_columns_hold_no_names_types_or_plaintext_hashes() -> None:
 
 def test_only_a_journalists_failed_logins_hold_an_instant() -> None:
     # Session rows keep the day they expire on; the idle deadline is sealed in their data.
+    # failures_since (and totp_last_step, an integer) are cleared by every settle once they
+    # can change no answer (tests/unit/test_login_times.py).
     instants = {(table.name, column.name) for table in Base.metadata.tables.values()
                 for column in table.columns if str(column.type) == "DATETIME"}
     assert instants == {("journalists", "failures_since")}

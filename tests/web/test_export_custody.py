@@ -35,7 +35,8 @@ from desk.services import Services
 from tests.harness.desks import files_under, run_desk
 from tests.harness.forms import csrf_token
 from tests.harness.gpg import Keypair, gpg, make_keypair
-from tests.harness.web import SourceBrowser
+from tests.harness.tus import upload_folder, upload_rows
+from tests.harness.web import SourceBrowser, TusTestSource
 
 ROOT = "desk-bundle"
 HEAD = [f"{ROOT}/VERSION", f"{ROOT}/signing-key.pub", f"{ROOT}/manifest.gpg",
@@ -622,6 +623,26 @@ def test_deleting_a_source_leaves_no_ciphertext_and_no_listing(
     assert kept_name in listing
     assert alice.get(f"/sources/{source_id}").status_code == 404
     assert _objects_by_source(accounts) == kept
+
+
+def test_deleting_a_source_removes_its_upload_in_progress(
+        accounts: Services, alice: FlaskClient, source: SourceBrowser) -> None:
+    _submit(source, b"first part of the story")
+    source_id, _designation, _ids = _only_source(accounts)
+    uploading = TusTestSource(source)
+    location = uploading.new(100 * 1024)
+    assert uploading.patch(location, 0, b"u" * 4096).status_code == 204
+    folder = upload_folder(accounts, location)
+    assert folder.is_dir()
+
+    response = alice.post(f"/sources/{source_id}/delete",
+                          data={"csrf_token": _token(alice), "confirm": "yes"})
+
+    assert response.status_code == 302
+    assert upload_rows(accounts) == []
+    assert not folder.exists()
+    doctor = run_desk("doctor", data_dir=accounts.config.data_dir)
+    assert doctor.returncode == 0, doctor.stdout
 
 
 # --- product bugs found while writing these tests --------------------------------------------
