@@ -377,7 +377,7 @@ def test_import_names_the_first_of_two_damaged_members(
 
 
 @pytest.mark.parametrize(("change", "seq", "reason"), [
-    ("UPDATE custody_entries SET ciphertext_sha256 = "
+    ("UPDATE custody_entries SET digest = "
      "'0000000000000000000000000000000000000000000000000000000000000000' WHERE seq = 3",
      3, ALTERED),
     ("DELETE FROM custody_entries WHERE seq = 3", 3,
