@@ -95,7 +95,8 @@ def test_deleted_sources_items_and_replies_leave_no_trace_in_the_database(
         found: dict[str, str | bytes] = {"source id": source.id, "lookup id": source.lookup_id,
                                          "designation": source.designation}
         if ids:
-            for row in [*items.values(), *replies.values()]:
+            rows: list[Item | Reply] = [*items.values(), *replies.values()]
+            for row in rows:
                 if row.source_id == source.id:
                     found[f"id {row.id}"] = row.id
                     found[f"digest {row.id}"] = row.ciphertext_sha256

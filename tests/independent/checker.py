@@ -330,12 +330,14 @@ def version(entry: dict[str, Any]) -> int:
 
 def subject(entry: dict[str, Any]) -> str | None:
     """What the entry names: the id (version 1) or its commitment (version 2)."""
-    return entry[NAMES[version(entry)][0]]  # type: ignore[no-any-return]
+    value: str | None = entry[NAMES[version(entry)][0]]
+    return value
 
 
 def recorded(entry: dict[str, Any]) -> str | None:
     """The entry's digest: in clear (version 1) or its commitment (version 2)."""
-    return entry[NAMES[version(entry)][1]]  # type: ignore[no-any-return]
+    value: str | None = entry[NAMES[version(entry)][1]]
+    return value
 
 
 def commit(key_hex: str, label: str, value: str) -> str:

@@ -5,8 +5,9 @@ Run from the repository root with the project importable:
     PYTHONPATH=. python tests/vectors/make_vectors.py [--out DIR]
 
 It writes the accept vectors custody-v2.json, bundle-v2.json, bundle-v2-custody-v1.json,
-replyfile-v1.json and reply-v1-steps.json into DIR (default: this folder) and one reject vector per broken rule into DIR/reject/. The
-known-answer files custody-v1.json, object-v1*.json and reply-v1.json are read, never written.
+replyfile-v1.json and reply-v1-steps.json into DIR (default: this folder) and one reject
+vector per broken rule into DIR/reject/. The known-answer files custody-v1.json,
+object-v1*.json and reply-v1.json are read, never written.
 
 Custody logs are signed with the RFC 8032 test keys, so every record, copy, custody and box
 vector is reproduced byte for byte. What gpg or HPKE encrypts is randomised: bundles, reply

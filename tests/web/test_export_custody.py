@@ -91,8 +91,9 @@ def _subjects(services: Services) -> dict[str, Subject]:
     """What custody entries carry for each item and reply, by id: taken before a deletion,
     since the deletion takes the custody key with it."""
     with services.sessions() as session:
-        return {row.id: row.custody for model in (Item, Reply)
-                for row in session.scalars(select(model))}
+        rows: list[Item | Reply] = [*session.scalars(select(Item)),
+                                    *session.scalars(select(Reply))]
+        return {row.id: row.custody for row in rows}
 
 
 def _by_id(entries: list[CustodyEntry], subjects: dict[str, Subject]) -> dict[str, list[str]]:
@@ -416,9 +417,9 @@ def test_each_object_gets_a_dated_ingest_entry_on_receipt(
         assert type(entry.on) is date
         assert entry.on.isoformat() == _today()
     with _db(accounts) as db:
-        stored = [row[0] for row in db.execute('SELECT "on" FROM custody_entries')]
-    assert stored
-    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) for value in stored), stored
+        days = [row[0] for row in db.execute('SELECT "on" FROM custody_entries')]
+    assert days
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) for value in days), days
 
 
 def test_custody_records_export_download_and_deletion_and_still_verifies(
