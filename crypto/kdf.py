@@ -6,7 +6,7 @@ with more than one lane started at the same time in one process wait on each oth
 bench/RESULTS.md, "Codename login"). Every derivation in the desk and the console therefore
 goes through this module, which holds one lock around it. Logins then queue: a burst of eight
 takes about eight derivations' time on the 2-core reference machine (bench/RESULTS.md), so
-callers that serve requests ask `typical_seconds()` how long a queue would take before they
+callers that serve requests ask `expected_seconds()` how long a queue would take before they
 join it (desk/web/throttle.py, DerivationGate).
 """
 
@@ -33,27 +33,41 @@ class KdfParams:
 # About 0.1-0.16 s and 64 MiB on the reference machine: one derivation per login or codename.
 PRODUCTION_KDF = KdfParams(memory_cost=65536, iterations=3, lanes=4)
 
-# A running estimate, per cost, of how long one derivation takes in this process, in seconds;
-# it starts at the reference machine's figure and follows what this machine measures.
-REFERENCE_SECONDS = 0.15
+# A running estimate, per cost, of how long one derivation takes in this process, in seconds,
+# from what this process has measured. There is none before the first derivation: the
+# reference machine's idle figure (about 0.15 s) says little about a burst, where a process's
+# first derivations took 0.4 to 1.4 s (bench/RESULTS.md, "A burst of new codenames").
 _typical: dict[KdfParams, float] = {}
+# When the derivation running now started (monotonic seconds), or None.
+_running_since: float | None = None
 
 T = TypeVar("T")
 
 
-def typical_seconds(params: KdfParams = PRODUCTION_KDF) -> float:
-    """How long one derivation at `params` has lately taken in this process."""
-    return _typical.get(params, REFERENCE_SECONDS)
+def expected_seconds(params: KdfParams = PRODUCTION_KDF) -> float | None:
+    """How long the next derivation at `params` should be expected to take in this process:
+    what one has lately taken, or longer while the one running now has already run longer.
+    None until this process has timed one."""
+    typical = _typical.get(params)
+    if typical is None:
+        return None
+    started = _running_since
+    return typical if started is None else max(typical, time.monotonic() - started)
 
 
 def _timed(params: KdfParams | None, work: Callable[[], T]) -> T:
+    global _running_since
     with _ONE_AT_A_TIME:
-        started = time.monotonic()
-        result = work()
+        started = _running_since = time.monotonic()
+        try:
+            result = work()
+        finally:
+            _running_since = None
         if params is not None:
-            took, before = time.monotonic() - started, typical_seconds(params)
+            took, before = time.monotonic() - started, _typical.get(params)
             # Rise at once, fall slowly: a loaded machine must shorten queues straight away.
-            _typical[params] = took if took > before else 0.8 * before + 0.2 * took
+            _typical[params] = took if before is None or took > before else \
+                0.8 * before + 0.2 * took
         return result
 
 
