@@ -83,8 +83,10 @@ class DerivationGate:
     codenames and logins queue for many seconds, each on a worker thread that pages and uploads
     then cannot use, a request asks to join: it is admitted while the derivations already
     admitted plus its own would take at most `budget` seconds at the current pace, and refused
-    at once (429) otherwise. So at most a handful of threads ever wait on derivations, none for
-    more than about `budget`, and every other request keeps its thread.
+    at once (429) otherwise. So at most a handful of threads ever wait on derivations, and every
+    other request keeps its thread. The pace is a measurement of the past: a burst itself slows
+    the derivations it lets in (they run at a lower priority than requests), and in bench.burst
+    the admitted requests took 1.1 to 2.3 s (bench/RESULTS.md, "A burst of new codenames").
 
     `pace` is how long one derivation should be expected to take now, or None while the process
     has not timed one yet: then nothing is promised, and requests are admitted one at a time.
