@@ -10,7 +10,9 @@ production Argon2id). While --generations POST /generate and --logins POST /logi
 codenames, each its own session) are released at once, one source uploads --upload-mib MiB by
 the form, and two clients load pages in a loop: the source landing page and the journalist's
 sources page. It prints the answers the burst got (200, 401, 429) and each page's worst and
-median wait during the burst, and the upload's time.
+median wait during the burst, the upload's time, and the machine's load average before and
+after the burst (the machine may be shared: a high load says the figures were taken on a busy
+machine).
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace, source_url: str, newsroom_url: str, services: 
                 threading.Thread(target=pages, args=("journalist /", alice, newsroom_url + "/"))]
     for watcher in watchers:
         watcher.start()
+    load_before = load_average()
     with ThreadPoolExecutor(max_workers=1) as side:
         uploading = side.submit(upload)
         time.sleep(0.5)
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace, source_url: str, newsroom_url: str, services: 
             started = time.monotonic()
             answers = list(pool.map(fire, ready))
             wall = time.monotonic() - started
+        load_after = load_average()
         stop.set()
         upload_seconds = uploading.result()
     for watcher in watchers:
@@ -130,6 +134,12 @@ def run(args: argparse.Namespace, source_url: str, newsroom_url: str, services: 
         print(f"page {label}: {len(seen)} loads during the burst, median {median(seen):.3f} s,"
               f" worst {max(seen):.3f} s")
     print(f"upload of {args.upload_mib} MiB: {upload_seconds:.2f} s")
+    print(f"load average (1 min): {load_before} before the burst, {load_after} after it")
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 if __name__ == "__main__":

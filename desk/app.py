@@ -8,7 +8,7 @@ from typing import Literal
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from crypto.kdf import typical_seconds
+from crypto.kdf import expected_seconds
 from desk.config import Config
 from desk.paths import TEMPLATES
 from desk.records.instance import read_secret_key
@@ -70,7 +70,7 @@ def _source_interface(app: Flask, config: Config, services: Services) -> None:
     app.extensions[views.THROTTLE] = LoginThrottle()
     app.extensions[views.GENERATE_THROTTLE] = LoginThrottle()
     app.extensions[views.DERIVATIONS] = DerivationGate(
-        pace=lambda: typical_seconds(config.kdf))
+        pace=lambda: expected_seconds(config.kdf))
     app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes,
                       WTF_CSRF_TIME_LIMIT=CSRF_TOKEN_SECONDS)
     # Ahead of CSRFProtect's hook, which would read a refused request's form first.

@@ -10,6 +10,7 @@ rate is the per-process rate times the number of processes (two with deploy/guni
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -82,11 +83,16 @@ class DerivationGate:
     codenames and logins queue for many seconds, each on a worker thread that pages and uploads
     then cannot use, a request asks to join: it is admitted while the derivations already
     admitted plus its own would take at most `budget` seconds at the current pace, and refused
-    at once (429) otherwise. So at most a handful of threads ever wait on derivations, none for
-    more than about `budget`, and every other request keeps its thread.
+    at once (429) otherwise. So at most a handful of threads ever wait on derivations, and every
+    other request keeps its thread. The pace is a measurement of the past: a burst itself slows
+    the derivations it lets in (they run at a lower priority than requests), and in bench.burst
+    the admitted requests took 1.1 to 2.3 s (bench/RESULTS.md, "A burst of new codenames").
+
+    `pace` is how long one derivation should be expected to take now, or None while the process
+    has not timed one yet: then nothing is promised, and requests are admitted one at a time.
     """
 
-    def __init__(self, pace: Callable[[], float], budget: float = 1.0) -> None:
+    def __init__(self, pace: Callable[[], float | None], budget: float = 1.0) -> None:
         self.budget = budget
         self._pace = pace
         self._lock = threading.Lock()
@@ -99,9 +105,11 @@ class DerivationGate:
         """Reserve `derivations` if they fit in the budget; False (nothing reserved) if not.
         Pair an admission with `release`."""
         with self._lock:
-            if self._admitted and (self._admitted + derivations) * self._pace() > self.budget:
-                self.refused += 1
-                return False
+            if self._admitted:
+                pace = self._pace()
+                if pace is None or (self._admitted + derivations) * pace > self.budget:
+                    self.refused += 1
+                    return False
             self._admitted += derivations
             self.peak = max(self.peak, self._admitted)
             return True
@@ -112,6 +120,9 @@ class DerivationGate:
             self._admitted -= derivations
 
     def expected_wait(self) -> float:
-        """Seconds the derivations admitted now will take."""
+        """Seconds the derivations admitted now will take (infinite if the pace is unknown)."""
         with self._lock:
-            return self._admitted * self._pace()
+            if not self._admitted:
+                return 0.0
+            pace = self._pace()
+            return math.inf if pace is None else self._admitted * pace

@@ -8,6 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -15,7 +16,9 @@ from crypto.kdf import PRODUCTION_KDF
 from desk.app import create_app
 from desk.records.models import Item, Source
 from desk.services import Services
-from desk.web.source.views import DERIVATIONS, GENERATE_THROTTLE, THROTTLE
+from desk.web.source import views as source_views
+from desk.web.source.login import too_many_unused
+from desk.web.source.views import DERIVATIONS, GENERATE_COST, GENERATE_THROTTLE, THROTTLE
 from desk.web.throttle import DerivationGate, Limits, LoginThrottle
 from tests.harness.forms import csrf_token
 from tests.harness.web import SourceBrowser
@@ -51,6 +54,33 @@ def test_codenames_beyond_the_days_unused_cap_get_the_calm_answer_and_no_row(
                     ciphertext_sha256="0" * 64, part_count=1, received_on=first.created_on))
     SourceBrowser(app.test_client()).get_codename()
     assert sources(desk) == 3
+
+
+def test_a_codename_the_gate_refuses_costs_no_count_of_the_cap(
+        desk: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a burst most new codenames are refused: before the cap's query, not after it."""
+    app = create_app(desk.config, "source", services=desk)
+    gate = DerivationGate(pace=lambda: 10.0)  # one request at a time
+    app.extensions[DERIVATIONS] = gate
+    counted: list[Services] = []
+
+    def counting(services: Services) -> bool:
+        counted.append(services)
+        return too_many_unused(services)
+
+    monkeypatch.setattr(source_views, "too_many_unused", counting)
+    client = app.test_client()
+    token = csrf_token(client.get("/").text)
+    assert gate.try_admit(GENERATE_COST)  # a derivation under way
+    refused = client.post("/generate", data={"csrf_token": token})
+    assert refused.status_code == 429
+    assert BUSY in refused.text
+    assert counted == []
+    gate.release(GENERATE_COST)
+    assert client.post("/generate", data={"csrf_token": token}).status_code == 200
+    assert len(counted) == 1
+    assert gate.expected_wait() == 0
+    assert sources(desk) == 1
 
 
 def burst_app(desk: Services) -> Flask:

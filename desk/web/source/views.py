@@ -76,12 +76,14 @@ def index() -> str:
 def generate() -> str:
     """Make a codename, store only its lookup id and reply public key, and show it once.
 
-    Two derivations and a new row: throttled like a login, in buckets of its own.
+    Two derivations and a new row: throttled like a login, in buckets of its own. The gate
+    comes before the cap, whose count is a query: in a burst most requests are refused, and
+    they are refused before any database work of the view's own.
     """
     _throttle(GENERATE_THROTTLE)
-    if too_many_unused(services()):
-        raise TooManyRequests()  # the cap of codenames not yet used: no derivation spent
     with _derivations(GENERATE_COST):
+        if too_many_unused(services()):
+            raise TooManyRequests()  # the cap of codenames not yet used: no derivation spent
         made = new_source(services())
     if made is None:
         raise TooManyRequests()
