@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import os
 import re
 import shlex
@@ -38,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from crypto.names import TEMP_PREFIX
+from crypto.durable import write_durably
 from desk.errors import DeskError
 
 ONION_PORT = 80
@@ -294,25 +293,8 @@ def _comment(path: Path) -> str:
 
 
 def _write_file(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace `path` with `text` whole: via a temporary name, fsynced, with `mode`."""
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temp)
+    """Replace `path` with `text` whole and durably, with `mode` (crypto/durable.py)."""
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)  # whatever the umask
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(temp, path)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_durably(path, text.encode("utf-8"), mode)
     except OSError as exc:
         raise TorSetupError(f"cannot write {path}: {exc.strerror}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
