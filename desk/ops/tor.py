@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from crypto.durable import write_durably
+from crypto.durable import sync_path, write_durably
 from desk.errors import DeskError
 
 ONION_PORT = 80
@@ -213,7 +213,9 @@ def ensure_client_key(layout: OnionLayout) -> tuple[ClientKey | None, bool]:
                             "default tor directory, run `desk init`)")
     for directory in (layout.tor_dir, layout.journalist_dir,
                       layout.authorized_client_file.parent):
-        directory.mkdir(mode=0o700, exist_ok=True)
+        if not directory.is_dir():
+            directory.mkdir(mode=0o700)
+            sync_path(directory.parent)
         mode = stat.S_IMODE(directory.stat().st_mode)
         if mode & 0o077:  # tor refuses an onion service directory others can read
             os.chmod(directory, mode & ~0o077)

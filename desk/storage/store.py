@@ -113,7 +113,9 @@ class Store:
         """Make the store's directories, readable by the desk's user only."""
         for path in (self.root, self.objects, self.staging_root, self.uploads,
                      self.replies):
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.is_dir():
+                path.mkdir(mode=0o700, parents=True)
+                sync_path(path.parent)
 
     def free_bytes(self) -> int:
         """Bytes the desk may still write on the store's disk."""
