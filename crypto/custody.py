@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from crypto.durable import write_durably
 from crypto.errors import CustodyBroken, FormatError, load_json
 from crypto.names import HIDDEN_PREFIX, OBJECT_ID_RE
 
@@ -126,11 +127,10 @@ class SigningKey:
         return cls(Ed25519PrivateKey.from_private_bytes(raw))
 
     def save(self, path: Path) -> None:
-        """Write the key as hex to a new file readable by its owner only."""
+        """Write the key as hex to a new file readable by its owner only, durably;
+        FileExistsError if there is one."""
         raw = self._private.private_bytes_raw()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(raw.hex() + "\n")
+        write_durably(path, (raw.hex() + "\n").encode("ascii"), replace=False)
 
     @property
     def public_hex(self) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import gnupg  # type: ignore[import-untyped]
 
+from crypto.durable import sync_tree
 from crypto.errors import (
     DecryptionFailed,
     EncryptionFailed,
@@ -111,6 +112,7 @@ class GnuPG:
         if self._day_only:
             extra += _end_of_today()
         result = self._gpg.import_keys(data, extra_args=extra)
+        sync_tree(self.home)  # gpg never fsyncs its keyring
         imported = self.key(fingerprint) if fingerprint in result.fingerprints else None
         if imported is None:
             raise KeyRefused(["gpg could not import the key"])
@@ -133,6 +135,7 @@ class GnuPG:
     def delete_public_key(self, fingerprint: str) -> None:
         """Remove a public key from this home (no-op if it is not there)."""
         self._gpg.delete_keys(parse_fingerprint(fingerprint))
+        sync_tree(self.home)
 
     def export_public_key(self, fingerprint: str) -> bytes:
         """The armored public key with this fingerprint."""
@@ -152,6 +155,7 @@ class GnuPG:
         result = self._gpg.gen_key(spec)
         if not result.fingerprint:
             raise GpgUnavailable(f"gpg could not generate a key: {result.stderr.strip()}")
+        sync_tree(self.home)
         return parse_fingerprint(result.fingerprint)
 
     # Encryption

@@ -83,3 +83,8 @@ def is_disk_full(error: BaseException | None) -> bool:
         wrapped = getattr(error, "orig", None)
         error = wrapped if isinstance(wrapped, BaseException) else None
     return False
+
+
+class DamagedKeys(DeskError):
+    """Key material in the data directory is damaged (a power cut while it was written, or a
+    bad copy); the message says which and how to recover."""

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from crypto.custody import SigningKey
 from crypto.gpg import GnuPG
 from desk.config import Config
-from desk.errors import NotInitialised
+from desk.errors import DamagedKeys, NotInitialised
 from desk.records.db import make_engine, make_sessionmaker, make_writer_sessionmaker
 from desk.records.instance import read_signing_key
+from desk.records.keys import keyring_problems
 from desk.records.recipients import Recipients
 from desk.storage.store import Store
 
@@ -53,6 +54,9 @@ def open_services(config: Config) -> Services:
     """Open an initialised desk; raise NotInitialised when `desk init` has not run."""
     if not config.gnupg_home.is_dir() or not config.store_dir.is_dir():
         raise NotInitialised(f"{config.data_dir} is not a desk data directory: run `desk init`")
+    # A damaged keyring, found without running gpg; `desk doctor` checks every key in it.
+    if damaged := keyring_problems(config, ()):
+        raise DamagedKeys(damaged[0])
     engine = make_engine(config.database_url)
     return Services(config=config, engine=engine, sessions=make_sessionmaker(engine),
                     writers=make_writer_sessionmaker(engine),

@@ -14,8 +14,10 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from crypto.custody import CLI_ACTOR
+from crypto.durable import write_durably
 from crypto.errors import CryptoError
 from crypto.names import TOR_DIR
 from desk.app import Interface, create_app
@@ -39,14 +41,14 @@ from desk.records.credentials import (
     totp_uri,
 )
 from desk.records.custody import verify_desk
-from desk.records.db import scrub_journal, scrub_pending
+from desk.records.db import make_engine, make_sessionmaker, scrub_journal, scrub_pending
 from desk.records.instance import init_desk, load_instance, update_settings
 from desk.records.items import purge_expired
 from desk.records.models import Journalist, Source
 from desk.records.recipients import key_statuses
 from desk.records.sources import purge_unused_sources
 from desk.services import open_services
-from desk.storage.store import write_durably
+from desk.storage.store import Store
 
 DEFAULT_PORTS: dict[Interface, int] = {"source": 8080, "journalist": 8081}
 
@@ -105,7 +107,7 @@ def _fail_on_errors(func: Callable[P, R]) -> Callable[P, R]:
 def init_command() -> None:
     """Create (or upgrade) the data directory, keyring and database."""
     config = _config()
-    new = init_desk(config)
+    new = init_desk(config, click.echo)
     click.echo(f"{'Created' if new else 'Checked'} desk data directory {config.data_dir}")
     if new:
         click.echo("Next: desk journalist add USERNAME --key FILE.asc")
@@ -449,22 +451,37 @@ def settle_command() -> None:
 def doctor_command(repair: bool) -> None:
     """Find what an interrupted write (a crash, a power cut) left in the store, rows whose
     files are gone, and database damage; one line each, exit 1 if anything is found."""
-    from desk.ops.doctor import database_in_use, database_problems, examine, sole_session
+    from desk.ops.doctor import (
+        Finding,
+        database_in_use,
+        database_problems,
+        examine,
+        key_findings,
+        sole_session,
+    )
     from desk.ops.doctor import repair as remove_debris
 
-    services = open_services(_config())
-    store = services.store
+    config = _config()
+    if not config.gnupg_home.is_dir() or not config.store_dir.is_dir():
+        raise _Failure(f"{config.data_dir} is not a desk data directory: run `desk init`")
+    # Not open_services: doctor must run whatever state the keys are in.
+    engine = make_engine(config.database_url)
+    store = Store(config.store_dir)
+
+    def everything(db: Session) -> list[Finding]:
+        return key_findings(config, db) + examine(db, store) + database_problems(db)
+
     if not repair:
-        with services.sessions() as db:
-            found = examine(db, store) + database_problems(db)
+        with make_sessionmaker(engine)() as db:
+            found = everything(db)
         for finding in found:
             click.echo(finding.line())
         if not found:
             click.echo("Nothing found: every stored file has its row, every row its files, and "
                        "the database is intact.")
             return
-        services.engine.dispose()  # its pooled connection would count as a server's
-        if database_in_use(services.config.database_url):
+        engine.dispose()  # its pooled connection would count as a server's
+        if database_in_use(config.database_url):
             click.echo("desk: a server has the database open, so writes under way are listed "
                        "too; stop both interfaces for an exact report", err=True)
         removable = sum(finding.removable for finding in found)
@@ -474,10 +491,10 @@ def doctor_command(repair: bool) -> None:
     # the settle lock, so that a `desk settle` run meanwhile cannot be mistaken for debris.
     from desk.storage.settle import settle_lock
 
-    with settle_lock(services.config.data_dir), \
-            sole_session(services.config.database_url) as db:
-        removed = remove_debris(examine(db, store) + database_problems(db))
-        left = examine(db, store) + database_problems(db)
+    engine.dispose()
+    with settle_lock(config.data_dir), sole_session(config.database_url) as db:
+        removed = remove_debris(everything(db))
+        left = everything(db)
     for finding in removed:
         click.echo(f"removed\t{finding.kind}\t{finding.where}")
     for finding in left:

@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from crypto.durable import sync_path
 from crypto.names import (
     LOCK_NAME,
     METADATA_NAME,
@@ -35,10 +36,13 @@ from crypto.names import (
     part_name,
 )
 from crypto.sealing import sealed_plaintext_size
+from desk.config import Config
 from desk.errors import JournalistError
 from desk.intake.shape import part_size
+from desk.records.instance import key_material_problems
+from desk.records.keys import gpg_running, stale_locks
 from desk.records.models import CustodyRecord, Item, Reply, Upload
-from desk.storage.store import Store, fsync_path
+from desk.storage.store import Store
 
 # Kinds of finding, as the report names them.
 STAGING = "staging"
@@ -56,6 +60,8 @@ ROW_WITHOUT_REPLY = "row-without-reply"
 DELETED_BOX = "deleted-box"
 SETTLE_FOLDER = "settle-folder"
 DATABASE = "database"
+KEYS = "keys"
+STALE_LOCK = "stale-gpg-lock"
 
 # How long --repair waits for a server that is about to let go of the database.
 BUSY_MILLISECONDS = 2000
@@ -105,6 +111,23 @@ def examine(db: Session, store: Store) -> list[Finding]:
     return findings
 
 
+def key_findings(config: Config, db: Session) -> list[Finding]:
+    """Damaged key material (never removable: the message says how to recover), and gpg
+    locks no process holds, which --repair removes while no gpg runs in the desk's home."""
+    stale = set(stale_locks(config.gnupg_home))
+    findings = [Finding(KEYS, str(config.data_dir), problem, False)
+                for problem in key_material_problems(config, db)
+                if not any(str(path) in problem for path in stale)]
+    busy = gpg_running(config)
+    findings += [Finding(STALE_LOCK, str(path), "a gpg lock file no living process holds "
+                         "(empty after a power cut, or left by a killed gpg): while it is "
+                         "there every change to the keyring fails"
+                         + ("; a gpg is running in the desk's home now" if busy else ""),
+                         not busy)
+                 for path in sorted(stale)]
+    return findings
+
+
 def database_problems(db: Session) -> list[Finding]:
     """What SQLite's integrity_check and foreign_key_check report; nothing for another
     database."""
@@ -136,7 +159,7 @@ def repair(findings: Iterable[Finding]) -> list[Finding]:
                 path.unlink()
             except FileNotFoundError:
                 continue  # gone with something removed before it
-        fsync_path(path.parent)
+        sync_path(path.parent)
         removed.append(finding)
     return removed
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import os
 import re
 import shlex
@@ -38,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from crypto.names import TEMP_PREFIX
+from crypto.durable import sync_path, write_durably
 from desk.errors import DeskError
 
 ONION_PORT = 80
@@ -214,7 +213,9 @@ def ensure_client_key(layout: OnionLayout) -> tuple[ClientKey | None, bool]:
                             "default tor directory, run `desk init`)")
     for directory in (layout.tor_dir, layout.journalist_dir,
                       layout.authorized_client_file.parent):
-        directory.mkdir(mode=0o700, exist_ok=True)
+        if not directory.is_dir():
+            directory.mkdir(mode=0o700)
+            sync_path(directory.parent)
         mode = stat.S_IMODE(directory.stat().st_mode)
         if mode & 0o077:  # tor refuses an onion service directory others can read
             os.chmod(directory, mode & ~0o077)
@@ -294,25 +295,8 @@ def _comment(path: Path) -> str:
 
 
 def _write_file(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace `path` with `text` whole: via a temporary name, fsynced, with `mode`."""
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temp)
+    """Replace `path` with `text` whole and durably, with `mode` (crypto/durable.py)."""
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)  # whatever the umask
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(temp, path)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_durably(path, text.encode("utf-8"), mode)
     except OSError as exc:
         raise TorSetupError(f"cannot write {path}: {exc.strerror}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)

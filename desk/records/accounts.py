@@ -14,6 +14,7 @@ from crypto.kdf import PRODUCTION_KDF, KdfParams
 from crypto.keys import check_key, single_public_key
 from desk.errors import JournalistError
 from desk.records.credentials import hash_password, new_totp_secret
+from desk.records.keys import stale_locks
 from desk.records.models import Journalist, JournalistSession
 
 # A username is a custody actor (crypto/custody.py): the same alphabet, and never one of the
@@ -112,6 +113,10 @@ def _import_key(db: Session, gpg: GnuPG, key_data: bytes,
     try:
         gpg.import_public_key(key_data, key.fingerprint)
     except KeyRefused as exc:
+        if stale := stale_locks(gpg.home):
+            raise JournalistError(f"gpg could not import the key: {stale[0]} is a stale gpg "
+                                  "lock; stop both interfaces and run `desk doctor --repair`"
+                                  ) from exc
         raise JournalistError(f"key refused: {exc}") from exc
     return key.fingerprint
 

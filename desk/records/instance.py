@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -12,28 +13,38 @@ from sqlalchemy.orm import Session
 
 from crypto.codename import new_salt
 from crypto.custody import SigningKey
+from crypto.durable import sync_path, write_durably
 from desk.config import Config, parse_size
-from desk.errors import JournalistError, NotInitialised
+from desk.errors import DamagedKeys, JournalistError, NotInitialised
 from desk.records import migrations
 from desk.records.db import make_engine, make_sessionmaker
-from desk.records.models import Instance
+from desk.records.keys import (
+    keyring_problems,
+    secret_key_problem,
+    signing_key_problem,
+    stale_locks,
+)
+from desk.records.models import CustodyRecord, Instance, Journalist
 from desk.storage.store import Store
 
 
-def init_desk(config: Config) -> bool:
+def init_desk(config: Config, say: Callable[[str], None] = lambda _line: None) -> bool:
     """Create or upgrade the data directory, keyring, store and database; True if it was new.
 
-    Safe to run again: it creates only what is missing and applies pending migrations.
+    Safe to run again: it creates only what is missing and applies pending migrations. Key
+    material a power cut damaged is replaced where nothing depends on it (the cookie key;
+    the signing key while the custody log is empty), each replacement told to `say`; any
+    other damage raises DamagedKeys, so init never reports success over it.
     """
     new = not config.secret_key_file.exists()
     for path in (config.data_dir, config.gnupg_home):
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)  # gpg refuses a home others can read
+        sync_path(path.parent)
     Store(config.store_dir).create()
     if new:
-        fd = os.open(config.secret_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
+        write_durably(config.secret_key_file, secrets.token_hex(32).encode("ascii"),
+                      replace=False)
     if not config.signing_key_file.exists():
         SigningKey.generate().save(config.signing_key_file)
     engine = make_engine(config.database_url)
@@ -43,9 +54,28 @@ def init_desk(config: Config) -> bool:
             if db.get(Instance, 1) is None:
                 db.add(Instance(id=1, lookup_salt=new_salt(), reply_salt=new_salt(),
                                      created_on=datetime.now(UTC).date()))
+            _replace_what_is_safe(config, db, say)
+            problems = key_material_problems(config, db)
     finally:
         engine.dispose()
+    if problems:
+        raise DamagedKeys(problems[0] + (f" (and {len(problems) - 1} more: run `desk doctor`)"
+                                         if len(problems) > 1 else ""))
     return new
+
+
+def _replace_what_is_safe(config: Config, db: Session, say: Callable[[str], None]) -> None:
+    if secret_key_problem(config) is not None:
+        config.secret_key_file.unlink()
+        write_durably(config.secret_key_file, secrets.token_hex(32).encode("ascii"),
+                      replace=False)
+        say(f"Replaced the damaged {config.secret_key_file} (everyone is logged out)")
+    if signing_key_problem(config) is not None and \
+            db.scalar(select(CustodyRecord.seq).limit(1)) is None:
+        config.signing_key_file.unlink()
+        SigningKey.generate().save(config.signing_key_file)
+        say(f"Replaced the damaged {config.signing_key_file}: the custody log is empty, so "
+            "nothing was signed with it")
 
 
 def load_instance(db: Session) -> Instance:
@@ -57,7 +87,9 @@ def load_instance(db: Session) -> Instance:
 
 
 def read_signing_key(config: Config) -> SigningKey:
-    """The custody signing key made by `desk init`."""
+    """The custody signing key made by `desk init`; DamagedKeys if it is not a whole key."""
+    if (problem := signing_key_problem(config)) is not None:
+        raise DamagedKeys(problem)
     try:
         return SigningKey.load(config.signing_key_file)
     except FileNotFoundError as exc:
@@ -65,11 +97,27 @@ def read_signing_key(config: Config) -> SigningKey:
 
 
 def read_secret_key(config: Config) -> str:
-    """The cookie-signing key made by `desk init`."""
+    """The cookie-signing key made by `desk init`; DamagedKeys if it is not a whole key."""
+    if (problem := secret_key_problem(config)) is not None:
+        raise DamagedKeys(problem)
     try:
         return config.secret_key_file.read_text().strip()
     except FileNotFoundError as exc:
         raise NotInitialised(f"{config.secret_key_file} is missing: run `desk init`") from exc
+
+
+def key_material_problems(config: Config, db: Session | None = None) -> list[str]:
+    """Everything damaged in the desk's key material, one line each with its remedy: the two
+    key files, the keyring (checked against the journalists' fingerprints in `db`), and
+    stale gpg locks."""
+    problems = [problem for problem in (secret_key_problem(config), signing_key_problem(config))
+                if problem is not None]
+    fingerprints = [] if db is None else list(db.scalars(select(Journalist.fingerprint)))
+    problems += keyring_problems(config, fingerprints)
+    problems += [f"{path} is a stale gpg lock (a power cut while gpg held it, or gpg was "
+                 "killed): every change to the keyring fails until `desk doctor --repair` "
+                 "removes it" for path in stale_locks(config.gnupg_home)]
+    return problems
 
 
 MIN_UPLOAD_BYTES = 1024 * 1024

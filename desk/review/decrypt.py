@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from crypto.custody import ciphertext_digest, object_files
+from crypto.durable import remove_durably, sync_path
 from crypto.errors import DecryptionFailed
 from crypto.gpg import GnuPG
 from crypto.names import PARTIAL_MARK
@@ -92,6 +93,7 @@ def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | No
             digest, size = _decrypt_parts(workspace, gpg, item, parts, temp, progress)
             _check_ciphertext(workspace, item)
             os.replace(temp, final)
+            sync_path(folder)
         finally:
             temp.unlink(missing_ok=True)
         item.decrypted_path, item.decrypted_sha256 = str(final), digest
@@ -183,12 +185,13 @@ def wipe_item(workspace: Workspace, item_id: str) -> list[Path]:
             select(Action).where(Action.item_id == item.id, Action.action == "decrypt"))}
         for path in sorted(Path(p) for p in made | {item.decrypted_path} if p):
             if path.is_file():
-                path.unlink()
+                remove_durably(path)
                 removed.append(path)
         folder = workspace.decrypted(item.id)
         if folder.exists():
             removed += [p for p in folder.rglob("*") if p.is_file()]
             shutil.rmtree(folder)
+            sync_path(folder.parent)
         item.decrypted_path = item.decrypted_sha256 = None
         log_action(session, item.id, "wipe", removed=[str(p) for p in removed])
     return removed

@@ -30,6 +30,7 @@ from crypto.bundle import (
     verify_bundle,
 )
 from crypto.custody import CustodyEntry, ciphertext_digest, object_files
+from crypto.durable import sync_path
 from crypto.errors import CustodyBroken, DecryptionFailed, FormatError
 from crypto.gpg import GnuPG
 from crypto.items import ItemRecord
@@ -96,12 +97,14 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
                         # The verified copy replaces ciphertext lost or damaged since.
                         shutil.rmtree(target, ignore_errors=True)
                         os.rename(staging / obj.object_id, target)
+                        sync_path(target.parent)
                         log_action(session, obj.object_id, "restore", bundle=bundle_path.name)
                     continue
                 record = records[obj.object_id]
                 if target.exists():
                     shutil.rmtree(target)
                 os.rename(staging / obj.object_id, target)
+                sync_path(target.parent)
                 session.add(_item(record, obj, desk.signing_key))
                 log_action(session, obj.object_id, "import", bundle=bundle_path.name,
                            ciphertext_sha256=obj.ciphertext_sha256, desk=desk.signing_key)
@@ -122,6 +125,9 @@ def _read(bundle_path: Path, staging: Path, progress: Callable[[int], None]) -> 
                 out.write(chunk)
                 size += len(chunk)
                 progress(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        sync_path(folder)
         return size, digest.hexdigest()
 
     try:
@@ -222,6 +228,7 @@ def _store_reply_material(session: Session, workspace: Workspace, staging: Path,
         target = workspace.reply_copy(reply.reply_id)
         if session.get(ReplyCopyRecord, reply.reply_id) is None:
             os.replace(staging / REPLIES_DIR / reply.reply_id / REPLY_COPY_NAME, target)
+            sync_path(target.parent)
             session.add(ReplyCopyRecord(
                 id=reply.reply_id, desk_key=desk_key, source=reply.source,
                 number=reply.number, sent_on=datetime.fromisoformat(reply.sent_on).date(),

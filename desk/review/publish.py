@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from crypto.durable import sync_path
 from crypto.names import PARTIAL_MARK
 from desk.review.errors import ReviewError
 from desk.review.inspect import Report, inspect_file, require, run_tool
@@ -51,7 +52,9 @@ def publish_copy(original: Path, out: Path, scratch: Path, is_image: bool) -> Re
             left = "; ".join(f"{f.category}: {f.where}" for f in report.findings[:5])
             raise ReviewError(f"refused: the copy still carries {left}",
                               "nothing was written; report this file to the desk's developers")
+        sync_path(temp)
         os.replace(temp, out)
+        sync_path(out.parent)
         return report
     finally:
         temp.unlink(missing_ok=True)

@@ -8,7 +8,6 @@ the way without being able to read it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crypto.durable import write_durably
 from crypto.errors import CryptoError, FormatError
 from crypto.gpg import GnuPG
 from crypto.reply import MAX_REPLY_BYTES, key_id, read_header, reply_record, seal_reply
@@ -120,13 +120,14 @@ def write_reply(workspace: Workspace, gpg: GnuPG, source: str, text: str, out: P
                               "the reply is signed with your journalist key; unlock it or "
                               "insert its smartcard") from exc
         data = ReplyFile(box, encrypted, signature).to_bytes()
+        if out.exists():
+            raise ReviewError(f"the output file {out} already exists",
+                              "choose another --out name")
         try:
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_durably(out, data, replace=False)
         except FileExistsError as exc:
             raise ReviewError(f"the output file {out} already exists",
                               "choose another --out name") from exc
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
         log_action(session, None, "reply", source=key.designation, reply=header.reply_id,
                    author=author.username, file=out.name)
     return WrittenReply(out, key.designation, author.username, header.reply_id)

@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 
 from crypto.custody import CustodyEntry, verify_chain
+from crypto.durable import write_durably
 from desk.paths import TEMPLATES
 from desk.review.index import Action, CustodyLine, Item, KnownDesk
 from desk.review.inspect import Report
@@ -65,6 +66,5 @@ def _context(item: Item, desk: KnownDesk | None, chain: list[CustodyEntry],
 
 
 def write_report(html: str, out: Path) -> None:
-    """Write the report (a new file; never overwrites evidence)."""
-    with out.open("x", encoding="utf-8") as handle:
-        handle.write(html)
+    """Write the report durably (a new file; never overwrites evidence)."""
+    write_durably(out, html.encode("utf-8"), replace=False)

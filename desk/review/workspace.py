@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from crypto.durable import sync_path
 from crypto.names import (
     DECRYPTED_DIR,
     INDEX_NAME,
@@ -68,7 +69,9 @@ class Workspace:
         """Open (creating if needed) the workspace at `root`, readable by its owner only."""
         for path in (root, root / OBJECTS_DIR, root / REPLIES_DIR, root / DECRYPTED_DIR,
                      root / STAGING_DIR):
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.is_dir():
+                path.mkdir(mode=0o700, parents=True)
+                sync_path(path.parent)
         os.chmod(root, 0o700)
         engine = create_engine(f"sqlite:///{root / INDEX_NAME}")
         event.listen(engine, "connect", _pragmas)
@@ -94,7 +97,9 @@ class Workspace:
         """A GnuPG home holding only the desk's journalist public keys, to encrypt reply copies
         to them without touching the journalist's own keyring."""
         home = self.root / RECIPIENTS_HOME_DIR
-        home.mkdir(mode=0o700, exist_ok=True)
+        if not home.is_dir():
+            home.mkdir(mode=0o700)
+            sync_path(self.root)
         return home
 
     def decrypted(self, item_id: str) -> Path:

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto.durable import sync_path, write_durably
 from crypto.names import (
     DATABASE_NAME,
     GNUPG_DIR,
@@ -58,7 +59,6 @@ from crypto.names import (
     UPLOADS_DIR,
 )
 from desk.storage import fstime
-from desk.storage.store import fsync_path, write_durably
 
 DAY_NS = 86_400 * 1_000_000_000
 # What each settle leaves in the pool: a form post takes one folder and two files, a PATCH
@@ -392,7 +392,7 @@ def _rebirth_folder(folder: Path, fresh: tuple[str, ...]) -> bool:
         else:
             shutil.rmtree(temp)  # not a folder of files: leave it as it is
             return False
-    fsync_path(temp)  # every link is in place before the folder can take the name
+    sync_path(temp)  # every link is in place before the folder can take the name
     if not _swap_in(temp, folder):
         shutil.rmtree(temp)
         return False

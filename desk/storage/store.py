@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto.durable import sync_path
 from crypto.items import Kind
 from crypto.names import (
     HIDDEN_PREFIX,
@@ -39,31 +40,6 @@ from desk.errors import NoSpace
 # Room kept free beyond an upload's own size (its ciphertext is a little larger, and the
 # database, sessions and other uploads in progress write to the same disk).
 SPACE_RESERVE = 64 * 1024 * 1024
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file or directory to stable storage."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_durably(path: Path, chunks: Iterable[bytes]) -> None:
-    """Write `chunks` to `path` via a temporary name, fsynced, so `path` is whole or absent."""
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}")
-    try:
-        with temp.open("xb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(temp, path)
-        fsync_path(path.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
 
 
 class Staging:
@@ -85,9 +61,9 @@ class Staging:
             yield temp
             if self.store is not None:
                 self.store.spend(temp.stat().st_size)
-            fsync_path(temp)
+            sync_path(temp)
             os.rename(temp, self.path / name)
-            fsync_path(self.path)
+            sync_path(self.path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
@@ -137,7 +113,9 @@ class Store:
         """Make the store's directories, readable by the desk's user only."""
         for path in (self.root, self.objects, self.staging_root, self.uploads,
                      self.replies):
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.is_dir():
+                path.mkdir(mode=0o700, parents=True)
+                sync_path(path.parent)
 
     def free_bytes(self) -> int:
         """Bytes the desk may still write on the store's disk."""
@@ -166,9 +144,11 @@ class Store:
         return Staging(path, self)
 
     def make_dir(self, path: Path) -> None:
-        """Make the empty directory `path` (mode 0700): a pooled one if there is one."""
+        """Make the empty directory `path` (mode 0700), a pooled one if there is one, and
+        fsync its parent: the new entry survives a power cut."""
         if not self.take_pooled(POOL_FOLDER_PREFIX, path):
             path.mkdir(mode=0o700)
+        sync_path(path.parent)
 
     def take_pooled(self, prefix: str, target: Path) -> bool:
         """Move one of the pool's empty files or folders (by `prefix`) to `target`, which
@@ -201,7 +181,7 @@ class Store:
             for path in sorted(source.path.iterdir()):
                 if path.is_file() and not path.name.startswith(HIDDEN_PREFIX):
                     os.link(path, staging.path / path.name)
-            fsync_path(staging.path)
+            sync_path(staging.path)
         except BaseException:
             self.discard(staging)
             raise
@@ -221,9 +201,9 @@ class Store:
         return self._publish(staging, self.reply_path(reply_id))
 
     def _publish(self, staging: Staging, final: Path) -> Path:
-        fsync_path(staging.path)
+        sync_path(staging.path)
         os.rename(staging.path, final)
-        fsync_path(final.parent)
+        sync_path(final.parent)
         return final
 
     def path(self, object_id: str) -> Path:
@@ -241,19 +221,19 @@ class Store:
     def remove_reply(self, reply_id: str) -> None:
         """Delete a reply's files."""
         _remove_tree(self.reply_path(reply_id))
-        fsync_path(self.replies)
+        sync_path(self.replies)
 
     def remove(self, object_id: str) -> None:
         """Delete a published object's files."""
         _remove_tree(self.path(object_id))
-        fsync_path(self.objects)
+        sync_path(self.objects)
 
     def remove_upload(self, upload_id: str) -> None:
         """Delete a resumable upload's folder: its parts, sealed tail and lock."""
         if not OBJECT_ID_RE.match(upload_id):
             raise ValueError(f"not an upload id: {upload_id!r}")
         _remove_tree(self.uploads / upload_id)
-        fsync_path(self.uploads)
+        sync_path(self.uploads)
 
 
 def _remove_tree(path: Path) -> None:
