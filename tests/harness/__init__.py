@@ -13,6 +13,8 @@ sources and journalists, in-process or over HTTP. Nothing here is a test.
 - needles: secrets in every form, and the scan for them
 - crash, disk, refusals, tampering: the machinery of the crash, disk-full, bad-input and
   tampering tests
+- fsync_audit: a command or a server run under strace, and every change it left to a power
+  cut
 
 The names used most are importable from `tests.harness` itself.
 """
