@@ -32,6 +32,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from crypto import sealing
 from crypto.custody import SigningKey
+from crypto.durable import sync_path
 from crypto.errors import UnsealFailed
 from crypto.gpg import Readable
 from crypto.items import PartRecord, RecordTooLarge, check_record_fits, padme
@@ -483,6 +484,7 @@ def _publish(db: Session, writer: ItemWriter, key: SigningKey, upload: Upload,
     # The folder, with its lock file, goes only now: removing it before would let another
     # request lock a fresh one while this upload is being published.
     shutil.rmtree(folder.path, ignore_errors=True)
+    sync_path(folder.path.parent)
 
 
 def terminate(db: Session, store: Store, upload: Upload) -> None:
@@ -490,6 +492,7 @@ def terminate(db: Session, store: Store, upload: Upload) -> None:
     db.delete(upload)
     db.commit()
     shutil.rmtree(upload_dir(store, upload.id), ignore_errors=True)
+    sync_path(store.uploads)
 
 
 def purge_expired_uploads(db: Session, store: Store) -> int:
@@ -512,4 +515,5 @@ def purge_expired_uploads(db: Session, store: Store) -> int:
             if folder.name not in known and folder.stat().st_mtime < settled:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
+        sync_path(root)
     return len(expired) + removed

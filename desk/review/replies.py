@@ -106,7 +106,8 @@ def write_reply(workspace: Workspace, gpg: GnuPG, source: str, text: str, out: P
         header = read_header(box)
         copy = ReplyCopy(header.reply_id, key.designation, key_id(key.reply_public_key).hex(),
                          datetime.now(UTC), author.username, "console", text)
-        keyring = GnuPG(workspace.recipients_home())
+        # A home of public keys only: no random seed file to leave behind unsynced.
+        keyring = GnuPG(workspace.recipients_home(), seed_file=False)
         fingerprints = []
         for recipient in recipients:
             keyring.import_public_key(recipient.public_key.encode("ascii"),
