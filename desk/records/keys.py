@@ -16,12 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from crypto.errors import CryptoError
 from crypto.gpg import GnuPG
+from crypto.names import GPG_DOTLOCK_PREFIX, GPG_LOCK_SUFFIX
 from desk.config import Config
 
 SECRET_KEY_RE = re.compile(r"[0-9a-f]{64}")
-# gpg's dot-lock files: the lock itself, and the temporary file it links to take it.
-LOCK_SUFFIX = ".lock"
-LOCK_TEMP_PREFIX = ".#lk"
 
 # The programs that take the keyring's lock (gpg-agent, dirmngr and scdaemon never do).
 KEYRING_WRITERS = frozenset({"gpg", "gpg2"})
@@ -87,7 +85,7 @@ def stale_locks(home: Path) -> list[Path]:
         return []
     stale = []
     for path in sorted(home.iterdir()):
-        if not (path.name.endswith(LOCK_SUFFIX) or path.name.startswith(LOCK_TEMP_PREFIX)):
+        if not (path.name.endswith(GPG_LOCK_SUFFIX) or path.name.startswith(GPG_DOTLOCK_PREFIX)):
             continue
         text = _read(path) or ""
         pid = text.split()[0] if text.split() else ""
