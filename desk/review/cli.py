@@ -238,8 +238,13 @@ def open_command(obj: Context, item: str, out_dir: Path | None) -> None:
 @failures
 def wipe_command(obj: Context, item: str) -> None:
     """Delete an item's decrypted copy from this machine (the ciphertext stays)."""
-    removed = wipe_item(obj.workspace(), item)
-    click.echo(f"removed {len(removed)} decrypted file(s)", err=True)
+    wiped = wipe_item(obj.workspace(), item)
+    if wiped.kept:
+        left = "; ".join(f"{path} ({why})" for path, why in wiped.kept)
+        raise ReviewError(f"removed {len(wiped.removed)} decrypted file(s) but left "
+                          f"{len(wiped.kept)} that open recorded: {left}",
+                          "check each one and delete it by hand if it holds the plaintext")
+    click.echo(f"removed {len(wiped.removed)} decrypted file(s)", err=True)
 
 
 @contextmanager

@@ -465,6 +465,36 @@ def test_wipe_removes_every_copy_open_made(imported: Imported, tmp_path: Path) -
     assert leftovers(ws, out) == []
 
 
+def test_wipe_from_another_folder_removes_only_what_open_wrote(imported: Imported,
+                                                              tmp_path: Path) -> None:
+    """`open --out .` in one folder, `wipe` run from another that holds an unrelated file of
+    the same name: the plaintext goes, the unrelated file stays; a copy changed since open is
+    left and named, and wipe does not report success."""
+    ws, home = imported.workspace, imported.home
+    case, elsewhere = tmp_path / "case", tmp_path / "elsewhere"
+    case.mkdir()
+    elsewhere.mkdir()
+    unrelated = elsewhere / "evidence.bin"
+    unrelated.write_bytes(b"the journalist's own notes")
+    line = ok(review(ws, home, "open", imported.file_id, "--out", ".", cwd=case)).strip()
+    assert line == f"{sha256(imported.data)}  {case / 'evidence.bin'}"
+
+    wiped = review(ws, home, "wipe", imported.file_id, cwd=elsewhere)
+    assert ok(wiped) == ""
+    assert "removed 1 decrypted file(s)" in wiped.stderr
+    assert not (case / "evidence.bin").exists()
+    assert unrelated.read_bytes() == b"the journalist's own notes"
+    assert leftovers(ws, case) == []
+
+    ok(review(ws, home, "open", imported.file_id, "--out", ".", cwd=case))
+    (case / "evidence.bin").write_bytes(b"replaced by another file since")
+    message, hint = diagnostic(review(ws, home, "wipe", imported.file_id, cwd=elsewhere))
+    assert f"left 1 that open recorded: {case / 'evidence.bin'}" in message
+    assert hint is not None
+    assert (case / "evidence.bin").read_bytes() == b"replaced by another file since"
+    assert unrelated.read_bytes() == b"the journalist's own notes"
+
+
 def test_same_name_items_opened_into_one_folder_stay_apart(
         desk: Services, source: SourceBrowser, journalist: Keypair, footage: dict[str, bytes],
         tmp_path: Path) -> None:
