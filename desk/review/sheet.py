@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desk.review.errors import ReviewError
-from desk.review.inspect import require, run_tool
+from desk.review.inspect import media_arg, require, run_tool
 
 MAX_FRAMES = 24
 COLUMNS = 4
@@ -36,7 +36,7 @@ def keyframe_times(video: Path, limit: int = MAX_FRAMES) -> list[float]:
     ffprobe = require("ffprobe", "ffmpeg")
     text = run_tool([ffprobe, "-v", "error", "-select_streams", "V:0", "-skip_frame", "nokey",
                      "-show_entries", "frame=best_effort_timestamp_time", "-of", "csv=p=0",
-                     str(video)], "ffprobe")
+                     media_arg(video)], "ffprobe")
     values = (line.split(",")[0].strip() for line in text.splitlines())
     times = sorted({round(float(v), 3) for v in values if _is_number(v)})
     if len(times) <= limit:
@@ -53,8 +53,8 @@ def grab_frames(video: Path, times: list[float], folder: Path) -> list[Frame]:
     for seconds in times:
         path = folder / f"frame-{_stamp(seconds).replace(':', '-')}.png"
         run_tool([ffmpeg, "-v", "error", "-nostdin", "-y", "-ss", f"{seconds:.3f}",
-                  "-i", str(video), "-frames:v", "1", "-vf", f"scale={THUMB_WIDTH}:-2",
-                  str(path)], "ffmpeg")
+                  "-i", media_arg(video), "-frames:v", "1", "-vf", f"scale={THUMB_WIDTH}:-2",
+                  media_arg(path)], "ffmpeg")
         if path.exists():
             frames.append(Frame(seconds, path))
     return frames

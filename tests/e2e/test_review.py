@@ -26,6 +26,8 @@ from sqlalchemy import select
 from desk.app import create_app
 from desk.records.models import Source
 from desk.review.inspect import inspect_file
+from desk.review.publish import publish_copy
+from desk.review.sheet import contact_sheet, keyframe_times
 from desk.services import Services
 from tests.harness.console import (
     BUNDLE_ROOT,
@@ -563,6 +565,33 @@ def test_inspect_reports_what_could_identify_the_source(shared: Shared, name: st
     assert (sha256(original.read_bytes()), original.stat().st_mtime_ns) == before
     assert sha256(original.read_bytes()) == sha256(shared.footage[name])
     assert list((shared.workspace / "staging").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["-report", "-report.mp4"])
+def test_a_file_named_like_an_option_is_read_as_a_file(footage: dict[str, bytes], name: str,
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source's file name that starts with '-', given relative as `open --out .` once
+    recorded it: ffprobe and ffmpeg must read it, not take it for an option (`-report` writes
+    a log file where they run)."""
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / name).write_bytes(footage["station.mp4"])
+    monkeypatch.chdir(case)
+    video, scratch = Path(name), tmp_path / "scratch"
+
+    report = inspect_file(video, scratch)
+    assert {s["type"] for s in report.streams} == {"video", "audio", "subtitle"}
+    assert any(f.category == "timed metadata track" and GPS_LINE in f.value
+               for f in report.findings)
+    assert keyframe_times(video) == [0.0]
+    frames = contact_sheet(video, Path("-sheet.png"), Path("-frames"))
+    assert [f.seconds for f in frames] == [0.0]
+    publish_copy(video, Path("-clean.mp4"), scratch, is_image=False)
+    assert {s["type"] for s in inspect_file(Path("-clean.mp4"), scratch).streams} == {
+        "video", "audio"}
+    assert sorted(p.name for p in case.iterdir()) == sorted(
+        [name, "-sheet.png", "-frames", "-clean.mp4"])
 
 
 def test_inspect_of_an_item_not_opened_leaves_no_plaintext(shared: Shared) -> None:
