@@ -24,7 +24,7 @@ from crypto.custody import ciphertext_digest, file_sha256, object_files
 from crypto.durable import remove_durably, sync_path
 from crypto.errors import DecryptionFailed
 from crypto.gpg import GnuPG
-from crypto.names import PARTIAL_MARK
+from crypto.names import CONSOLE_SCRATCH_PREFIXES, PARTIAL_MARK
 from desk.review.errors import ReviewError
 from desk.review.index import Action, Item
 from desk.review.workspace import Workspace, log_action
@@ -121,7 +121,8 @@ def _decrypt_parts(workspace: Workspace, gpg: GnuPG, item: Item,
     left = item.size  # content bytes still to write; the rest is padding
     # One unpadded part is the whole file: hash it once (hashing is a third of the work).
     single = len(parts) == 1 and parts[0][1] == item.size
-    with temp.open("xb") as out:
+    # Owner-only from the start, wherever --out puts it.
+    with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
         for name, size, sha256 in parts:
             digest, count = (whole if single else hashlib.sha256()), 0
             padding_ok = True
@@ -190,7 +191,8 @@ def _decrypt_part(gpg: GnuPG, path: Path, sink: Callable[[bytes], None], item_id
 def wipe_item(workspace: Workspace, item_id: str) -> Wiped:
     """Delete every decrypted copy `open` made of an item since the item was last wiped (each
     one is in the action log with its size and SHA-256). A file at a recorded path is deleted
-    only if it is still exactly what `open` wrote there; any other is kept and named."""
+    only if it is still exactly what `open` wrote there; any other is kept and named. The
+    console's scratch left in the staging folder by a killed command goes too."""
     removed: list[Path] = []
     kept: list[tuple[Path, str]] = []
     with workspace.session() as session:
@@ -227,6 +229,17 @@ def wipe_item(workspace: Workspace, item_id: str) -> Wiped:
             removed += [p for p in folder.rglob("*") if p.is_file()]
             shutil.rmtree(folder)
             sync_path(folder.parent)
+        # What a killed inspect, sheet, report or viewer left in the scratch folder (of any
+        # item: scratch folders are not named by item).
+        for entry in sorted(workspace.staging.iterdir()):
+            if entry.name.startswith(CONSOLE_SCRATCH_PREFIXES):
+                if entry.is_dir() and not entry.is_symlink():
+                    removed += [p for p in entry.rglob("*") if p.is_file()]
+                    shutil.rmtree(entry)
+                else:
+                    removed.append(entry)
+                    entry.unlink()
+                sync_path(workspace.staging)
         item.decrypted_path = item.decrypted_sha256 = None
         log_action(session, item.id, "wipe", removed=[str(p) for p in removed],
                    kept=[str(p) for p, _ in kept])

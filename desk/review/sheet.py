@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto.names import SHEET_SCRATCH_PREFIX
 from desk.review.errors import ReviewError
 from desk.review.inspect import media_arg, require, run_tool
 
@@ -61,11 +62,14 @@ def grab_frames(video: Path, times: list[float], folder: Path) -> list[Frame]:
 
 
 def contact_sheet(video: Path, out: Path, frames_dir: Path | None = None,
-                  is_image: bool = False) -> list[Frame]:
-    """Write the sheet PNG to `out` (and the frames to `frames_dir` if given)."""
+                  is_image: bool = False, *, scratch: Path) -> list[Frame]:
+    """Write the sheet PNG to `out` (and the frames to `frames_dir` if given). The frames are
+    decoded in a private folder under `scratch` (the workspace's staging folder, which `wipe`
+    clears), never in the system's temporary folder."""
     from PIL import Image, ImageDraw, ImageFont
 
-    work = Path(tempfile.mkdtemp(prefix="sheet-"))
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=SHEET_SCRATCH_PREFIX, dir=scratch))
     try:
         if is_image:
             frames = [Frame(0.0, _image_thumbnail(video, work / "frame-00-00-00.000.png"))]
