@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from crypto.errors import KeyRefused
 
-FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
+FINGERPRINT_RE = re.compile(r"[0-9A-F]{40}")  # used with fullmatch: "$" admits a final newline
 
 # OpenPGP public-key algorithm ids (RFC 4880 section 9.1, RFC 6637, RFC 9580).
 RSA_ALGORITHMS = frozenset({1, 2, 3})
@@ -30,7 +30,7 @@ REVOKED, EXPIRED, INVALID, DISABLED = "r", "e", "i", "d"
 def parse_fingerprint(text: str) -> str:
     """Return a 40-hex OpenPGP v4 fingerprint in upper case, or raise ValueError."""
     fingerprint = text.replace(" ", "").upper()
-    if not FINGERPRINT_RE.match(fingerprint):
+    if not FINGERPRINT_RE.fullmatch(fingerprint):
         raise ValueError(f"not a 40-hex OpenPGP fingerprint: {text!r}")
     return fingerprint
 

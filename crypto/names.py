@@ -120,6 +120,11 @@ RECIPIENTS_HOME_DIR = "recipients-gnupg"
 OPEN_SCRATCH_PREFIX = "open-"
 INSPECT_SCRATCH_PREFIX = "inspect-"
 REPORT_SHEET_PREFIX = "report-sheet-"
+SHEET_SCRATCH_PREFIX = "sheet-"
+VIEW_SCRATCH_PREFIX = "view-"
+# All of them: `wipe` clears what a killed command left.
+CONSOLE_SCRATCH_PREFIXES = (OPEN_SCRATCH_PREFIX, INSPECT_SCRATCH_PREFIX, REPORT_SHEET_PREFIX,
+                            SHEET_SCRATCH_PREFIX, VIEW_SCRATCH_PREFIX)
 # Plaintext is written under a name holding this, then renamed, so a half-written file is never
 # taken for a whole one.
 PARTIAL_MARK = HIDDEN_PREFIX + "partial-"

@@ -42,11 +42,12 @@ from desk.errors import DeskError
 
 ONION_PORT = 80
 AUTH_TYPE = "descriptor:x25519:"
+# Used with fullmatch ("$" would admit a final newline).
 # Base32 of a 32-byte key without its "====" padding, as tor writes and reads it.
-_KEY_RE = re.compile(r"^[A-Z2-7]{52}$")
-_ONION_RE = re.compile(r"^([a-z2-7]{56})\.onion$")
+_KEY_RE = re.compile(r"[A-Z2-7]{52}")
+_ONION_RE = re.compile(r"([a-z2-7]{56})\.onion")
 # Written as they are; anything else in a path is quoted (tor reads C-style quoted values).
-_PLAIN_VALUE_RE = re.compile(r"^[A-Za-z0-9_./+,:=@~-]+$")
+_PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_./+,:=@~-]+")
 
 
 class TorSetupError(DeskError):
@@ -112,7 +113,7 @@ class ClientKey:
 
     def client_line(self, onion_address: str) -> str:
         """The line a Tor client's ClientOnionAuthDir (or Tor Browser) takes for the service."""
-        match = _ONION_RE.match(onion_address)
+        match = _ONION_RE.fullmatch(onion_address)
         if match is None:
             raise TorSetupError(f"{onion_address!r} is not a v3 onion address")
         return f"{match.group(1)}:{AUTH_TYPE}{self.private_base32}"
@@ -247,7 +248,7 @@ def onion_address(service_dir: Path) -> str | None:
         return None
     except OSError as exc:
         raise TorSetupError(f"cannot read {service_dir / 'hostname'}: {exc.strerror}") from exc
-    return text if _ONION_RE.match(text) else None
+    return text if _ONION_RE.fullmatch(text) else None
 
 
 def _read_key_file(path: Path) -> str | None:
@@ -259,7 +260,7 @@ def _read_key_file(path: Path) -> str | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise TorSetupError(f"cannot read {path}: {exc}") from exc
     key = text.removeprefix(AUTH_TYPE)
-    if not text.startswith(AUTH_TYPE) or not _KEY_RE.match(key):
+    if not text.startswith(AUTH_TYPE) or not _KEY_RE.fullmatch(key):
         raise TorSetupError(f"{path} is not a `{AUTH_TYPE}KEY` line: remove it and run this "
                             "again to make a new client key")
     return key
@@ -270,7 +271,7 @@ def _encode_key(raw: bytes) -> str:
 
 
 def _decode_key(text: str) -> bytes:
-    if not _KEY_RE.match(text):
+    if not _KEY_RE.fullmatch(text):
         raise TorSetupError("a client key must be 52 base32 characters")
     try:
         return base64.b32decode(text + "====")
@@ -285,7 +286,7 @@ def _torrc_value(path: Path) -> str:
         raise TorSetupError(f"{text} is not an absolute path")
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
         raise TorSetupError(f"{text!r} has a control character: choose another directory")
-    if _PLAIN_VALUE_RE.match(text):
+    if _PLAIN_VALUE_RE.fullmatch(text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

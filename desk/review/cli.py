@@ -237,9 +237,15 @@ def open_command(obj: Context, item: str, out_dir: Path | None) -> None:
 @click.pass_obj
 @failures
 def wipe_command(obj: Context, item: str) -> None:
-    """Delete an item's decrypted copy from this machine (the ciphertext stays)."""
-    removed = wipe_item(obj.workspace(), item)
-    click.echo(f"removed {len(removed)} decrypted file(s)", err=True)
+    """Delete an item's decrypted copy from this machine (the ciphertext stays), and what an
+    interrupted command left in the workspace's scratch folder."""
+    wiped = wipe_item(obj.workspace(), item)
+    if wiped.kept:
+        left = "; ".join(f"{path} ({why})" for path, why in wiped.kept)
+        raise ReviewError(f"removed {len(wiped.removed)} decrypted file(s) but left "
+                          f"{len(wiped.kept)} that open recorded: {left}",
+                          "check each one and delete it by hand if it holds the plaintext")
+    click.echo(f"removed {len(wiped.removed)} decrypted file(s)", err=True)
 
 
 @contextmanager
@@ -347,7 +353,8 @@ def sheet_command(obj: Context, item: str, out: Path, frames_dir: Path | None) -
     """A contact sheet of keyframes with their timestamps."""
     workspace = obj.workspace()
     with _plaintext(obj, workspace, item) as (record, path):
-        frames = contact_sheet(path, out, frames_dir, is_image=_is_image(record))
+        frames = contact_sheet(path, out, frames_dir, is_image=_is_image(record),
+                               scratch=workspace.staging)
     with workspace.session() as session:
         log_action(session, record.id, "sheet", out=str(out), frames=len(frames))
     click.echo(str(out))
@@ -370,7 +377,7 @@ def report_command(obj: Context, item: str, out: Path) -> None:
         report = inspect_file(path, staging)
         sheet = staging / f"{REPORT_SHEET_PREFIX}{os.urandom(6).hex()}.png"
         try:
-            contact_sheet(path, sheet, is_image=_is_image(record))
+            contact_sheet(path, sheet, is_image=_is_image(record), scratch=staging)
             sheet_png = sheet.read_bytes()
         except ReviewError:
             sheet_png = None  # no picture to show (a document, say); the rest still stands

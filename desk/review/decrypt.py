@@ -20,17 +20,25 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from crypto.custody import ciphertext_digest, object_files
+from crypto.custody import ciphertext_digest, file_sha256, object_files
 from crypto.durable import remove_durably, sync_path
 from crypto.errors import DecryptionFailed
 from crypto.gpg import GnuPG
-from crypto.names import PARTIAL_MARK
+from crypto.names import CONSOLE_SCRATCH_PREFIXES, PARTIAL_MARK
 from desk.review.errors import ReviewError
 from desk.review.index import Action, Item
 from desk.review.workspace import Workspace, log_action
 
 MAX_NAME_BYTES = 200
 UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:]")
+
+
+@dataclass(frozen=True)
+class Wiped:
+    """What `wipe` removed, and the recorded copies it left, each with the reason."""
+
+    removed: list[Path]
+    kept: list[tuple[Path, str]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,9 @@ def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | No
             return Opened(None, digest, len(data), data.decode("utf-8", "replace"))
         folder = out_dir or workspace.decrypted(item.id)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Recorded as an absolute path: `wipe`, run from another folder, must find this file
+        # and no other.
+        folder = folder.resolve()
         final = folder / safe_filename(item.filename, item.id)
         if final.exists() and item.decrypted_path != str(final):
             # Another item (or another file) already has this name here: never overwrite it.
@@ -110,7 +121,8 @@ def _decrypt_parts(workspace: Workspace, gpg: GnuPG, item: Item,
     left = item.size  # content bytes still to write; the rest is padding
     # One unpadded part is the whole file: hash it once (hashing is a third of the work).
     single = len(parts) == 1 and parts[0][1] == item.size
-    with temp.open("xb") as out:
+    # Owner-only from the start, wherever --out puts it.
+    with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
         for name, size, sha256 in parts:
             digest, count = (whole if single else hashlib.sha256()), 0
             padding_ok = True
@@ -176,22 +188,59 @@ def _decrypt_part(gpg: GnuPG, path: Path, sink: Callable[[bytes], None], item_id
                           ) from exc
 
 
-def wipe_item(workspace: Workspace, item_id: str) -> list[Path]:
-    """Delete every decrypted copy `open` made of an item (each one is in the action log)."""
+def wipe_item(workspace: Workspace, item_id: str) -> Wiped:
+    """Delete every decrypted copy `open` made of an item since the item was last wiped (each
+    one is in the action log with its size and SHA-256). A file at a recorded path is deleted
+    only if it is still exactly what `open` wrote there; any other is kept and named. The
+    console's scratch left in the staging folder by a killed command goes too."""
     removed: list[Path] = []
+    kept: list[tuple[Path, str]] = []
     with workspace.session() as session:
         item = workspace.item(session, item_id)
-        made = {json.loads(a.detail).get("path") for a in session.scalars(
-            select(Action).where(Action.item_id == item.id, Action.action == "decrypt"))}
-        for path in sorted(Path(p) for p in made | {item.decrypted_path} if p):
-            if path.is_file():
-                remove_durably(path)
-                removed.append(path)
+        actions = list(session.scalars(
+            select(Action).where(Action.item_id == item.id,
+                                 Action.action.in_(("decrypt", "wipe"))).order_by(Action.seq)))
+        last_wipe = max((a.seq for a in actions if a.action == "wipe"), default=0)
+        made: dict[str, set[tuple[int, str]]] = {}
+        for action in actions:
+            detail = json.loads(action.detail)
+            if action.action == "decrypt" and action.seq > last_wipe and detail.get("path"):
+                made.setdefault(detail["path"], set()).add((detail.get("size"),
+                                                            detail.get("sha256")))
+        if item.decrypted_path and item.decrypted_sha256:
+            made.setdefault(item.decrypted_path, set()).add((item.size, item.decrypted_sha256))
         folder = workspace.decrypted(item.id)
+        for name, expected in sorted(made.items()):
+            path = Path(name)
+            if path.is_absolute() and path.is_relative_to(folder):
+                continue  # the workspace's own folder for this item goes whole, below
+            if not path.is_absolute():
+                # Recorded by an older console relative to a folder it did not record.
+                kept.append((path, "recorded as a relative path, so where it is is unknown"))
+            elif path.is_symlink() or (path.exists() and not path.is_file()):
+                kept.append((path, "no longer a regular file"))
+            elif path.is_file():
+                if file_sha256(path) in expected:
+                    remove_durably(path)
+                    removed.append(path)
+                else:
+                    kept.append((path, "changed or replaced since it was decrypted"))
         if folder.exists():
             removed += [p for p in folder.rglob("*") if p.is_file()]
             shutil.rmtree(folder)
             sync_path(folder.parent)
+        # What a killed inspect, sheet, report or viewer left in the scratch folder (of any
+        # item: scratch folders are not named by item).
+        for entry in sorted(workspace.staging.iterdir()):
+            if entry.name.startswith(CONSOLE_SCRATCH_PREFIXES):
+                if entry.is_dir() and not entry.is_symlink():
+                    removed += [p for p in entry.rglob("*") if p.is_file()]
+                    shutil.rmtree(entry)
+                else:
+                    removed.append(entry)
+                    entry.unlink()
+                sync_path(workspace.staging)
         item.decrypted_path = item.decrypted_sha256 = None
-        log_action(session, item.id, "wipe", removed=[str(p) for p in removed])
-    return removed
+        log_action(session, item.id, "wipe", removed=[str(p) for p in removed],
+                   kept=[str(p) for p, _ in kept])
+    return Wiped(removed, kept)

@@ -83,6 +83,13 @@ def require(tool: str, package: str) -> str:
     return path
 
 
+def media_arg(path: Path) -> str:
+    """`path` as ffmpeg and ffprobe must be given it: absolute, behind the file: protocol, so
+    that a name starting with '-' is not taken for an option nor one with a colon for another
+    protocol."""
+    return f"file:{path.absolute()}"
+
+
 def run_tool(args: list[str], what: str) -> str:
     """Run a tool with a time limit; ReviewError with its complaint on failure."""
     try:
@@ -108,12 +115,12 @@ def inspect_file(original: Path, scratch_root: Path) -> Report:
         try:
             probe = json.loads(run_tool(
                 [ffprobe, "-v", "error", "-print_format", "json", "-show_format",
-                 "-show_streams", "-show_chapters", str(copy)], "ffprobe") or "{}")
+                 "-show_streams", "-show_chapters", media_arg(copy)], "ffprobe") or "{}")
         except ReviewError:
             probe = {}  # a still image ffmpeg cannot read (HEIF here); exiftool still can
         tags = json.loads(run_tool(
             [exiftool, "-j", "-ee", "-G3:1", "-a", "-u", "-api", "LargeFileSupport=1",
-             str(copy)], "exiftool") or "[{}]")[0]
+             "--", str(copy.absolute())], "exiftool") or "[{}]")[0]
         report = Report(tags={k: v for k, v in tags.items() if not OURS.match(k)})
         _facts(report, probe, tags)
         _tag_findings(report)
@@ -205,8 +212,8 @@ def _subtitle_sample(copy: Path, index: int) -> str:
     if ffmpeg is None:
         return ""
     try:
-        text = run_tool([ffmpeg, "-v", "error", "-i", str(copy), "-map", f"0:{index}",
-                         "-f", "srt", "-"], "ffmpeg")
+        text = run_tool([ffmpeg, "-v", "error", "-nostdin", "-i", media_arg(copy),
+                         "-map", f"0:{index}", "-f", "srt", "-"], "ffmpeg")
     except ReviewError:
         return ""
     lines = [line for line in text.splitlines()

@@ -17,7 +17,7 @@ from pathlib import Path
 from crypto.durable import sync_path
 from crypto.names import PARTIAL_MARK
 from desk.review.errors import ReviewError
-from desk.review.inspect import Report, inspect_file, require, run_tool
+from desk.review.inspect import Report, inspect_file, media_arg, require, run_tool
 
 VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
                  ".webm": "webm"}
@@ -67,15 +67,15 @@ def _clean_video(original: Path, temp: Path, scratch: Path) -> None:
                           "use --out with .mp4, .mov, .mkv or .webm")
     ffmpeg = require("ffmpeg", "ffmpeg")
     codecs = {s["codec"] for s in inspect_file(original, scratch).streams if s["type"] == "video"}
-    args = [ffmpeg, "-v", "error", "-nostdin", "-i", str(original),
+    args = [ffmpeg, "-v", "error", "-nostdin", "-i", media_arg(original),
             "-map", "0:V?", "-map", "0:a?", "-c:v", "copy", "-c:a", *AUDIO_CODECS[container],
             "-map_metadata", "-1", "-map_metadata:s:v", "-1", "-map_metadata:s:a", "-1",
             "-map_chapters", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
             "-flags:a", "+bitexact"]
     for codec in sorted(codecs & SEI_FILTERS.keys()):
         args += ["-bsf:v", SEI_FILTERS[codec]]
-    run_tool([*args, "-f", container, str(temp)], "ffmpeg")
-    run_tool([ffmpeg, "-v", "error", "-nostdin", "-t", DECODE_CHECK_SECONDS, "-i", str(temp),
+    run_tool([*args, "-f", container, media_arg(temp)], "ffmpeg")
+    run_tool([ffmpeg, "-v", "error", "-nostdin", "-t", DECODE_CHECK_SECONDS, "-i", media_arg(temp),
               "-f", "null", "-"], "checking that the copy decodes")
 
 

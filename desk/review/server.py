@@ -18,6 +18,7 @@ from sqlalchemy import select
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from crypto.gpg import GnuPG
+from crypto.names import VIEW_SCRATCH_PREFIX
 from desk.paths import TEMPLATES
 from desk.review.decrypt import open_item
 from desk.review.errors import ReviewError
@@ -100,12 +101,13 @@ def _media_type(item: Item) -> str:
 
 
 def _sheet(path: Path, item: Item, staging: Path) -> str | None:
-    staging.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=staging) as work:
+    staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=VIEW_SCRATCH_PREFIX, dir=staging) as work:
         out = Path(work) / "sheet.png"
         try:
             contact_sheet(path, out, is_image=looks_like_image(Path(item.filename or ""),
-                                                               item.content_type))
+                                                               item.content_type),
+                          scratch=staging)
         except ReviewError:
             return None
         return base64.b64encode(out.read_bytes()).decode("ascii")

@@ -13,8 +13,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto.names import SHEET_SCRATCH_PREFIX
 from desk.review.errors import ReviewError
-from desk.review.inspect import require, run_tool
+from desk.review.inspect import media_arg, require, run_tool
 
 MAX_FRAMES = 24
 COLUMNS = 4
@@ -36,7 +37,7 @@ def keyframe_times(video: Path, limit: int = MAX_FRAMES) -> list[float]:
     ffprobe = require("ffprobe", "ffmpeg")
     text = run_tool([ffprobe, "-v", "error", "-select_streams", "V:0", "-skip_frame", "nokey",
                      "-show_entries", "frame=best_effort_timestamp_time", "-of", "csv=p=0",
-                     str(video)], "ffprobe")
+                     media_arg(video)], "ffprobe")
     values = (line.split(",")[0].strip() for line in text.splitlines())
     times = sorted({round(float(v), 3) for v in values if _is_number(v)})
     if len(times) <= limit:
@@ -53,19 +54,22 @@ def grab_frames(video: Path, times: list[float], folder: Path) -> list[Frame]:
     for seconds in times:
         path = folder / f"frame-{_stamp(seconds).replace(':', '-')}.png"
         run_tool([ffmpeg, "-v", "error", "-nostdin", "-y", "-ss", f"{seconds:.3f}",
-                  "-i", str(video), "-frames:v", "1", "-vf", f"scale={THUMB_WIDTH}:-2",
-                  str(path)], "ffmpeg")
+                  "-i", media_arg(video), "-frames:v", "1", "-vf", f"scale={THUMB_WIDTH}:-2",
+                  media_arg(path)], "ffmpeg")
         if path.exists():
             frames.append(Frame(seconds, path))
     return frames
 
 
 def contact_sheet(video: Path, out: Path, frames_dir: Path | None = None,
-                  is_image: bool = False) -> list[Frame]:
-    """Write the sheet PNG to `out` (and the frames to `frames_dir` if given)."""
+                  is_image: bool = False, *, scratch: Path) -> list[Frame]:
+    """Write the sheet PNG to `out` (and the frames to `frames_dir` if given). The frames are
+    decoded in a private folder under `scratch` (the workspace's staging folder, which `wipe`
+    clears), never in the system's temporary folder."""
     from PIL import Image, ImageDraw, ImageFont
 
-    work = Path(tempfile.mkdtemp(prefix="sheet-"))
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=SHEET_SCRATCH_PREFIX, dir=scratch))
     try:
         if is_image:
             frames = [Frame(0.0, _image_thumbnail(video, work / "frame-00-00-00.000.png"))]

@@ -66,7 +66,9 @@ class Workspace:
 
     @classmethod
     def open(cls, root: Path) -> Workspace:
-        """Open (creating if needed) the workspace at `root`, readable by its owner only."""
+        """Open (creating if needed) the workspace at `root`, readable by its owner only. Its
+        paths are absolute, so what is recorded of them means the same from any folder."""
+        root = root.resolve()
         for path in (root, root / OBJECTS_DIR, root / REPLIES_DIR, root / DECRYPTED_DIR,
                      root / STAGING_DIR):
             if not path.is_dir():

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,10 @@ from sqlalchemy import select
 from desk.app import create_app
 from desk.records.models import Source
 from desk.review.inspect import inspect_file
+from desk.review.publish import publish_copy
+from desk.review.server import create_viewer
+from desk.review.sheet import contact_sheet, keyframe_times
+from desk.review.workspace import Workspace
 from desk.services import Services
 from tests.harness.console import (
     BUNDLE_ROOT,
@@ -465,6 +471,36 @@ def test_wipe_removes_every_copy_open_made(imported: Imported, tmp_path: Path) -
     assert leftovers(ws, out) == []
 
 
+def test_wipe_from_another_folder_removes_only_what_open_wrote(imported: Imported,
+                                                              tmp_path: Path) -> None:
+    """`open --out .` in one folder, `wipe` run from another that holds an unrelated file of
+    the same name: the plaintext goes, the unrelated file stays; a copy changed since open is
+    left and named, and wipe does not report success."""
+    ws, home = imported.workspace, imported.home
+    case, elsewhere = tmp_path / "case", tmp_path / "elsewhere"
+    case.mkdir()
+    elsewhere.mkdir()
+    unrelated = elsewhere / "evidence.bin"
+    unrelated.write_bytes(b"the journalist's own notes")
+    line = ok(review(ws, home, "open", imported.file_id, "--out", ".", cwd=case)).strip()
+    assert line == f"{sha256(imported.data)}  {case / 'evidence.bin'}"
+
+    wiped = review(ws, home, "wipe", imported.file_id, cwd=elsewhere)
+    assert ok(wiped) == ""
+    assert "removed 1 decrypted file(s)" in wiped.stderr
+    assert not (case / "evidence.bin").exists()
+    assert unrelated.read_bytes() == b"the journalist's own notes"
+    assert leftovers(ws, case) == []
+
+    ok(review(ws, home, "open", imported.file_id, "--out", ".", cwd=case))
+    (case / "evidence.bin").write_bytes(b"replaced by another file since")
+    message, hint = diagnostic(review(ws, home, "wipe", imported.file_id, cwd=elsewhere))
+    assert f"left 1 that open recorded: {case / 'evidence.bin'}" in message
+    assert hint is not None
+    assert (case / "evidence.bin").read_bytes() == b"replaced by another file since"
+    assert unrelated.read_bytes() == b"the journalist's own notes"
+
+
 def test_same_name_items_opened_into_one_folder_stay_apart(
         desk: Services, source: SourceBrowser, journalist: Keypair, footage: dict[str, bytes],
         tmp_path: Path) -> None:
@@ -535,6 +571,33 @@ def test_inspect_reports_what_could_identify_the_source(shared: Shared, name: st
     assert list((shared.workspace / "staging").iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["-report", "-report.mp4"])
+def test_a_file_named_like_an_option_is_read_as_a_file(footage: dict[str, bytes], name: str,
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source's file name that starts with '-', given relative as `open --out .` once
+    recorded it: ffprobe and ffmpeg must read it, not take it for an option (`-report` writes
+    a log file where they run)."""
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / name).write_bytes(footage["station.mp4"])
+    monkeypatch.chdir(case)
+    video, scratch = Path(name), tmp_path / "scratch"
+
+    report = inspect_file(video, scratch)
+    assert {s["type"] for s in report.streams} == {"video", "audio", "subtitle"}
+    assert any(f.category == "timed metadata track" and GPS_LINE in f.value
+               for f in report.findings)
+    assert keyframe_times(video) == [0.0]
+    frames = contact_sheet(video, Path("-sheet.png"), Path("-frames"), scratch=scratch)
+    assert [f.seconds for f in frames] == [0.0]
+    publish_copy(video, Path("-clean.mp4"), scratch, is_image=False)
+    assert {s["type"] for s in inspect_file(Path("-clean.mp4"), scratch).streams} == {
+        "video", "audio"}
+    assert sorted(p.name for p in case.iterdir()) == sorted(
+        [name, "-sheet.png", "-frames", "-clean.mp4"])
+
+
 def test_inspect_of_an_item_not_opened_leaves_no_plaintext(shared: Shared) -> None:
     item = shared.items["camera-canon-40d.jpg"]
     ok(review(shared.workspace, shared.home, "wipe", item["id"]))
@@ -546,6 +609,76 @@ def test_inspect_of_an_item_not_opened_leaves_no_plaintext(shared: Shared) -> No
     assert [p for p in files_under(shared.workspace) if p.read_bytes() == data] == []
     assert by_name(listing(shared.workspace, shared.home))["camera-canon-40d.jpg"][
         "decrypted"] is False
+
+
+# --- 5b. sheet and the viewer: scratch stays in the workspace ----------------------------------
+
+
+def ffmpeg_spy(folder: Path, log: Path, kill_console: bool) -> str:
+    """A PATH whose ffmpeg writes its arguments to `log`, runs the real ffmpeg and then, if
+    asked, kills the console that ran it (SIGKILL, as a crash or a power cut would)."""
+    real = shutil.which("ffmpeg")
+    assert real is not None
+    folder.mkdir(exist_ok=True)
+    spy = folder / "ffmpeg"
+    spy.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {shlex.quote(str(log))}\n'
+                   f'{shlex.quote(real)} "$@"\nstatus=$?\n'
+                   + ('kill -9 "$PPID"\n' if kill_console else "") + 'exit "$status"\n')
+    spy.chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}"
+
+
+def test_sheet_and_viewer_keep_their_scratch_in_the_workspace(
+        shared: Shared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decrypted files are owner-only; keyframes are decoded in the workspace's staging folder,
+    never in the system's temporary folder, so what a killed `sheet` leaves is where `wipe`
+    clears it."""
+    ws, home = (tmp_path / "ws").resolve(), shared.home
+    ok(review(ws, home, "import", str(shared.bundle)))
+    ids = {r["filename"]: r["id"] for r in listing(ws, home)}
+    station, platform = ids["station.mp4"], ids["platform.mov"]
+    umask = os.umask(0o022)
+    try:
+        for args in ((), ("--out", str(tmp_path / "case"))):
+            where = Path(ok(review(ws, home, "open", station, *args)).strip().split("  ")[1])
+            assert where.stat().st_mode & 0o777 == 0o600, args
+    finally:
+        os.umask(umask)
+
+    system_temp, log = tmp_path / "tmp", tmp_path / "ffmpeg-args"
+    system_temp.mkdir()
+    temp_env = {"TMPDIR": str(system_temp)}
+    killed = review(ws, home, "sheet", platform, "--out", str(tmp_path / "sheet.png"),
+                    path=ffmpeg_spy(tmp_path / "kill", log, kill_console=True),
+                    extra_env=temp_env)
+    assert killed.returncode == -9, killed.stderr
+    assert list(system_temp.iterdir()) == []
+    assert {p.name.split("-")[0] for p in (ws / "staging").iterdir()} == {"open", "sheet"}
+    ok(review(ws, home, "wipe", platform))
+    assert list((ws / "staging").iterdir()) == []
+
+    ok(review(ws, home, "inspect", station, path=ffmpeg_spy(tmp_path / "spy", log, False),
+              extra_env=temp_env))
+    assert list(system_temp.iterdir()) == []
+
+    log.unlink()
+    monkeypatch.setenv("PATH", ffmpeg_spy(tmp_path / "spy", log, kill_console=False))
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    workspace = Workspace.open(ws)
+    try:
+        page = create_viewer(workspace, None, "t").test_client().get(f"/t/items/{station}")
+    finally:
+        workspace.engine.dispose()
+    assert page.status_code == 200
+    assert "data:image/png;base64," in page.text
+    paths = [Path(a.removeprefix("file:")) for a in log.read_text().splitlines()
+             if a.startswith("file:")]
+    assert any(p.name.startswith("frame-") for p in paths)
+    # the one input is the copy `open --out` made; everything else is in the workspace
+    assert all(p.is_relative_to(ws) or p == tmp_path / "case" / "station.mp4" for p in paths), \
+        paths
+    assert list(system_temp.iterdir()) == []
+    assert list((ws / "staging").iterdir()) == []
 
 
 # --- 6. publish-copy -------------------------------------------------------------------------

@@ -18,16 +18,18 @@ from tests.harness.paths import REVIEW_COMMAND
 BUNDLE_ROOT = "desk-bundle"  # the top folder of every bundle's members
 
 
-def review(workspace: Path, home: Path, *args: str, path: str | None = None
+def review(workspace: Path, home: Path, *args: str, path: str | None = None,
+           cwd: Path | None = None, extra_env: dict[str, str] | None = None
            ) -> subprocess.CompletedProcess[str]:
     """Run desk-review as a journalist would, with its own workspace and GnuPG home; `path`
-    replaces PATH."""
+    replaces PATH, `cwd` is the folder it runs in, `extra_env` adds to its environment."""
     env = dict(os.environ)
     if path is not None:
         env["PATH"] = path
+    env.update(extra_env or {})
     return subprocess.run([REVIEW_COMMAND, "--workspace", str(workspace), "--gnupghome",
                            str(home), *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+                          cwd=cwd, timeout=120, check=False)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
