@@ -18,11 +18,11 @@ from tests.harness.paths import REVIEW_COMMAND
 BUNDLE_ROOT = "desk-bundle"  # the top folder of every bundle's members
 
 
-def review(workspace: Path, home: Path, *args: str, path: str | None = None
-           ) -> subprocess.CompletedProcess[str]:
+def review(workspace: Path, home: Path, *args: str, path: str | None = None,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run desk-review as a journalist would, with its own workspace and GnuPG home; `path`
-    replaces PATH."""
-    env = dict(os.environ)
+    replaces PATH, `env` adds to the environment."""
+    env = {**os.environ, **(env or {})}
     if path is not None:
         env["PATH"] = path
     return subprocess.run([REVIEW_COMMAND, "--workspace", str(workspace), "--gnupghome",
