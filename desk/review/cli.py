@@ -27,7 +27,7 @@ from crypto.custody import file_sha256
 from crypto.errors import CryptoError
 from crypto.gpg import GnuPG
 from crypto.names import OPEN_SCRATCH_PREFIX, REPORT_SHEET_PREFIX
-from desk.review.decrypt import open_item, wipe_item
+from desk.review.decrypt import drop_item, open_item, wipe_item
 from desk.review.errors import ReviewError
 from desk.review.importer import import_bundle
 from desk.review.index import Item
@@ -244,6 +244,32 @@ def wipe_command(obj: Context, item: str) -> None:
     """Delete an item's decrypted copy from this machine (the ciphertext stays)."""
     removed = wipe_item(obj.workspace(), item)
     click.echo(f"removed {len(removed)} decrypted file(s)", err=True)
+
+
+@main.command("drop")
+@click.argument("item")
+@click.option("--yes", is_flag=True, help="Drop without asking.")
+@click.pass_obj
+@failures
+def drop_command(obj: Context, item: str, yes: bool) -> None:
+    """Remove an item from this workspace: its ciphertext, its index rows and any decrypted
+    copy. For an item you no longer want here, or one the console cannot show."""
+    workspace = obj.workspace()
+    with workspace.session() as session:
+        record = workspace.item(session, item)
+        what = f"item {record.id} ({inert(record.filename or record.kind)}, from " \
+               f"{inert(record.source)})"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ReviewError(f"dropping {what} needs confirmation",
+                              "run it in a terminal, or pass --yes")
+        if not click.confirm(f"drop {what} from this workspace? importing a bundle that "
+                             "holds it brings it back", default=False, err=True):
+            raise ReviewError("nothing was dropped")
+    dropped = drop_item(workspace, record.id)
+    click.echo(f"dropped {what}: its ciphertext, its index rows and "
+               f"{len(dropped.decrypted)} decrypted file(s); the action log keeps the record",
+               err=True)
 
 
 @contextmanager

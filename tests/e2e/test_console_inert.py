@@ -2,7 +2,7 @@
 (a message with escape sequences, files whose names and tags are Rich markup) goes through a
 real desk, a real export and a real `desk-review` process, and the console shows it as text:
 no raw ESC or C1 byte reaches the terminal, markup is printed literally, and neither `list`
-nor `inspect` breaks."""
+nor `inspect` breaks. An item the console should not keep can be dropped."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from crypto.gpg import GnuPG
+from desk.review.index import Action, Part
 from desk.review.inert import inert, json_text
 from desk.review.server import create_viewer
-from desk.review.workspace import Workspace
+from desk.review.workspace import Workspace, verify_actions
 from desk.services import Services
 from tests.harness.console import diagnostic, export, listing, ok, review
 from tests.harness.forms import FormBody
@@ -161,6 +163,48 @@ def test_inert_keeps_text_and_shows_controls() -> None:
     assert inert("a\tb\nc\r", lines=True) == "a\tb\nc\\r"
     assert inert("\x1b\x00\x7f\x9b\u202e\u2066\ud800") == \
         "\\x1b\\x00\\x7f\\x9b\\u202e\\u2066\\ud800"
+
+
+# --- drop --------------------------------------------------------------------------------------
+
+
+def test_drop_removes_an_item_after_confirmation_and_logs_it(hostile: Hostile) -> None:
+    ws, home, item = hostile.workspace, hostile.home, hostile.ids[CRASH]
+    opened = Path(_shown(review(ws, home, "open", item)).strip().partition("  ")[2])
+    assert opened.is_file()
+
+    # Without --yes and without a terminal to ask in, nothing is dropped.
+    message, hint = diagnostic(review(ws, home, "drop", item))
+    assert message.startswith(f"dropping item {item} ")
+    assert "needs confirmation" in message
+    assert hint is not None
+    assert "--yes" in hint
+    assert item in {r["id"] for r in listing(ws, home)}
+
+    dropped = review(ws, home, "drop", item, "--yes")
+    assert ok(dropped) == ""
+    assert RAW.findall(dropped.stderr) == []
+    assert f"dropped item {item} ([/]clip.mp4, from " in dropped.stderr
+    assert "1 decrypted file(s)" in dropped.stderr
+    assert item not in {r["id"] for r in listing(ws, home)}
+    assert not (ws / "objects" / item).exists()
+    assert not opened.exists()
+    assert len(listing(ws, home)) == 4
+
+    workspace = Workspace.open(ws)
+    try:
+        with workspace.session() as session:
+            actions = verify_actions(session)
+            assert session.scalars(select(Part).where(Part.item_id == item)).all() == []
+            logged = [a for a in actions if a.item_id == item]
+            assert [a.action for a in logged][-2:] == ["wipe", "drop"]
+            assert json.loads(logged[-1].detail)["decrypted_removed"] == 1
+            assert session.scalars(select(Action).where(Action.action == "drop")).all()
+    finally:
+        workspace.engine.dispose()
+
+    message, _ = diagnostic(review(ws, home, "drop", item, "--yes"))
+    assert item in message
 
 
 # --- the local web viewer ----------------------------------------------------------------------
