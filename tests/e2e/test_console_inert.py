@@ -224,3 +224,16 @@ def test_the_viewer_escapes_names_and_messages(hostile: Hostile) -> None:
         assert "\\x1b[32m" + FAKE_LINE in message
     finally:
         workspace.engine.dispose()
+
+
+def test_the_evidence_report_escapes_names_and_tags(hostile: Hostile, tmp_path: Path) -> None:
+    for name in (HTML, ESCAPED):
+        out = tmp_path / f"report-{hostile.ids[name]}.html"
+        ok(review(hostile.workspace, hostile.home, "report", hostile.ids[name], "--out",
+                  str(out)))
+        page = out.read_text()
+        assert RAW.findall(page) == []
+        assert "<script>" not in page
+        assert inert(TAG_MODEL) in page
+    assert "&lt;script&gt;alert(1)&lt;script&gt;.jpg" in (
+        tmp_path / f"report-{hostile.ids[HTML]}.html").read_text()
