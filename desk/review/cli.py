@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import shutil
 import sys
@@ -28,10 +27,11 @@ from crypto.custody import file_sha256
 from crypto.errors import CryptoError
 from crypto.gpg import GnuPG
 from crypto.names import OPEN_SCRATCH_PREFIX, REPORT_SHEET_PREFIX
-from desk.review.decrypt import open_item, wipe_item
+from desk.review.decrypt import drop_item, open_item, wipe_item
 from desk.review.errors import ReviewError
 from desk.review.importer import import_bundle
 from desk.review.index import Item
+from desk.review.inert import cell, inert, json_text, plain
 from desk.review.inspect import inspect_file
 from desk.review.publish import looks_like_image, publish_copy
 from desk.review.replies import read_message, reply_history, write_reply
@@ -60,9 +60,10 @@ class ConsoleFailure(click.ClickException):
         # shown exactly as it is.
         if first.isalpha() and first[:1].isupper() and first[1:].islower():
             message = message[:1].lower() + message[1:]
-        click.echo(f"desk-review: {message}", err=True)
+        # Messages can quote a bundle (a designation, a member's name): never raw.
+        click.echo(f"desk-review: {inert(message)}", err=True)
         if self.hint:
-            click.echo(f"hint: {self.hint}", err=True)
+            click.echo(f"hint: {inert(self.hint)}", err=True)
 
 
 def failures(func: Callable[P, R]) -> Callable[P, R]:
@@ -138,7 +139,7 @@ def import_command(obj: Context, bundle: Path, accept_new_desk_key: bool) -> Non
     with _progress(size, "verifying") as advance:
         result = import_bundle(obj.workspace(), obj.gpg(), bundle, advance,
                                accept_new_desk_key)
-    click.echo(f"imported {result.new_items} new item(s) from {result.desk_name}"
+    click.echo(f"imported {result.new_items} new item(s) from {inert(result.desk_name)}"
                f"{f', {result.known_items} already here' if result.known_items else ''}; "
                f"custody verified ({result.custody_entries} entries)")
 
@@ -159,7 +160,7 @@ def list_command(obj: Context, as_json: bool) -> None:
             "decrypted_path": i.decrypted_path, "verified": i.verified,
         } for i in items]
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        click.echo(json_text(rows))
         return
     if not rows:
         click.echo("no items yet: desk-review import BUNDLE.tar", err=True)
@@ -167,8 +168,9 @@ def list_command(obj: Context, as_json: bool) -> None:
     table = Table("id", "source", "kind", "filename", "size", "received", "decrypted",
                   "custody")
     for row in rows:
-        table.add_row(str(row["id"]), str(row["source"]), str(row["kind"]),
-                      str(row["filename"] or "-"), f"{row['size']:,}", str(row["received_on"]),
+        # Names and designations come from the bundle: cells of plain text, never markup.
+        table.add_row(cell(row["id"]), cell(row["source"]), cell(row["kind"]),
+                      cell(row["filename"]), f"{row['size']:,}", cell(row["received_on"]),
                       "yes" if row["decrypted"] else "no",
                       "verified" if row["verified"] else "NOT VERIFIED")
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
@@ -189,9 +191,10 @@ def reply_command(obj: Context, source: str, message_file: Path, out: Path,
     """Write an end-to-end reply to SOURCE (its designation) for upload to the desk."""
     text = read_message(message_file)
     written = write_reply(obj.workspace(), obj.gpg(), source, text, out, signer)
-    click.echo(f"wrote {written.path}: a reply to {written.source}, sealed to their codename "
-               f"and signed by {written.author}; upload it on {written.source}'s page of the "
-               "journalist interface")
+    source, author = inert(written.source), inert(written.author)
+    click.echo(f"wrote {inert(written.path)}: a reply to {source}, sealed to their codename "
+               f"and signed by {author}; upload it on {source}'s page of the journalist "
+               "interface")
 
 
 @main.command("replies")
@@ -202,14 +205,14 @@ def replies_command(obj: Context, source: str) -> None:
     """Show every reply sent to SOURCE, from the bundles imported so far."""
     shown = reply_history(obj.workspace(), obj.gpg(), source)
     if not shown:
-        click.echo(f"no replies to {source} in this workspace", err=True)
+        click.echo(f"no replies to {inert(source)} in this workspace", err=True)
         return
     for reply in shown:
         how = "offline, end to end" if reply.via == "console" else "typed on the desk"
-        click.echo(f"#{reply.number} {reply.sent_on.isoformat()} by {reply.author or '?'} "
-                   f"({how})")
-        click.echo(reply.text if reply.text is not None
-                   else f"[cannot open this copy: {reply.problem}]")
+        click.echo(f"#{reply.number} {reply.sent_on.isoformat()} by "
+                   f"{inert(reply.author or '?')} ({how})")
+        click.echo(inert(reply.text, lines=True) if reply.text is not None
+                   else f"[cannot open this copy: {inert(reply.problem)}]")
         click.echo()
 
 
@@ -227,9 +230,10 @@ def open_command(obj: Context, item: str, out_dir: Path | None) -> None:
     with _progress(size, "decrypting") as advance:
         opened = open_item(workspace, obj.gpg(), item, out_dir, advance)
     if opened.text is not None:
-        click.echo(opened.text)
+        # The source's own words: its lines kept, its escape sequences shown, not obeyed.
+        click.echo(inert(opened.text, lines=True))
         return
-    click.echo(f"{opened.sha256}  {opened.path}")
+    click.echo(f"{opened.sha256}  {inert(opened.path)}")
 
 
 @main.command("wipe")
@@ -241,11 +245,37 @@ def wipe_command(obj: Context, item: str) -> None:
     interrupted command left in the workspace's scratch folder."""
     wiped = wipe_item(obj.workspace(), item)
     if wiped.kept:
-        left = "; ".join(f"{path} ({why})" for path, why in wiped.kept)
+        left = "; ".join(f"{inert(str(path))} ({why})" for path, why in wiped.kept)
         raise ReviewError(f"removed {len(wiped.removed)} decrypted file(s) but left "
                           f"{len(wiped.kept)} that open recorded: {left}",
                           "check each one and delete it by hand if it holds the plaintext")
     click.echo(f"removed {len(wiped.removed)} decrypted file(s)", err=True)
+
+
+@main.command("drop")
+@click.argument("item")
+@click.option("--yes", is_flag=True, help="Drop without asking.")
+@click.pass_obj
+@failures
+def drop_command(obj: Context, item: str, yes: bool) -> None:
+    """Remove an item from this workspace: its ciphertext, its index rows and any decrypted
+    copy. For an item you no longer want here, or one the console cannot show."""
+    workspace = obj.workspace()
+    with workspace.session() as session:
+        record = workspace.item(session, item)
+        what = f"item {record.id} ({inert(record.filename or record.kind)}, from " \
+               f"{inert(record.source)})"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ReviewError(f"dropping {what} needs confirmation",
+                              "run it in a terminal, or pass --yes")
+        if not click.confirm(f"drop {what} from this workspace? importing a bundle that "
+                             "holds it brings it back", default=False, err=True):
+            raise ReviewError("nothing was dropped")
+    dropped = drop_item(workspace, record.id)
+    click.echo(f"dropped {what}: its ciphertext, its index rows and "
+               f"{len(dropped.decrypted)} decrypted file(s); the action log keeps the record",
+               err=True)
 
 
 @contextmanager
@@ -297,19 +327,20 @@ def inspect_command(obj: Context, item: str, as_json: bool) -> None:
     with workspace.session() as session:
         log_action(session, record.id, "inspect", findings=len(report.findings))
     if as_json:
-        click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=1, default=str))
+        click.echo(json_text(report.to_json()))
         return
+    # Every value below is the file's or the bundle's: plain Text cells, never markup.
     out = Console(width=200 if not sys.stdout.isatty() else None)
-    out.print(f"[bold]{record.filename or record.id}[/bold]  {record.size:,} bytes")
+    out.print(plain(record.filename or record.id, style="bold") + f"  {record.size:,} bytes")
     facts = Table("fact", "value", title="file")
     for key, value in report.facts.items():
         if value not in (None, "", 0):
-            facts.add_row(key.replace("_", " "), str(value))
+            facts.add_row(key.replace("_", " "), cell(value))
     out.print(facts)
     streams = Table("#", "type", "codec", "size", "frame rate", "duration", "created",
                     "encoder", "rotation", title="streams")
     for s in report.streams:
-        streams.add_row(*(str(v) if v not in (None, "") else "-" for v in (
+        streams.add_row(*(cell(v) for v in (
             s["index"], s["type"], s["codec"],
             f"{s['width']}x{s['height']}" if s["width"] else None, s["frame_rate"],
             s["duration_seconds"], s["creation_time"], s["encoder"], s["rotation"])))
@@ -319,7 +350,7 @@ def inspect_command(obj: Context, item: str, as_json: bool) -> None:
         return
     found = Table("what", "where", "value", title="[bold red]could identify the source[/bold red]")
     for finding in report.findings:
-        found.add_row(finding.category, finding.where, finding.value)
+        found.add_row(cell(finding.category), cell(finding.where), cell(finding.value))
     out.print(found)
 
 

@@ -244,3 +244,40 @@ def wipe_item(workspace: Workspace, item_id: str) -> Wiped:
         log_action(session, item.id, "wipe", removed=[str(p) for p in removed],
                    kept=[str(p) for p, _ in kept])
     return Wiped(removed, kept)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """What `drop` removed: the item's ciphertext and index rows, and its decrypted copies."""
+
+    item_id: str
+    ciphertext_sha256: str
+    decrypted: list[Path]
+
+
+def drop_item(workspace: Workspace, item_id: str) -> Dropped:
+    """Remove an item from this workspace: its decrypted copies (as `wipe` does), then its
+    ciphertext and its rows in the index, in one transaction with the log entry that records
+    it. The desk's custody entries and the console's action log keep their record of it."""
+    with workspace.session() as session:
+        item_id = workspace.item(session, item_id).id
+    wiped = wipe_item(workspace, item_id)
+    if wiped.kept:
+        raise ReviewError(
+            f"not dropped: {len(wiped.kept)} decrypted copy(ies) changed or moved since `open` "
+            "could not be checked and were left", "remove them yourself, then drop again")
+    decrypted = wiped.removed
+    with workspace.session() as session:
+        item = workspace.item(session, item_id)
+        digest = item.ciphertext_sha256
+        log_action(session, item.id, "drop", ciphertext_sha256=digest,
+                   decrypted_removed=len(decrypted))
+        session.delete(item)
+        session.flush()
+        # Removed inside the transaction: if this fails the rows stay, and `open` says the
+        # ciphertext is missing rather than an orphan folder lingering unlisted.
+        folder = workspace.objects(item_id)
+        if folder.exists():
+            shutil.rmtree(folder)
+            sync_path(folder.parent)
+    return Dropped(item_id, digest, decrypted)

@@ -21,6 +21,7 @@ from crypto.custody import CustodyEntry, verify_chain
 from crypto.durable import write_durably
 from desk.paths import TEMPLATES
 from desk.review.index import Action, CustodyLine, Item, KnownDesk
+from desk.review.inert import html_value
 from desk.review.inspect import Report
 from desk.review.workspace import Workspace, verify_actions
 
@@ -40,7 +41,7 @@ def render_report(workspace: Workspace, item_id: str, file_sha256: str, report: 
                                        .order_by(Action.seq)))
         context = _context(item, desk, chain, actions, file_sha256, report, sheet_png)
     env = Environment(loader=FileSystemLoader(TEMPLATES / "review"),
-                      autoescape=select_autoescape(default=True))
+                      autoescape=select_autoescape(default=True), finalize=html_value)
     return env.get_template("report.html").render(**context)
 
 

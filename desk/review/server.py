@@ -23,6 +23,7 @@ from desk.paths import TEMPLATES
 from desk.review.decrypt import open_item
 from desk.review.errors import ReviewError
 from desk.review.index import Item
+from desk.review.inert import html_value
 from desk.review.inspect import inspect_file
 from desk.review.publish import looks_like_image
 from desk.review.sheet import contact_sheet
@@ -44,6 +45,8 @@ def create_viewer(workspace: Workspace, gpg: GnuPG | None, token: str) -> Flask:
     app = Flask("desk-review", template_folder=str(TEMPLATES / "review"),
                 static_folder=str(Path(__file__).parent.parent / "static"),
                 static_url_path=f"/{token}/static")
+    # Autoescaping stops HTML in names and messages; this stops their control characters.
+    app.jinja_env.finalize = html_value
 
     @app.after_request
     def headers(response: Response) -> Response:
