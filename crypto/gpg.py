@@ -88,7 +88,8 @@ class GnuPG:
 
     def __init__(self, home: Path, seed_file: bool = True) -> None:
         self.home = home
-        # The online desk's home (no seed file) also keeps import times to the day.
+        # A home without a seed file (the online desk's, and the console's home of public
+        # keys only) also keeps import times to the day.
         self._day_only = not seed_file
         options = BASE_OPTIONS + ([] if seed_file else NO_SEED_FILE_OPTIONS)
         try:

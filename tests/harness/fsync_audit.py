@@ -61,7 +61,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -72,7 +71,7 @@ from typing import IO
 
 from tests.harness.desks import desk_env
 from tests.harness.paths import DESK_COMMAND
-from tests.harness.servers import Server, StartFailed, free_port, wait_for
+from tests.harness.servers import Server, StartFailed, free_port, listening, wait_for
 
 STRACE = shutil.which("strace") or "strace"
 
@@ -826,7 +825,7 @@ def audited_server(data_dir: Path, interface: str = "source", *, watch: Sequence
     audited = ServerAudit(server, audit)
     try:
         deadline = time.monotonic() + timeout
-        while not _listening(port):
+        while not listening(port):
             if traced.process.poll() is not None:
                 raise StartFailed(f"desk serve did not start:\n{server.log_tail()}",
                                   traced.process.returncode)
@@ -838,11 +837,3 @@ def audited_server(data_dir: Path, interface: str = "source", *, watch: Sequence
     finally:
         server.stop(timeout=60)
         traced.finish(audit)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True

@@ -150,7 +150,7 @@ def start_server(data_dir: Path, interface: str = "source", *, log: Path,
     server = Server(interface, port, process, log, tmpdir)
     try:
         deadline = time.monotonic() + timeout
-        while not (_listening(port) and len(server.worker_pids()) >= workers):
+        while not (listening(port) and len(server.worker_pids()) >= workers):
             if process.poll() is not None:
                 raise StartFailed(f"desk serve did not start:\n{server.log_tail()}",
                                   process.returncode)
@@ -167,7 +167,8 @@ def start_server(data_dir: Path, interface: str = "source", *, log: Path,
     return server
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
+    """True once something accepts connections on 127.0.0.1:`port`."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except OSError:
