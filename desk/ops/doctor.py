@@ -118,7 +118,7 @@ def key_findings(config: Config, db: Session) -> list[Finding]:
     findings = [Finding(KEYS, str(config.data_dir), problem, False)
                 for problem in key_material_problems(config, db)
                 if not any(str(path) in problem for path in stale)]
-    busy = gpg_running(config)
+    busy = gpg_running(config.gnupg_home)
     findings += [Finding(STALE_LOCK, str(path), "a gpg lock file no living process holds "
                          "(empty after a power cut, or left by a killed gpg): while it is "
                          "there every change to the keyring fails"

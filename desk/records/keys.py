@@ -94,9 +94,9 @@ def stale_locks(home: Path) -> list[Path]:
     return stale
 
 
-def gpg_running(config: Config) -> bool:
-    """True if any gpg process works in the desk's home (so its locks may be live)."""
-    home = str(config.gnupg_home.resolve())
+def gpg_running(gnupg_home: Path) -> bool:
+    """True if any gpg process works in this GnuPG home (so its locks may be live)."""
+    home = str(gnupg_home.resolve())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
