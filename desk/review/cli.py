@@ -30,9 +30,20 @@ from crypto.names import OPEN_SCRATCH_PREFIX, REPORT_SHEET_PREFIX
 from desk.review.decrypt import drop_item, open_item, wipe_item
 from desk.review.errors import ReviewError
 from desk.review.importer import import_bundle
-from desk.review.index import Item
+from desk.review.index import Item, PendingKey, Recipient
 from desk.review.inert import cell, inert, json_text, plain
 from desk.review.inspect import inspect_file
+from desk.review.keys import (
+    ADDED,
+    CHANGED,
+    JOURNALIST,
+    REMOVED,
+    SOURCE,
+    KeyNote,
+    accept_key,
+    grouped,
+    list_keys,
+)
 from desk.review.publish import looks_like_image, publish_copy
 from desk.review.replies import read_message, reply_history, write_reply
 from desk.review.report import render_report, write_report
@@ -142,6 +153,86 @@ def import_command(obj: Context, bundle: Path, accept_new_desk_key: bool) -> Non
     click.echo(f"imported {result.new_items} new item(s) from {inert(result.desk_name)}"
                f"{f', {result.known_items} already here' if result.known_items else ''}; "
                f"custody verified ({result.custody_entries} entries)")
+    if result.pinned:
+        click.echo(f"pinned {len(result.pinned)} journalist key(s) of "
+                   f"{inert(result.desk_name)}; compare each fingerprint with its owner in "
+                   "person or by phone before replying:")
+        for note in result.pinned:
+            click.echo(f"  {inert(note.name)}  {grouped(note.fingerprint)}")
+    _warn_pending(result.pending)
+
+
+def _change_text(note: KeyNote) -> str:
+    """One pending change in words."""
+    what = {(JOURNALIST, ADDED): f"the desk lists a new journalist key for {inert(note.name)}",
+            (JOURNALIST, REMOVED): f"the desk no longer lists {inert(note.name)}'s key",
+            (SOURCE, CHANGED): f"the desk offers another reply key for {inert(note.name)}"}
+    return f"{what.get((note.kind, note.change or ''), 'a key changed')} " \
+        f"({grouped(note.fingerprint)})"
+
+
+def _warn_pending(pending: list[KeyNote]) -> None:
+    """Every key change awaiting confirmation, loudly, on stderr."""
+    for note in pending:
+        click.secho(f"desk-review: key change not accepted at {inert(note.desk)}: "
+                    f"{_change_text(note)}", err=True, fg="red", bold=True)
+    if pending:
+        click.echo("hint: replies leave these changes out; compare the fingerprint with the "
+                   "newsroom out of band, then `desk-review keys accept FINGERPRINT`", err=True)
+
+
+@main.group("keys", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def keys_command(ctx: click.Context, as_json: bool) -> None:
+    """Pinned journalist and source keys, and key changes waiting for confirmation."""
+    if ctx.invoked_subcommand is not None:
+        return
+    obj: Context = ctx.obj
+    _list_keys(obj, as_json)
+
+
+@failures
+def _list_keys(obj: Context, as_json: bool) -> None:
+    listings = list_keys(obj.workspace())
+    if as_json:
+        click.echo(json_text([{
+            "desk": k.desk, "desk_key": k.signing_key,
+            "journalists": [{"username": u, "fingerprint": f, "state": state}
+                            for u, f, state in k.journalists],
+            "sources": [{"designation": d, "fingerprint": f} for d, f in k.sources],
+            "pending": [{"kind": n.kind, "name": n.name, "fingerprint": n.fingerprint,
+                         "change": n.change} for n in k.pending],
+        } for k in listings]))
+        return
+    if not listings:
+        click.echo("no keys yet: desk-review import BUNDLE.tar", err=True)
+        return
+    for listing in listings:
+        click.echo(f"{inert(listing.desk)} (desk signing key {listing.signing_key[:16]}...)")
+        click.echo("  journalist keys (replies are encrypted to the pinned ones):")
+        for username, fingerprint, state in listing.journalists:
+            click.echo(f"    {inert(username)}  {grouped(fingerprint)}  {state}")
+        click.echo(f"  source reply keys ({len(listing.sources)} pinned):")
+        for designation, fingerprint in listing.sources:
+            click.echo(f"    {inert(designation)}  {grouped(fingerprint)}")
+        if listing.pending:
+            click.echo("  PENDING, not accepted:")
+            for note in listing.pending:
+                click.echo(f"    {_change_text(note)}")
+    _warn_pending([note for listing in listings for note in listing.pending])
+
+
+@keys_command.command("accept")
+@click.argument("fingerprint")
+@click.pass_obj
+@failures
+def keys_accept_command(obj: Context, fingerprint: str) -> None:
+    """Pin a pending key change after comparing FINGERPRINT out of band."""
+    for note in accept_key(obj.workspace(), fingerprint):
+        what = "removed" if note.change == REMOVED else "pinned"
+        click.echo(f"{what} {note.kind} key of {inert(note.name)} at {inert(note.desk)}: "
+                   f"{grouped(note.fingerprint)}")
 
 
 @main.command("list")
@@ -184,13 +275,25 @@ def list_command(obj: Context, as_json: bool) -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Reply file to write (upload it on the source's page).")
 @click.option("--signer", help="Fingerprint of your journalist key, if several are here.")
+@click.option("--desk", help="The desk's name, if several desks here know SOURCE.")
 @click.pass_obj
 @failures
 def reply_command(obj: Context, source: str, message_file: Path, out: Path,
-                  signer: str | None) -> None:
+                  signer: str | None, desk: str | None) -> None:
     """Write an end-to-end reply to SOURCE (its designation) for upload to the desk."""
     text = read_message(message_file)
-    written = write_reply(obj.workspace(), obj.gpg(), source, text, out, signer)
+
+    def announce(recipients: list[Recipient], left: list[PendingKey]) -> None:
+        click.echo("the journalists' copy is encrypted to these pinned keys:", err=True)
+        for recipient in recipients:
+            click.echo(f"  {inert(recipient.username)}  {grouped(recipient.fingerprint)}",
+                       err=True)
+        for change in left:
+            click.secho(f"desk-review: left out, not accepted: {inert(change.name)} "
+                        f"{grouped(change.fingerprint)}", err=True, fg="red", bold=True)
+
+    written = write_reply(obj.workspace(), obj.gpg(), source, text, out, signer, desk,
+                          announce)
     source, author = inert(written.source), inert(written.author)
     click.echo(f"wrote {inert(written.path)}: a reply to {source}, sealed to their codename "
                f"and signed by {author}; upload it on {source}'s page of the journalist "
@@ -199,11 +302,12 @@ def reply_command(obj: Context, source: str, message_file: Path, out: Path,
 
 @main.command("replies")
 @click.argument("source")
+@click.option("--desk", help="The desk's name, if several desks here know SOURCE.")
 @click.pass_obj
 @failures
-def replies_command(obj: Context, source: str) -> None:
+def replies_command(obj: Context, source: str, desk: str | None) -> None:
     """Show every reply sent to SOURCE, from the bundles imported so far."""
-    shown = reply_history(obj.workspace(), obj.gpg(), source)
+    shown = reply_history(obj.workspace(), obj.gpg(), source, desk)
     if not shown:
         click.echo(f"no replies to {inert(source)} in this workspace", err=True)
         return

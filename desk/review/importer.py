@@ -13,12 +13,12 @@ import os
 import shutil
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.bundle import (
@@ -42,10 +42,9 @@ from desk.review.index import (
     Item,
     KnownDesk,
     Part,
-    Recipient,
     ReplyCopyRecord,
-    SourceKey,
 )
+from desk.review.keys import KeyNote, compare_offered_keys
 from desk.review.workspace import Workspace, log_action
 
 CHUNK = 1 << 20
@@ -59,6 +58,8 @@ class ImportResult:
     known_items: int
     desk_name: str
     custody_entries: int
+    pinned: list[KeyNote] = field(default_factory=list)  # keys pinned by this import
+    pending: list[KeyNote] = field(default_factory=list)  # key changes awaiting confirmation
 
 
 def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
@@ -85,15 +86,25 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
         with workspace.session() as session:
             desk = _pin_desk(session, bundle, parsed, accept_new_desk_key)
             _check_and_store_custody(session, desk.signing_key, chain)
-            _store_reply_material(session, workspace, staging, desk.signing_key, parsed,
-                                  len(chain), bundle_path.name)
+            _store_reply_copies(session, workspace, staging, desk.signing_key, parsed,
+                                bundle_path.name)
+            pinned, pending = compare_offered_keys(session, desk, parsed, len(chain),
+                                                   bundle_path.name)
             new = known = 0
             for obj in listed:
                 target = workspace.objects(obj.object_id)
-                if session.get(Item, obj.object_id) is not None:
+                if (item := session.get(Item, obj.object_id)) is not None:
                     known += 1
+                    if obj.ciphertext_sha256 != item.ciphertext_sha256:
+                        # Write-once: a verified copy never gives way to another, from this
+                        # desk or any other.
+                        raise ReviewError(
+                            f"bundle refused: object {obj.object_id} is not the one imported "
+                            "before: its ciphertext differs from the one pinned at its first "
+                            "import", "nothing was imported; tell the desk's admins and keep "
+                            "both bundles")
                     if not target.is_dir() or \
-                            ciphertext_digest(object_files(target)) != obj.ciphertext_sha256:
+                            ciphertext_digest(object_files(target)) != item.ciphertext_sha256:
                         # The verified copy replaces ciphertext lost or damaged since.
                         shutil.rmtree(target, ignore_errors=True)
                         os.rename(staging / obj.object_id, target)
@@ -109,7 +120,7 @@ def import_bundle(workspace: Workspace, gpg: GnuPG, bundle_path: Path,
                 log_action(session, obj.object_id, "import", bundle=bundle_path.name,
                            ciphertext_sha256=obj.ciphertext_sha256, desk=desk.signing_key)
                 new += 1
-        return ImportResult(new, known, desk.name, len(chain))
+        return ImportResult(new, known, desk.name, len(chain), pinned, pending)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -220,10 +231,9 @@ def _check_copy(gpg: GnuPG, path: Path, reply: ManifestReply) -> None:
                           "reply", "nothing was imported")
 
 
-def _store_reply_material(session: Session, workspace: Workspace, staging: Path,
-                          desk_key: str, manifest: Manifest, entries: int,
-                          bundle_name: str) -> None:
-    """Keep reply copies, and the newest reply keys and journalist keys, for `reply`."""
+def _store_reply_copies(session: Session, workspace: Workspace, staging: Path,
+                        desk_key: str, manifest: Manifest, bundle_name: str) -> None:
+    """Keep the journalists' copies of replies, for `replies`."""
     for reply in manifest.replies:
         target = workspace.reply_copy(reply.reply_id)
         if session.get(ReplyCopyRecord, reply.reply_id) is None:
@@ -236,21 +246,6 @@ def _store_reply_material(session: Session, workspace: Workspace, staging: Path,
                 ciphertext_sha256=reply.ciphertext_sha256))
             log_action(session, None, "import-reply", reply=reply.reply_id,
                        bundle=bundle_name)
-    for designation, key in manifest.reply_keys.items():
-        known = session.get(SourceKey, (desk_key, designation))
-        if known is None:
-            session.add(SourceKey(desk_key=desk_key, designation=designation,
-                                  reply_public_key=key, as_of_entry=entries))
-        elif known.as_of_entry <= entries:
-            known.reply_public_key, known.as_of_entry = key, entries
-    newest = session.scalar(select(Recipient.as_of_entry)
-                            .where(Recipient.desk_key == desk_key).limit(1))
-    if manifest.recipients and (newest is None or newest <= entries):
-        session.execute(delete(Recipient).where(Recipient.desk_key == desk_key))
-        for recipient in manifest.recipients:
-            session.add(Recipient(desk_key=desk_key, fingerprint=recipient.fingerprint,
-                                  username=recipient.username,
-                                  public_key=recipient.public_key, as_of_entry=entries))
 
 
 def _item(record: ItemRecord, listed: ManifestObject, desk_key: str) -> Item:

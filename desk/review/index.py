@@ -28,6 +28,9 @@ class KnownDesk(IndexBase):
     signing_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     first_imported: Mapped[datetime]
+    # Custody length of the newest bundle whose keys were compared with the pinned ones: an
+    # older bundle imported later changes nothing.
+    keys_as_of: Mapped[int | None]
 
 
 class CustodyLine(IndexBase):
@@ -98,19 +101,23 @@ class Action(IndexBase):
 
 
 class SourceKey(IndexBase):
-    """A source's reply public key, from the newest bundle that carried it."""
+    """A source's reply public key, pinned the first time a bundle carried it (a codename's key
+    never changes, so a bundle offering another one leaves it as a PendingKey)."""
 
     __tablename__ = "source_keys"
 
     desk_key: Mapped[str] = mapped_column(ForeignKey("desks.signing_key"), primary_key=True)
     designation: Mapped[str] = mapped_column(String(64), primary_key=True)
     reply_public_key: Mapped[bytes] = mapped_column(LargeBinary)
-    # Length of the custody log of the bundle it came from: an older bundle never overrides.
+    # Length of the custody log of the bundle it came from.
     as_of_entry: Mapped[int]
+    # When it was pinned; None for a key an older console kept (pinned on first sight too).
+    pinned_at: Mapped[datetime | None]
 
 
 class Recipient(IndexBase):
-    """A journalist key the desk encrypted to when its newest imported bundle was made."""
+    """A pinned journalist key of a desk: pinned on the desk's first import, or accepted with
+    `desk-review keys accept` after the journalist compared its fingerprint."""
 
     __tablename__ = "recipients"
 
@@ -118,6 +125,30 @@ class Recipient(IndexBase):
     fingerprint: Mapped[str] = mapped_column(String(40), primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
     public_key: Mapped[str] = mapped_column(Text)
+    as_of_entry: Mapped[int]
+    # When it was pinned; None for a key an older console took from a bundle unconfirmed.
+    pinned_at: Mapped[datetime | None]
+    # False once the desk's newest bundle no longer lists it (replies then leave it out).
+    listed: Mapped[bool | None]
+
+
+class PendingKey(IndexBase):
+    """A key change a bundle offered that nobody has confirmed: a journalist key added or no
+    longer listed, or another reply key for a source. Replies ignore it until `desk-review keys
+    accept FINGERPRINT`."""
+
+    __tablename__ = "pending_keys"
+
+    desk_key: Mapped[str] = mapped_column(ForeignKey("desks.signing_key"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # journalist or source
+    # The journalist's username or the source's designation, as the bundle says.
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # A journalist key's OpenPGP fingerprint, or the SHA-256 of a source's reply key (hex).
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    change: Mapped[str] = mapped_column(String(16))  # "added", "removed" or "changed"
+    # The offered key: an armored OpenPGP key, or a reply public key; None for "removed".
+    material: Mapped[bytes | None] = mapped_column(LargeBinary)
+    seen_in: Mapped[str] = mapped_column(Text)  # the bundle's file name
     as_of_entry: Mapped[int]
 
 

@@ -1,13 +1,14 @@
 """`desk-review reply` and `desk-review replies`: end-to-end replies from the offline machine.
 
-A reply is sealed here to the source's reply public key (from the newest bundle), its copy is
-encrypted to the desk's journalist keys (from the same place, kept in a GnuPG home of their
-own), and the journalist's own key signs both, so the desk can refuse a reply file changed on
-the way without being able to read it.
+A reply is sealed here to the source's pinned reply public key, its copy is encrypted to the
+desk's pinned journalist keys (kept in a GnuPG home of their own; see desk/review/keys.py for
+what pinned means), and the journalist's own key signs both, so the desk can refuse a reply
+file changed on the way without being able to read it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,7 +22,8 @@ from crypto.gpg import GnuPG
 from crypto.reply import MAX_REPLY_BYTES, key_id, read_header, reply_record, seal_reply
 from crypto.replyfile import ReplyCopy, ReplyFile, signed_payload
 from desk.review.errors import ReviewError
-from desk.review.index import Recipient, ReplyCopyRecord, SourceKey
+from desk.review.index import KnownDesk, PendingKey, Recipient, ReplyCopyRecord, SourceKey
+from desk.review.keys import left_out, pending_source_change, reply_recipients, unconfirmed
 from desk.review.workspace import Workspace, log_action
 
 
@@ -52,16 +54,54 @@ def read_message(path: Path) -> str:
     return text
 
 
-def _source_key(session: Session, source: str) -> SourceKey:
+def desk_keys(session: Session, desk: str | None) -> list[str] | None:
+    """The signing keys of the desks `--desk` names (by name or the start of its signing key,
+    at least 8 hex digits); None when it was not given."""
+    if desk is None:
+        return None
+    wanted = desk.strip().lower()
+    desks = session.scalars(select(KnownDesk)).all()
+    found = [d.signing_key for d in desks if d.name.lower() == wanted] or \
+        [d.signing_key for d in desks if len(wanted) >= 8 and d.signing_key.startswith(wanted)]
+    if not found:
+        known = ", ".join(f"{d.name} ({d.signing_key[:8]})" for d in desks)
+        raise ReviewError(f"no desk {desk!r} in this workspace",
+                          f"desks here: {known}" if known else "import a bundle first")
+    return found
+
+
+def one_desk(session: Session, source: str, found: list[str]) -> str:
+    """The only desk in `found`, or a ReviewError asking which one."""
+    if len(set(found)) > 1:
+        names = ", ".join(sorted(f"{d.name} ({d.signing_key[:8]})" for d in session.scalars(
+            select(KnownDesk).where(KnownDesk.signing_key.in_(found)))))
+        raise ReviewError(f"source {source!r} is known at several desks: {names}",
+                          "choose one with --desk NAME, or --desk and the first 8 digits of "
+                          "its signing key")
+    return found[0]
+
+
+def _source_key(session: Session, source: str, desk: str | None) -> SourceKey:
     wanted = " ".join(source.lower().split())
-    key = session.scalar(select(SourceKey).where(func.lower(SourceKey.designation) == wanted))
-    if key is None:
-        known = ", ".join(session.scalars(select(SourceKey.designation)
+    query = select(SourceKey).where(func.lower(SourceKey.designation) == wanted)
+    if (chosen := desk_keys(session, desk)) is not None:
+        query = query.where(SourceKey.desk_key.in_(chosen))
+    keys = list(session.scalars(query))
+    if not keys:
+        known = ", ".join(session.scalars(select(SourceKey.designation).distinct()
                                           .order_by(SourceKey.designation)).all())
         raise ReviewError(
             f"no reply key for source {source!r} in this workspace",
             f"sources you can reply to: {known}" if known else
             "import a bundle exported after the source got a codename or logged in")
+    desk_key = one_desk(session, source, [k.desk_key for k in keys])
+    key = next(k for k in keys if k.desk_key == desk_key)
+    if (change := pending_source_change(session, desk_key, key.designation)) is not None:
+        raise ReviewError(
+            f"a bundle ({change.seen_in}) offers another reply key for {key.designation}; "
+            "it is not pinned, and nothing was written",
+            "a codename's reply key never changes on an honest desk: tell the desk's admins. "
+            f"To seal to the new key anyway: desk-review keys accept {change.fingerprint}")
     return key
 
 
@@ -86,19 +126,26 @@ def _signer(gpg: GnuPG, recipients: list[Recipient], chosen: str | None) -> Reci
 
 
 def write_reply(workspace: Workspace, gpg: GnuPG, source: str, text: str, out: Path,
-                signer: str | None = None) -> WrittenReply:
-    """Seal, encrypt, sign and write a reply file; refuse to overwrite `out`."""
+                signer: str | None = None, desk: str | None = None,
+                announce: Callable[[list[Recipient], list[PendingKey]], None] = lambda *_: None,
+                ) -> WrittenReply:
+    """Seal, encrypt, sign and write a reply file; refuse to overwrite `out`. `announce` is
+    told the copy's recipients, and the keys the desk lists that it leaves out, before
+    anything is signed."""
     if out.exists():  # checked again when writing; this spares a smartcard touch
         raise ReviewError(f"the output file {out} already exists", "choose another --out name")
     with workspace.session() as session:
-        key = _source_key(session, source)
-        recipients = list(session.scalars(select(Recipient)
-                                          .where(Recipient.desk_key == key.desk_key)
-                                          .order_by(Recipient.fingerprint)))
+        key = _source_key(session, source, desk)
+        recipients = reply_recipients(session, key.desk_key)
         if not recipients:
-            raise ReviewError("no journalist keys for this desk in the workspace",
+            waiting = unconfirmed(session, key.desk_key) or left_out(session, key.desk_key)
+            raise ReviewError("no pinned journalist keys for this desk in the workspace",
+                              "compare the fingerprints `desk-review keys` lists with your "
+                              "colleagues, then `desk-review keys accept FINGERPRINT`"
+                              if waiting else
                               "import a bundle exported by this version of the desk")
         author = _signer(gpg, recipients, signer)
+        announce(recipients, left_out(session, key.desk_key))
         try:
             box = seal_reply(key.reply_public_key, text)
         except FormatError as exc:
@@ -146,13 +193,19 @@ class ShownReply:
     problem: str | None
 
 
-def reply_history(workspace: Workspace, gpg: GnuPG, source: str) -> list[ShownReply]:
-    """Every imported reply to `source`, decrypted in memory, oldest first."""
+def reply_history(workspace: Workspace, gpg: GnuPG, source: str, desk: str | None = None
+                  ) -> list[ShownReply]:
+    """Every imported reply to `source` (at `desk`, needed if several desks know one by that
+    name), decrypted in memory, oldest first."""
     wanted = " ".join(source.lower().split())
     with workspace.session() as session:
-        records = list(session.scalars(
-            select(ReplyCopyRecord).where(func.lower(ReplyCopyRecord.source) == wanted)
-            .order_by(ReplyCopyRecord.number)))
+        query = select(ReplyCopyRecord).where(func.lower(ReplyCopyRecord.source) == wanted)
+        if (chosen := desk_keys(session, desk)) is not None:
+            query = query.where(ReplyCopyRecord.desk_key.in_(chosen))
+        records = list(session.scalars(query.order_by(ReplyCopyRecord.number)))
+        if records:
+            desk_key = one_desk(session, source, [r.desk_key for r in records])
+            records = [r for r in records if r.desk_key == desk_key]
     shown = []
     for record in records:
         text = problem = None

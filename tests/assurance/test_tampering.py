@@ -19,18 +19,24 @@ to e2e/test_reply_files.py.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import shutil
 from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
-from crypto.custody import entry_body
-from tests.harness.console import diagnostic, listing, review, tar_members, write_tar
-from tests.harness.desks import files_under, find_markers, run_desk
+from crypto.custody import SigningKey, Subject, ciphertext_digest, entry_body, object_files
+from desk.records.custody import append_entry
+from desk.records.models import Item
+from desk.services import open_services
+from tests.harness.console import diagnostic, listing, ok, review, tar_members, write_tar
+from tests.harness.desks import desk_config, files_under, find_markers, run_desk
 from tests.harness.gpg import Keypair
 from tests.harness.tampering import (
+    HEAD_MARK,
     KINDS,
     MARKERS,
     Evidence,
@@ -536,3 +542,140 @@ def test_open_refuses_an_item_whose_meta_was_damaged_after_import(
     assert result.returncode != 0, result.stdout
     assert evidence.file_id in result.stderr
     assert leftovers(workspace) == []
+
+
+# --- 6. custody is written once: what a desk's own code could add after receipt ---------------
+
+
+FABRICATED = b"FABRICATED-7d1e: not what the source sent"
+FILE_PART = "part-000000.gpg"
+
+
+def fabricate(data_dir: Path, object_id: str) -> str:
+    """Do what a compromised desk can with its own code: encrypt other content under an item's
+    id in place of its stored part, and record its new digest in the item's row. Return the
+    digest."""
+    services = open_services(desk_config(data_dir))
+    try:
+        folder = services.store.path(object_id)
+        (folder / FILE_PART).unlink()
+        services.gpg.encrypt_stream(io.BytesIO(FABRICATED), services.recipients.current(),
+                                    folder / FILE_PART)
+        digest = ciphertext_digest(object_files(folder))
+        with services.transaction() as db:
+            db.execute(update(Item).where(Item.id == object_id)
+                       .values(ciphertext_sha256=digest))
+        return digest
+    finally:
+        services.engine.dispose()
+
+
+def append_signed(data_dir: Path, event: str, object_id: str) -> None:
+    """Append a signed `event` entry about an item, with the desk's own code and key."""
+    services = open_services(desk_config(data_dir))
+    try:
+        with services.transaction() as db:
+            item = db.get(Item, object_id)
+            assert item is not None
+            append_entry(db, services.signing_key, event, item.custody,
+                         None if event == "ingest" else "alice")
+    finally:
+        services.engine.dispose()
+
+
+def export_all(data_dir: Path, out: Path) -> Path:
+    """`desk export --all`, which must succeed."""
+    result = run_desk("export", "--out", str(out), "--all", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def opened(workspace: Path, home: Path, object_id: str, out: Path) -> bytes:
+    """The plaintext `desk-review open` writes for a one-part file item."""
+    ok(review(workspace, home, "open", object_id, "--out", str(out)))
+    (written,) = out.iterdir()
+    return written.read_bytes()
+
+
+def test_a_second_ingest_of_an_item_is_refused_by_every_verifier(evidence: Evidence,
+                                                                 tmp_path: Path) -> None:
+    # After receipt, the desk re-encrypts fabricated content under the item's id and signs a
+    # second ingest entry for it: the log is properly linked and signed, but not write-once.
+    data_dir = copy_desk(evidence, tmp_path)
+    fabricate(data_dir, evidence.file_id)
+    append_signed(data_dir, "ingest", evidence.file_id)
+    refusal = f"custody entry {evidence.entries + 1}: .* entered the log before \\(ingest again\\)"
+
+    assert re.fullmatch(f"desk: {refusal}", verify(data_dir))
+
+    bundle = export_all(data_dir, tmp_path / "rewritten.tar")
+    pinned = copy_workspace(evidence, tmp_path)
+    before = (pinned / "objects" / evidence.file_id / FILE_PART).read_bytes()
+    message, hint = diagnostic(review(pinned, evidence.home, "import", str(bundle)))
+    assert re.fullmatch(f"bundle refused: {refusal}", message), message
+    assert hint is not None
+    assert REFUSED_HINT in hint
+    assert (pinned / "objects" / evidence.file_id / FILE_PART).read_bytes() == before
+    plaintext = opened(pinned, evidence.home, evidence.file_id, tmp_path / "case")
+    assert plaintext.startswith(HEAD_MARK)
+    assert FABRICATED not in plaintext
+
+    fresh = tmp_path / "fresh"
+    message, _ = diagnostic(review(fresh, evidence.home, "import", str(bundle)))
+    assert re.fullmatch(f"bundle refused: {refusal}", message), message
+    assert_workspace_empty(fresh)
+
+
+def test_a_known_item_is_never_replaced_by_another_desks_ciphertext(evidence: Evidence,
+                                                                    tmp_path: Path) -> None:
+    # A desk the journalist accepted with --accept-new-desk-key (it holds the same data, under
+    # a signing key of its own) offers a consistent log in which the item already imported
+    # here entered with other ciphertext. The importer must not "restore" the item from it.
+    data_dir = copy_desk(evidence, tmp_path)
+    with database(data_dir) as db:
+        old_digest, custody_key = db.execute(
+            "SELECT ciphertext_sha256, custody_key FROM submissions WHERE id = ?",
+            (evidence.file_id,)).fetchone()
+    digest = fabricate(data_dir, evidence.file_id)
+    SigningKey.generate().save(data_dir / "signing_key.new")
+    (data_dir / "signing_key.new").replace(data_dir / "signing_key")
+    with database(data_dir) as db:
+        db.execute("UPDATE custody_entries SET digest = ? WHERE subject = ?",
+                   (Subject(evidence.file_id, digest, custody_key).digest,
+                    Subject(evidence.file_id, old_digest, custody_key).subject))
+    resign_from(data_dir, 1, lambda _row: None)  # every entry hashed and signed again
+    assert run_desk("custody", "verify", data_dir=data_dir).returncode == 0
+    bundle = export_all(data_dir, tmp_path / "other-desk.tar")
+    workspace = copy_workspace(evidence, tmp_path)
+    before = (workspace / "objects" / evidence.file_id / FILE_PART).read_bytes()
+
+    message, hint = diagnostic(review(workspace, evidence.home, "import", str(bundle),
+                                      "--accept-new-desk-key"))
+
+    assert message == (f"bundle refused: object {evidence.file_id} is not the one imported "
+                       "before: its ciphertext differs from the one pinned at its first import")
+    assert hint is not None
+    assert REFUSED_HINT in hint
+    assert (workspace / "objects" / evidence.file_id / FILE_PART).read_bytes() == before
+    assert index_rows(workspace, "SELECT count(*) FROM desks") == [(1,)]
+    plaintext = opened(workspace, evidence.home, evidence.file_id, tmp_path / "case")
+    assert plaintext.startswith(HEAD_MARK)
+    assert FABRICATED not in plaintext
+
+
+def test_an_exported_item_with_a_delete_entry_is_refused_by_the_importer(
+        evidence: Evidence, tmp_path: Path) -> None:
+    # FORMAT.md, rule bundle.deleted: a desk that records a deletion and still exports the
+    # object contradicts its own log.
+    data_dir = copy_desk(evidence, tmp_path)
+    append_signed(data_dir, "delete", evidence.file_id)
+    bundle = export_all(data_dir, tmp_path / "deleted.tar")
+    workspace = tmp_path / "fresh"
+
+    message, hint = diagnostic(review(workspace, evidence.home, "import", str(bundle)))
+
+    assert message == (f"bundle refused: object {evidence.file_id}: is recorded as deleted but "
+                       "was exported")
+    assert hint is not None
+    assert REFUSED_HINT in hint
+    assert_workspace_empty(workspace)

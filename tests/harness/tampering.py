@@ -139,8 +139,8 @@ def copy_workspace(evidence: Evidence, tmp_path: Path) -> Path:
 def database(data_dir: Path) -> closing[sqlite3.Connection]:
     """The desk's database as an attacker with the file opens it: triggers dropped."""
     db = sqlite3.connect(data_dir / "desk.db", isolation_level=None)
-    db.execute("DROP TRIGGER custody_entries_no_update")
-    db.execute("DROP TRIGGER custody_entries_no_delete")
+    db.execute("DROP TRIGGER IF EXISTS custody_entries_no_update")
+    db.execute("DROP TRIGGER IF EXISTS custody_entries_no_delete")
     return closing(db)
 
 
