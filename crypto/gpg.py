@@ -11,6 +11,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,6 +81,14 @@ def _end_of_today() -> list[str]:
     is never "created in the future"."""
     end = (int(time.time()) // 86400 + 1) * 86400 - 1
     return ["--faked-system-time", f"{end}!"]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A good detached signature: the signer's primary fingerprint and its creation time."""
+
+    fingerprint: str
+    made_at: datetime
 
 
 class GnuPG:
@@ -243,9 +252,10 @@ class GnuPG:
             raise SigningFailed(_signing_problem(result))
         return signature
 
-    def verify_detached(self, data: bytes, signature: bytes) -> str | None:
-        """The primary fingerprint of the key in this home whose good signature over `data`
-        `signature` is, or None if it is not one (bad, damaged, or by an unknown key)."""
+    def verify_detached(self, data: bytes, signature: bytes) -> Signature | None:
+        """Who made `signature` over `data`, and when (the time the signer's clock gave, inside
+        what it signed), if it is a good signature by a key in this home; None if it is not
+        (bad, damaged, or by an unknown key)."""
         with tempfile.TemporaryDirectory(prefix="desk-sig-") as folder:
             # gpg reads a detached signature from a file; it holds no plaintext.
             path = Path(folder) / "signature"
@@ -253,7 +263,10 @@ class GnuPG:
             result = self._gpg.verify_data(str(path), data)
         if not result.valid or result.returncode != 0 or not result.pubkey_fingerprint:
             return None
-        return parse_fingerprint(result.pubkey_fingerprint)
+        made_at = _timestamp(result.sig_timestamp or "")
+        if made_at is None:
+            return None
+        return Signature(parse_fingerprint(result.pubkey_fingerprint), made_at)
 
     def recipient_key_ids(self, message: bytes) -> set[str]:
         """The 16-hex key ids an OpenPGP message is encrypted to, read from its packets

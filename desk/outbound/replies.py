@@ -21,6 +21,8 @@ from crypto.reply import key_id, read_header, seal_reply
 from crypto.replyfile import ReplyCopy, ReplyFile
 from desk.errors import JournalistError, NotAcceptingSubmissions
 from desk.records.custody import append_entry, reply_digest
+from desk.records.instance import load_instance
+from desk.records.items import retention_cutoff
 from desk.records.models import Journalist, Reply, Source
 from desk.services import Services
 
@@ -53,13 +55,22 @@ def accept_reply_file(desk: Services, target: ReplyTarget, data: bytes, uploader
     with desk.sessions() as reader:
         names = {fingerprint: name for fingerprint, name in reader.execute(
             select(Journalist.fingerprint, Journalist.username))}
-    signer = desk.gpg.verify_detached(reply_file.payload(), reply_file.signature)
-    author = None if signer is None else names.get(signer)
-    if author is None:
+        retention = load_instance(reader).retention_days
+    signed = desk.gpg.verify_detached(reply_file.payload(), reply_file.signature)
+    author = None if signed is None else names.get(signed.fingerprint)
+    if signed is None or author is None:
         raise JournalistError(
             "the reply file's signature does not verify: it was altered or damaged after "
             "desk-review wrote it, or signed with a key that is not a journalist key of this "
             f"desk; {REFUSED}")
+    # Retention purges a reply's row, and with it the only record of its id (nothing of a
+    # deleted reply may stay). A file signed before the retention period could be one whose
+    # row is gone: sent again, the source would see an old reply as new.
+    if retention is not None and signed.made_at.date() < retention_cutoff(retention):
+        raise JournalistError(
+            f"this reply file was signed on {signed.made_at.date().isoformat()}, before the "
+            f"desk's retention period of {retention} days: the desk cannot tell it from a "
+            f"reply sent and deleted since; write the reply again; {REFUSED}")
     try:
         header = read_header(reply_file.box)
     except FormatError as exc:

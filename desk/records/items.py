@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -65,13 +65,19 @@ def delete_items(db: Session, store: Store, key: SigningKey,
         store.remove(submission.id)
 
 
+def retention_cutoff(days: int) -> date:
+    """The first day a retention period of `days` keeps: anything received or sent before it
+    is purged."""
+    return datetime.now(UTC).date() - timedelta(days=days)
+
+
 def purge_expired(db: Session, store: Store, key: SigningKey) -> tuple[int, int]:
     """Delete objects received, and replies sent, before the retention period, each with a
     custody entry; return how many of each."""
     days = load_instance(db).retention_days
     if days is None:
         return 0, 0
-    cutoff = datetime.now(UTC).date() - timedelta(days=days)
+    cutoff = retention_cutoff(days)
     expired = list(db.scalars(select(Item).where(Item.received_on < cutoff)))
     delete_items(db, store, key, expired, RETENTION_ACTOR)
     replies = list(db.scalars(select(Reply).where(Reply.created_on < cutoff)))

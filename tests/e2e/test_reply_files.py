@@ -19,13 +19,13 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from crypto.custody import Subject
 from crypto.reply import read_header, seal_reply
@@ -436,6 +436,47 @@ def test_reply_file_whose_version_is_true_is_refused(
     assert_refused(copied, with_fields(data, version=True), (
         "Reply refused: unsupported reply file version True: choose the .desk file "
         f"desk-review reply wrote; {REFUSED}."))
+
+
+def test_a_reply_file_sent_again_after_retention_purged_it_is_refused(
+        copied: Conversation, journalist: Keypair, second_journalist: Keypair,
+        tmp_path: Path) -> None:
+    # Carol signed a reply 40 days ago, and it was stored that day. Retention (30 days) purged
+    # its row, and with it the only record of its id; the same file, uploaded again, must not
+    # reach the source as a new reply.
+    def ago(days: int) -> datetime:
+        return datetime.now(UTC) - timedelta(days=days)
+
+    carol = make_keypair(tmp_path / "carol", "Carol", faked_time=f"{ago(60):%Y%m%dT%H%M%S}")
+    add_account(copied.services, "carol", carol)
+    for colleague in (journalist, second_journalist):
+        gpg(carol.home, "--import", str(colleague.public_key))
+    box = seal_reply(copied.reply_public_key, REPLY_TEXT)
+    header = read_header(box)
+    copy = ReplyCopy(header.reply_id, copied.designation, header.recipient.hex(), ago(40),
+                     "carol", "console", REPLY_TEXT)
+    encrypted = encrypt(carol.home, copy.to_json(), [journalist, second_journalist, carol])
+    signature = gpg(carol.home, "--local-user", carol.fingerprint, "--detach-sign", "--output",
+                    "-", stdin=signed_payload(box, encrypted),
+                    faked_time=f"{ago(40):%Y%m%dT%H%M%S}").stdout
+    old_file = ReplyFile(box, encrypted, signature).to_bytes()
+    assert "stored" in upload_reply(copied.journalist, find_source(copied), old_file)
+    with copied.services.transaction() as db:
+        db.execute(update(Reply).where(Reply.id == header.reply_id)
+                   .values(created_on=ago(40).date()))
+    data_dir = copied.services.config.data_dir
+    for command in (("settings", "--retention-days", "30"), ("purge",)):
+        assert run_desk(*command, data_dir=data_dir).returncode == 0
+    with copied.services.sessions() as session:
+        assert session.get(Reply, header.reply_id) is None
+
+    assert_refused(copied, old_file, (
+        f"Reply refused: this reply file was signed on {ago(40).date().isoformat()}, before "
+        "the desk's retention period of 30 days: the desk cannot tell it from a reply sent "
+        f"and deleted since; write the reply again; {REFUSED}."))
+    # A reply file signed today is stored as ever.
+    fresh = hand_built(copied, journalist, carol, [journalist, second_journalist, carol])
+    assert "stored" in upload_reply(copied.journalist, find_source(copied), fresh)
 
 
 # --- 2. the console says why it cannot write a reply -----------------------------------------

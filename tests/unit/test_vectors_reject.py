@@ -180,8 +180,8 @@ def _reply_file(vector: dict[str, Any], _gpg: GnuPG, desk: GnuPG) -> None:
         (info,) = desk.scan(armored.encode("ascii"))
         journalists.add(desk.import_public_key(armored.encode("ascii"), info.fingerprint))
     reply = _run("parse", ReplyFile.from_bytes, base64.b64decode(vector["file_b64"]))
-    if desk.verify_detached(reply.payload(), reply.signature) not in \
-            {key.fingerprint for key in journalists}:
+    signed = desk.verify_detached(reply.payload(), reply.signature)
+    if signed is None or signed.fingerprint not in {key.fingerprint for key in journalists}:
         _run("signature", _refuse, "no journalist signed it")
     header = _run("box", read_header, reply.box)
     source_key = base64.b64decode(vector["source_reply_public_key_b64"])
