@@ -1,0 +1,121 @@
+"""What `desk-review inspect` finds inside the frames of a video (issue 14, finding 3).
+
+Each file is sent by a source through a real desk, exported, imported and run through a real
+`desk-review` with real ffmpeg and exiftool, from the real camera samples in tests/fixtures:
+Motion-JPEG clips made of a camera's photos, a whole photo, its EXIF included, in every frame.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from desk.app import create_app
+from tests.harness.console import by_name, export, listing, ok, review
+from tests.harness.desks import add_account, desk_config, new_desk
+from tests.harness.forms import FormBody
+from tests.harness.gpg import Keypair
+from tests.harness.paths import FIXTURES
+from tests.harness.web import SourceBrowser
+
+NIKON = "camera-gps-nikon-coolpix.jpg"  # GPS position, NIKON, COOLPIX P6000, maker notes
+NIKON_POSITION = "43 deg 28' 2.81\" N, 11 deg 53' 6.46\" E"
+FRAMES = 5
+
+# Motion-JPEG clips: file name -> (the photo every frame is, the content type sent).
+MOTION_JPEG = {"dashcam.mov": (NIKON, "video/quicktime"), "bodycam.avi": (NIKON, "video/x-msvideo")}
+
+
+# --- footage ---------------------------------------------------------------------------------
+
+
+def _tool(*args: str | Path) -> None:
+    subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=120)
+
+
+def _motion_jpeg(folder: Path, photo: str, out: Path) -> None:
+    """FRAMES copies of a camera's photo, muxed bit for bit as Motion-JPEG frames."""
+    frames = folder / f"frames-{out.stem}"
+    frames.mkdir()
+    for n in range(1, FRAMES + 1):
+        shutil.copyfile(FIXTURES / photo, frames / f"f{n}.jpg")
+    _tool("ffmpeg", "-v", "error", "-nostdin", "-framerate", "5", "-i", frames / "f%d.jpg",
+          "-c:v", "copy", out)
+
+
+@dataclass
+class Desk:
+    """One source's files, sent through a desk and imported into a console workspace."""
+
+    workspace: Path
+    home: Path
+    items: dict[str, dict[str, Any]]
+    originals: dict[str, bytes]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """desk-review with this workspace and GnuPG home."""
+        return review(self.workspace, self.home, *args)
+
+
+@pytest.fixture(scope="module")
+def sent(tmp_path_factory: pytest.TempPathFactory, journalist: Keypair) -> Desk:
+    """Every clip above, sent by one source with the content type a browser gives, exported
+    and imported."""
+    root = tmp_path_factory.mktemp("publish-clean")
+    folder = root / "footage"
+    folder.mkdir()
+    for name, (photo, _) in MOTION_JPEG.items():
+        _motion_jpeg(folder, photo, folder / name)
+    files = {name: (folder / name).read_bytes() for name in MOTION_JPEG}
+
+    services = new_desk(desk_config(root / "data"))
+    try:
+        add_account(services, "alice", journalist)
+        source = SourceBrowser(create_app(services.config, "source", services=services)
+                               .test_client())
+        source.get_codename()
+        body = FormBody().field("csrf_token", source.form_token()).field("message", "")
+        for name, data in files.items():
+            body.file(name, data, content_type=MOTION_JPEG[name][1])
+        page = source.submit(body)
+        assert page.status_code == 200, page.text
+        bundle = export(services, root / "bundle.tar")
+    finally:
+        services.engine.dispose()
+    desk = Desk(root / "ws", journalist.home, {}, files)
+    ok(desk.run("import", str(bundle)))
+    desk.items = by_name(listing(desk.workspace, desk.home))
+    return desk
+
+
+# --- what the tests read: `inspect --json` ------------------------------------------------------
+
+
+def findings(desk: Desk, name: str) -> list[dict[str, str]]:
+    """`inspect --json`'s findings for item `name`."""
+    report = json.loads(ok(desk.run("inspect", desk.items[name]["id"], "--json")))
+    found: list[dict[str, str]] = report["could_identify_the_source"]
+    return found
+
+
+# --- Motion-JPEG -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dashcam.mov", "bodycam.avi"])
+def test_inspect_reports_the_camera_found_in_motion_jpeg_frames(sent: Desk, name: str) -> None:
+    found = findings(sent, name)
+    in_frames = "stream 0 frames 1, 3, 5 of 5 (first, middle, last): "
+    by_where = {f["where"]: f for f in found if f["where"].startswith(in_frames)}
+    assert by_where[in_frames + "Composite:GPSPosition"] == {
+        "category": "location", "where": in_frames + "Composite:GPSPosition",
+        "value": NIKON_POSITION}
+    assert by_where[in_frames + "IFD0:Make"]["value"] == "NIKON"
+    assert by_where[in_frames + "IFD0:Model"]["value"] == "COOLPIX P6000"
+    assert by_where[in_frames + "IFD0:Make"]["category"] == "device"
+    assert by_where[in_frames + "IFD1:ThumbnailImage"]["category"] == "embedded image"
