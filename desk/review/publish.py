@@ -1,5 +1,9 @@
 """`desk-review publish-copy`: a copy safe to hand to editors, proven by inspecting it again.
 
+What the file is, a still picture or a video, is decided by reading its content, never by the
+name or type the source's browser declared: a photo sent as `IMG_2087` with
+`application/octet-stream` is a photo.
+
 Video: only the audio and video streams are kept (no subtitle or data tracks, no attached
 pictures, no chapters), container and stream metadata are dropped, and user-data SEI units
 (where encoders and some phones write their name, settings and more) are cut from H.264 and
@@ -28,12 +32,16 @@ AUDIO_CODECS = {"mp4": ["aac", "-b:a", "192k"], "mov": ["aac", "-b:a", "192k"],
 IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 IMAGE_INPUTS = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".gif",
                 ".bmp"}
+# Pillow's names for the still-picture formats publish-copy reads as images; of these, GIF,
+# PNG and WebP can also be animations, which are video.
+STILL_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "TIFF", "BMP", "GIF")
+ANIMATED_FORMATS = {"GIF", "PNG", "WEBP"}
 # NAL unit types of user-data SEI: H.264 type 6; HEVC prefix and suffix SEI, 39 and 40.
 SEI_FILTERS = {"h264": "filter_units=remove_types=6", "hevc": "filter_units=remove_types=39|40"}
 DECODE_CHECK_SECONDS = "60"
 
 
-def publish_copy(original: Path, out: Path, scratch: Path, is_image: bool) -> Report:
+def publish_copy(original: Path, out: Path, scratch: Path) -> Report:
     """Write a cleaned copy of `original` to `out`; return the copy's (clean) inspection."""
     if out.exists():
         raise ReviewError(f"the output file {out} already exists",
@@ -43,7 +51,7 @@ def publish_copy(original: Path, out: Path, scratch: Path, is_image: bool) -> Re
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name}{PARTIAL_MARK}{os.urandom(4).hex()}{out.suffix}")
     try:
-        if is_image:
+        if is_still_image(original):
             _clean_image(original, temp)
         else:
             _clean_video(original, temp, scratch)
@@ -60,11 +68,28 @@ def publish_copy(original: Path, out: Path, scratch: Path, is_image: bool) -> Re
         temp.unlink(missing_ok=True)
 
 
+def is_still_image(path: Path) -> bool:
+    """True when the file's content is a still picture (JPEG, PNG, WebP, HEIF, TIFF, BMP or a
+    GIF of one frame), whatever its name or declared type."""
+    from PIL import Image
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    try:
+        with Image.open(path, formats=STILL_FORMATS) as image:
+            return image.format not in ANIMATED_FORMATS or not getattr(image, "is_animated",
+                                                                       False)
+    except Image.DecompressionBombError:
+        return True  # a picture too large to decode: the image path says so
+    except (OSError, ValueError):
+        return False
+
+
 def _clean_video(original: Path, temp: Path, scratch: Path) -> None:
     container = VIDEO_FORMATS.get(temp.suffix.lower())
     if container is None:
-        raise ReviewError(f"cannot write {temp.suffix or 'files without an extension'} copies",
-                          "use --out with .mp4, .mov, .mkv or .webm")
+        raise ReviewError(f"cannot write {temp.suffix or 'files without an extension'} copies "
+                          "of a video", "use --out with .mp4, .mov, .mkv or .webm")
     ffmpeg = require("ffmpeg", "ffmpeg")
     codecs = {s["codec"] for s in inspect_file(original, scratch).streams if s["type"] == "video"}
     args = [ffmpeg, "-v", "error", "-nostdin", "-i", media_arg(original),
@@ -82,26 +107,28 @@ def _clean_video(original: Path, temp: Path, scratch: Path) -> None:
 def _clean_image(original: Path, temp: Path) -> None:
     target = IMAGE_FORMATS.get(temp.suffix.lower())
     if target is None:
-        raise ReviewError(f"cannot write {temp.suffix or 'files without an extension'} images",
+        raise ReviewError(f"this item is a still image: cannot write "
+                          f"{temp.suffix or 'files without an extension'} copies of it",
                           "use --out with .jpg, .png or .webp")
     from PIL import Image, ImageOps
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
     try:
-        with Image.open(original) as source:
+        with Image.open(original, formats=STILL_FORMATS) as source:
             # Turn the picture upright first: the orientation tag goes with the rest.
             upright = ImageOps.exif_transpose(source)
             clean = upright.convert("RGB" if target == "JPEG" else "RGBA")
             clean.info.clear()
             options = {"quality": 95} if target in ("JPEG", "WEBP") else {}
             clean.save(temp, target, exif=b"", icc_profile=None, **options)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ReviewError(f"cannot read the image: {exc}") from exc
 
 
 def looks_like_image(path: Path, content_type: str | None) -> bool:
-    """True for still images, by declared type or extension."""
+    """True for still images, by declared type or extension: a hint for showing an item, never
+    for cleaning one (publish-copy reads the content: `is_still_image`)."""
     if content_type and content_type.startswith("image/"):
         return True
     return path.suffix.lower() in IMAGE_INPUTS

@@ -1,13 +1,17 @@
-"""What `desk-review inspect` finds inside the frames of a video (issue 14, finding 3).
+"""What `desk-review inspect` finds inside the frames of a video, and what `publish-copy`
+leaves in a copy (issue 14, finding 3).
 
 Each file is sent by a source through a real desk, exported, imported and run through a real
 `desk-review` with real ffmpeg and exiftool, from the real camera samples in tests/fixtures:
-Motion-JPEG clips made of a camera's photos, a whole photo, its EXIF included, in every frame.
+Motion-JPEG clips made of a camera's photos (a whole photo, its EXIF included, in every
+frame), and photos sent without a name or a type (which once went through the video path and
+came out as a one-frame Motion-JPEG with their GPS position).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
+from pillow_heif import register_heif_opener
 
 from desk.app import create_app
-from tests.harness.console import by_name, export, listing, ok, review
+from tests.harness.console import by_name, diagnostic, export, listing, ok, review
 from tests.harness.desks import add_account, desk_config, new_desk
 from tests.harness.forms import FormBody
 from tests.harness.gpg import Keypair
@@ -25,11 +31,21 @@ from tests.harness.paths import FIXTURES
 from tests.harness.web import SourceBrowser
 
 NIKON = "camera-gps-nikon-coolpix.jpg"  # GPS position, NIKON, COOLPIX P6000, maker notes
+NOKIA = "phone-gps-nokia.heif"  # GPS position
 NIKON_POSITION = "43 deg 28' 2.81\" N, 11 deg 53' 6.46\" E"
 FRAMES = 5
+OCTETS = "application/octet-stream"
 
 # Motion-JPEG clips: file name -> (the photo every frame is, the content type sent).
 MOTION_JPEG = {"dashcam.mov": (NIKON, "video/quicktime"), "bodycam.avi": (NIKON, "video/x-msvideo")}
+# Photos sent without a name or a type (application/octet-stream): file name -> photo.
+NAMELESS = {"IMG_2087": NIKON, "photo": NOKIA}
+
+# exiftool -a -G1 -s lines that would name a place, a device, its owner or its maker notes.
+IDENTIFYING_LINE = re.compile(
+    r"^\[(GPS|IFD\d|ExifIFD|MakerNotes|Nikon\w*|Canon\w*|XMP[-\w]*)\]|"
+    r"^\[[^]]+\]\s+(GPS\w*|Make|Model|CameraModelName|\w*SerialNumber|OwnerName|Software|"
+    r"Encoder|ThumbnailImage)\s*:", re.MULTILINE)
 
 
 # --- footage ---------------------------------------------------------------------------------
@@ -65,14 +81,17 @@ class Desk:
 
 @pytest.fixture(scope="module")
 def sent(tmp_path_factory: pytest.TempPathFactory, journalist: Keypair) -> Desk:
-    """Every clip above, sent by one source with the content type a browser gives, exported
-    and imported."""
+    """Every clip and photo above, sent by one source with the content types a browser gives
+    (none for the nameless photos), exported and imported."""
     root = tmp_path_factory.mktemp("publish-clean")
     folder = root / "footage"
     folder.mkdir()
     for name, (photo, _) in MOTION_JPEG.items():
         _motion_jpeg(folder, photo, folder / name)
     files = {name: (folder / name).read_bytes() for name in MOTION_JPEG}
+    files |= {name: (FIXTURES / photo).read_bytes() for name, photo in NAMELESS.items()}
+    types = {name: kind for name, (_, kind) in MOTION_JPEG.items()} | dict.fromkeys(NAMELESS,
+                                                                                   OCTETS)
 
     services = new_desk(desk_config(root / "data"))
     try:
@@ -82,7 +101,7 @@ def sent(tmp_path_factory: pytest.TempPathFactory, journalist: Keypair) -> Desk:
         source.get_codename()
         body = FormBody().field("csrf_token", source.form_token()).field("message", "")
         for name, data in files.items():
-            body.file(name, data, content_type=MOTION_JPEG[name][1])
+            body.file(name, data, content_type=types[name])
         page = source.submit(body)
         assert page.status_code == 200, page.text
         bundle = export(services, root / "bundle.tar")
@@ -94,7 +113,14 @@ def sent(tmp_path_factory: pytest.TempPathFactory, journalist: Keypair) -> Desk:
     return desk
 
 
-# --- what the tests read: `inspect --json` ------------------------------------------------------
+# --- what the tests read: `inspect --json` and exiftool ----------------------------------------
+
+
+def exif_lines(*paths: Path) -> str:
+    """exiftool's every tag, one `[group] Name : value` a line."""
+    done = subprocess.run(["exiftool", "-a", "-G1", "-s", "-ee", *map(str, paths)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    return done.stdout
 
 
 def findings(desk: Desk, name: str) -> list[dict[str, str]]:
@@ -119,3 +145,33 @@ def test_inspect_reports_the_camera_found_in_motion_jpeg_frames(sent: Desk, name
     assert by_where[in_frames + "IFD0:Model"]["value"] == "COOLPIX P6000"
     assert by_where[in_frames + "IFD0:Make"]["category"] == "device"
     assert by_where[in_frames + "IFD1:ThumbnailImage"]["category"] == "embedded image"
+
+
+# --- a photo without a name or a type --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(NAMELESS))
+def test_a_photo_sent_without_name_or_type_is_cleaned_as_a_photo(sent: Desk, name: str,
+                                                                tmp_path: Path) -> None:
+    item = sent.items[name]
+    assert (item["content_type"], Path(name).suffix) == (OCTETS, "")
+    assert any(f["category"] == "location" for f in findings(sent, name))
+
+    copy = tmp_path / "for-editors.jpg"
+    ok(sent.run("publish-copy", item["id"], "--out", str(copy)))
+    tags = exif_lines(copy)
+    assert re.search(r"^\[File\]\s+FileType\s+: JPEG$", tags, re.MULTILINE)
+    assert IDENTIFYING_LINE.findall(tags) == []
+    register_heif_opener()
+    with Image.open(copy) as picture, Image.open(FIXTURES / NAMELESS[name]) as original:
+        assert picture.format == "JPEG"
+        assert picture.size == original.size  # the photo itself, not a frame of a video
+        assert dict(picture.getexif()) == {}
+    assert b"Exif\x00\x00" not in copy.read_bytes()
+
+    as_video = tmp_path / "for-editors.mp4"
+    message, hint = diagnostic(sent.run("publish-copy", item["id"], "--out", str(as_video)))
+    assert message == "this item is a still image: cannot write .mp4 copies of it"
+    assert hint is not None
+    assert ".jpg" in hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["for-editors.jpg"]
