@@ -100,12 +100,12 @@ def media_arg(path: Path) -> str:
     return f"file:{path.absolute()}"
 
 
-def run_tool(args: list[str], what: str) -> str:
+def run_tool(args: list[str], what: str, seconds: float = TOOL_SECONDS) -> str:
     """Run a tool with a time limit; ReviewError with its complaint on failure."""
     try:
-        done = subprocess.run(args, capture_output=True, timeout=TOOL_SECONDS, check=False)  # noqa: S603
+        done = subprocess.run(args, capture_output=True, timeout=seconds, check=False)  # noqa: S603
     except subprocess.TimeoutExpired as exc:
-        raise ReviewError(f"{what} took longer than {TOOL_SECONDS} s") from exc
+        raise ReviewError(f"{what} took longer than {seconds:.0f} s") from exc
     if done.returncode != 0:
         complaint = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise ReviewError(f"{what} failed: {complaint[-1] if complaint else done.returncode}")
