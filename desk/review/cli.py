@@ -468,8 +468,8 @@ def publish_copy_command(obj: Context, item: str, out: Path) -> None:
     """Write a copy without identifying metadata, proven clean by inspecting it again."""
     workspace = obj.workspace()
     with _plaintext(obj, workspace, item) as (record, path):
-        publish_copy(path, out, workspace.staging,
-                     is_image=_is_image(record))
+        # Image or video is read from the content, not from the declared name or type.
+        publish_copy(path, out, workspace.staging)
     digest = file_sha256(out)[1]
     with workspace.session() as session:
         log_action(session, record.id, "publish-copy", out=str(out), sha256=digest)

@@ -1,8 +1,12 @@
 """`desk-review inspect`: what a file says about itself, and what in it could identify the source.
 
 ffprobe gives container and stream facts; exiftool (`-ee -G3:1`, every tag, embedded
-documents too) gives the tags. Both run on a private copy, never on the original. Anything a
-reader could use to find the person who filmed it is listed under "could identify the source".
+documents too) gives the tags. Both run on a private copy, never on the original. Container
+tools do not look inside the frames, so the first, middle and last frame of every video stream
+are checked too: taken out bit for bit where each frame is a picture file of its own
+(Motion-JPEG, JPEG 2000, PNG...: cameras write their EXIF, GPS position and maker notes into
+every such frame), and decoded, then read by exiftool. Anything a reader could use to find the
+person who filmed it is listed under "could identify the source".
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ OURS = re.compile(r"^(SourceFile|ExifTool:|System:|File:)")
 # SEI), where container tools do not look.
 STREAM_SIGNATURES = (b"x264 - core", b"x265 (build", b"Lavc", b"HandBrake",
                      b"Apple H.264", b"Qualcomm", b"MediaTek", b"Exynos")
+# Video codecs whose every frame is a whole picture file, and the extension exiftool reads it
+# by: such a frame keeps the APPn segments, boxes or chunks of the photo it was made from.
+FRAME_FILES = {"mjpeg": "jpg", "jpegls": "jpg", "jpeg2000": "j2k", "png": "png", "tiff": "tif",
+               "webp": "webp", "bmp": "bmp"}
+# ffmpeg's demuxers for single pictures: the file is the frame, and its tags are read whole.
+PICTURE_DEMUXERS = re.compile(r"^image2$|_pipe$")
 
 
 @dataclass(frozen=True)
@@ -90,12 +100,12 @@ def media_arg(path: Path) -> str:
     return f"file:{path.absolute()}"
 
 
-def run_tool(args: list[str], what: str) -> str:
+def run_tool(args: list[str], what: str, seconds: float = TOOL_SECONDS) -> str:
     """Run a tool with a time limit; ReviewError with its complaint on failure."""
     try:
-        done = subprocess.run(args, capture_output=True, timeout=TOOL_SECONDS, check=False)  # noqa: S603
+        done = subprocess.run(args, capture_output=True, timeout=seconds, check=False)  # noqa: S603
     except subprocess.TimeoutExpired as exc:
-        raise ReviewError(f"{what} took longer than {TOOL_SECONDS} s") from exc
+        raise ReviewError(f"{what} took longer than {seconds:.0f} s") from exc
     if done.returncode != 0:
         complaint = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise ReviewError(f"{what} failed: {complaint[-1] if complaint else done.returncode}")
@@ -126,6 +136,7 @@ def inspect_file(original: Path, scratch_root: Path) -> Report:
         _tag_findings(report)
         _stream_findings(report, probe, copy)
         _signature_findings(report, copy)
+        _frame_findings(report, probe, copy, scratch / "frames")
         return report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -160,25 +171,32 @@ def _facts(report: Report, probe: dict[str, Any], tags: dict[str, Any]) -> None:
 
 
 def _tag_findings(report: Report) -> None:
-    for key, value in report.tags.items():
+    report.findings += _identifying_tags(report.tags)
+
+
+def _identifying_tags(tags: dict[str, Any]) -> list[Finding]:
+    """The tags among exiftool's `tags` that could identify the source, each where its key."""
+    found = []
+    for key, value in tags.items():
         name = key.rsplit(":", 1)[-1]
         text = _text(value)
-        if not text or text in {"0", "Unknown", "None"} or NOT_IDENTIFYING.search(name) or \
-                key.startswith("ICC"):
+        if OURS.match(key) or not text or text in {"0", "Unknown", "None"} or \
+                NOT_IDENTIFYING.search(name) or key.startswith("ICC"):
             continue
         if LOCATION.search(name) and not name.lower().startswith("geotiff"):
-            report.findings.append(Finding("location", key, text))
+            found.append(Finding("location", key, text))
         elif DEVICE.search(name):
-            report.findings.append(Finding("device", key, text))
+            found.append(Finding("device", key, text))
         elif OWNER.search(name):
-            report.findings.append(Finding("owner", key, text))
+            found.append(Finding("owner", key, text))
         elif THUMBNAIL.search(name):
-            report.findings.append(Finding("embedded image", key, text[:80]))
+            found.append(Finding("embedded image", key, text[:80]))
         elif SOFTWARE.search(name):
-            report.findings.append(Finding("software or encoder", key, text))
+            found.append(Finding("software or encoder", key, text))
         elif key.startswith("Doc") and TIMED_TEXT.search(name):
             # Embedded documents (-ee): timed metadata samples such as telemetry.
-            report.findings.append(Finding("timed metadata", key, text[:120]))
+            found.append(Finding("timed metadata", key, text[:120]))
+    return found
 
 
 def _stream_findings(report: Report, probe: dict[str, Any], copy: Path) -> None:
@@ -231,6 +249,126 @@ def _signature_findings(report: Report, copy: Path) -> None:
             text = head[at:end if end > 0 else at + 120].decode("ascii", "replace")
             report.findings.append(Finding("encoder string in the stream", f"byte {at}",
                                            text[:120]))
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A frame taken out of a video stream for exiftool: bit for bit, or decoded."""
+
+    path: Path
+    stream: int
+    number: int
+    count: int
+    name: str
+    decoded: bool
+
+
+def _frame_findings(report: Report, probe: dict[str, Any], copy: Path, folder: Path) -> None:
+    fmt = probe.get("format") or {}
+    if PICTURE_DEMUXERS.search(str(fmt.get("format_name") or "")):
+        return  # a photo: the file is its one frame, and its tags were read whole above
+    start = _float(fmt.get("start_time")) or 0.0
+    frames: list[_Frame] = []
+    for stream in probe.get("streams", []):
+        if stream.get("codec_type") != "video" or \
+                (stream.get("disposition") or {}).get("attached_pic"):
+            continue
+        try:
+            frames += _sample_frames(copy, stream, start, folder)
+        except ReviewError as exc:
+            # Not knowing is a finding too: publish-copy must not pass a copy it could not read.
+            report.findings.append(Finding("frames not checked", f"stream {stream.get('index')}",
+                                           str(exc)))
+    if not frames:
+        return
+    exiftool = require("exiftool", "libimage-exiftool-perl")
+    try:
+        paths = [str(f.path.absolute()) for f in frames]
+        read = json.loads(run_tool([exiftool, "-j", "-ee", "-G3:1", "-a", "-u", "--", *paths],
+                                   "exiftool") or "[]")
+    except ReviewError as exc:
+        report.findings.append(Finding("frames not checked", "exiftool", str(exc)))
+        return
+    tags = {str(entry.get("SourceFile")): entry for entry in read}
+    # One finding per tag and value, naming every sampled frame of the stream that has it.
+    found: dict[tuple[str, str, str, int, int, bool], list[_Frame]] = {}
+    for frame in frames:
+        for hit in _identifying_tags(tags.get(str(frame.path.absolute()), {})):
+            key = (hit.category, hit.where, hit.value, frame.stream, frame.count, frame.decoded)
+            found.setdefault(key, []).append(frame)
+    for (category, tag, value, stream, count, decoded), hits in found.items():
+        kind = ("decoded frame" if decoded else "frame") + ("s" if len(hits) > 1 else "")
+        numbers = ", ".join(str(f.number) for f in hits)
+        names = ", ".join(f.name for f in hits)
+        report.findings.append(Finding(
+            category, f"stream {stream} {kind} {numbers} of {count} ({names}): {tag}", value))
+
+
+def _sample_frames(copy: Path, stream: dict[str, Any], start: float, folder: Path
+                   ) -> list[_Frame]:
+    """The first, middle and last frame of `stream`, decoded to PNG, and also taken out bit
+    for bit when each frame is a picture file of its own (FRAME_FILES)."""
+    ffmpeg = require("ffmpeg", "ffmpeg")
+    index, extension = int(stream["index"]), FRAME_FILES.get(str(stream.get("codec_name")))
+    times = _packet_times(copy, index)
+    if not times:
+        return []
+    count = len(times)
+    picks: dict[int, list[str]] = {}
+    for name, position in (("first", 0), ("middle", count // 2), ("last", count - 1)):
+        picks.setdefault(position, []).append(name)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    source = media_arg(copy)
+    exact = [ffmpeg, "-v", "error", "-nostdin", "-i", source]
+    inputs, outputs = [ffmpeg, "-v", "error", "-nostdin"], []
+    frames = []
+    for n, (position, names) in enumerate(sorted(picks.items())):
+        # Halfway between this frame's time and the one before, so that no rounding of
+        # either lands on a neighbour.
+        at = (times[position - 1] + times[position]) / 2 - start if position else None
+        seek = ["-ss", f"{at:.6f}"] if at is not None else []
+        if extension:
+            # -ss after -i: ffmpeg reads the stream from its start and drops the packets
+            # before `at`, however the demuxer seeks, and copies the next one untouched.
+            path = folder / f"{index}-{position}.{extension}"
+            exact += [*seek, "-map", f"0:{index}", "-c:v", "copy", "-frames:v", "1",
+                      "-f", "image2", media_arg(path)]
+            frames.append(_Frame(path, index, position + 1, count, ", ".join(names), False))
+        path = folder / f"{index}-{position}-decoded.png"
+        inputs += [*seek, "-i", source]
+        outputs += ["-map", f"{n}:{index}", "-frames:v", "1", "-c:v", "png", "-f", "image2",
+                    media_arg(path)]
+        frames.append(_Frame(path, index, position + 1, count, ", ".join(names), True))
+    if extension:
+        run_tool(exact, "taking frames out of the video")
+    run_tool([*inputs, *outputs], "decoding frames")
+    missing = [f for f in frames if not f.path.is_file()]
+    if missing:
+        raise ReviewError(f"frame {missing[0].number} of {count} could not be read")
+    return frames
+
+
+def _packet_times(copy: Path, index: int) -> list[float]:
+    """The times of stream `index`'s packets, in order (demuxed, not decoded)."""
+    ffprobe = require("ffprobe", "ffmpeg")
+    text = run_tool([ffprobe, "-v", "error", "-select_streams", str(index), "-show_entries",
+                     "packet=pts_time,dts_time", "-of", "csv=p=0", media_arg(copy)], "ffprobe")
+    times = set()
+    for line in text.splitlines():
+        pts, _, dts = line.partition(",")
+        seconds = _seconds(pts)
+        if seconds is None:
+            seconds = _seconds(dts)  # no presentation time: the decoding time
+        if seconds is not None:
+            times.add(seconds)
+    return sorted(times)
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _text(value: object) -> str:

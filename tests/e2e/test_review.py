@@ -591,7 +591,7 @@ def test_a_file_named_like_an_option_is_read_as_a_file(footage: dict[str, bytes]
     assert keyframe_times(video) == [0.0]
     frames = contact_sheet(video, Path("-sheet.png"), Path("-frames"), scratch=scratch)
     assert [f.seconds for f in frames] == [0.0]
-    publish_copy(video, Path("-clean.mp4"), scratch, is_image=False)
+    publish_copy(video, Path("-clean.mp4"), scratch)
     assert {s["type"] for s in inspect_file(Path("-clean.mp4"), scratch).streams} == {
         "video", "audio"}
     assert sorted(p.name for p in case.iterdir()) == sorted(
