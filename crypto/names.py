@@ -122,9 +122,10 @@ INSPECT_SCRATCH_PREFIX = "inspect-"
 REPORT_SHEET_PREFIX = "report-sheet-"
 SHEET_SCRATCH_PREFIX = "sheet-"
 VIEW_SCRATCH_PREFIX = "view-"
+PUBLISH_SCRATCH_PREFIX = "publish-"
 # All of them: `wipe` clears what a killed command left.
 CONSOLE_SCRATCH_PREFIXES = (OPEN_SCRATCH_PREFIX, INSPECT_SCRATCH_PREFIX, REPORT_SHEET_PREFIX,
-                            SHEET_SCRATCH_PREFIX, VIEW_SCRATCH_PREFIX)
+                            SHEET_SCRATCH_PREFIX, VIEW_SCRATCH_PREFIX, PUBLISH_SCRATCH_PREFIX)
 # Plaintext is written under a name holding this, then renamed, so a half-written file is never
 # taken for a whole one.
 PARTIAL_MARK = HIDDEN_PREFIX + "partial-"

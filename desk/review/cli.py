@@ -27,7 +27,7 @@ from crypto.custody import file_sha256
 from crypto.errors import CryptoError
 from crypto.gpg import GnuPG
 from crypto.names import OPEN_SCRATCH_PREFIX, REPORT_SHEET_PREFIX
-from desk.review.decrypt import drop_item, open_item, wipe_item
+from desk.review.decrypt import decrypted_copy, drop_item, open_item, wipe_item
 from desk.review.errors import ReviewError
 from desk.review.importer import import_bundle
 from desk.review.index import Item, PendingKey, Recipient
@@ -44,7 +44,7 @@ from desk.review.keys import (
     grouped,
     list_keys,
 )
-from desk.review.publish import looks_like_image, publish_copy
+from desk.review.publish import is_still_image, publish_copy
 from desk.review.replies import read_message, reply_history, write_reply
 from desk.review.report import render_report, write_report
 from desk.review.server import start_viewer
@@ -390,8 +390,8 @@ def _plaintext(obj: Context, workspace: Workspace, item_id: str) -> Iterator[tup
     if item.kind != "file":
         raise ReviewError(f"item {item.id} is a message, not a file",
                           f"read it with `desk-review open {item.id}`")
-    if item.decrypted_path and _still_intact(Path(item.decrypted_path), item):
-        yield item, Path(item.decrypted_path)
+    if (intact := decrypted_copy(item)) is not None:
+        yield item, intact
         return
     scratch = workspace.staging / f"{OPEN_SCRATCH_PREFIX}{os.urandom(6).hex()}"
     try:
@@ -406,16 +406,6 @@ def _plaintext(obj: Context, workspace: Workspace, item_id: str) -> Iterator[tup
             record = workspace.item(session, item_id)
             if record.decrypted_path and Path(record.decrypted_path).is_relative_to(scratch):
                 record.decrypted_path = record.decrypted_sha256 = None
-
-
-def _is_image(item: Item) -> bool:
-    return looks_like_image(Path(item.filename or ""), item.content_type)
-
-
-def _still_intact(path: Path, item: Item) -> bool:
-    """True when the decrypted file is still exactly what `open` wrote."""
-    return path.is_file() and path.stat().st_size == item.size and \
-        file_sha256(path)[1] == item.decrypted_sha256
 
 
 @main.command("inspect")
@@ -488,7 +478,7 @@ def sheet_command(obj: Context, item: str, out: Path, frames_dir: Path | None) -
     """A contact sheet of keyframes with their timestamps."""
     workspace = obj.workspace()
     with _plaintext(obj, workspace, item) as (record, path):
-        frames = contact_sheet(path, out, frames_dir, is_image=_is_image(record),
+        frames = contact_sheet(path, out, frames_dir, is_image=is_still_image(path),
                                scratch=workspace.staging)
     with workspace.session() as session:
         log_action(session, record.id, "sheet", out=str(out), frames=len(frames))
@@ -512,7 +502,7 @@ def report_command(obj: Context, item: str, out: Path) -> None:
         report = inspect_file(path, staging)
         sheet = staging / f"{REPORT_SHEET_PREFIX}{os.urandom(6).hex()}.png"
         try:
-            contact_sheet(path, sheet, is_image=_is_image(record), scratch=staging)
+            contact_sheet(path, sheet, is_image=is_still_image(path), scratch=staging)
             sheet_png = sheet.read_bytes()
         except ReviewError:
             sheet_png = None  # no picture to show (a document, say); the rest still stands

@@ -281,3 +281,19 @@ def drop_item(workspace: Workspace, item_id: str) -> Dropped:
             shutil.rmtree(folder)
             sync_path(folder.parent)
     return Dropped(item_id, digest, decrypted)
+
+
+def decrypted_copy(item: Item, check_digest: bool = True) -> Path | None:
+    """The file `open` wrote for `item`, if it is still exactly that: recorded as an absolute
+    path (an older console recorded relative ones, whose folder it did not keep), a regular
+    file and no link, of the item's size, and with `check_digest` of the SHA-256 recorded
+    when it was written. None otherwise."""
+    if not item.decrypted_path or not item.decrypted_sha256:
+        return None
+    path = Path(item.decrypted_path)
+    if not path.is_absolute() or path.is_symlink() or not path.is_file() or \
+            path.stat().st_size != item.size:
+        return None
+    if check_digest and file_sha256(path)[1] != item.decrypted_sha256:
+        return None
+    return path

@@ -25,16 +25,18 @@ the command fails. The original is never written to.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from crypto.durable import sync_path
-from crypto.names import PARTIAL_MARK
+from crypto.durable import durable_output, sync_path
+from crypto.names import PUBLISH_SCRATCH_PREFIX
 from desk.review.errors import ReviewError
 from desk.review.inspect import (
     TOOL_SECONDS,
@@ -53,8 +55,6 @@ VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"
 AUDIO_CODECS = {"mp4": ["aac", "-b:a", "192k"], "mov": ["aac", "-b:a", "192k"],
                 "matroska": ["aac", "-b:a", "192k"], "webm": ["libopus", "-b:a", "128k"]}
 IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
-IMAGE_INPUTS = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".gif",
-                ".bmp"}
 # Pillow's names for the still-picture formats publish-copy reads as images; of these, GIF,
 # PNG and WebP can also be animations, which are video.
 STILL_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "TIFF", "BMP", "GIF")
@@ -140,7 +140,11 @@ def publish_copy(original: Path, out: Path, scratch: Path) -> Report:
     if out.resolve() == original.resolve():
         raise ReviewError("the copy cannot replace the original")
     out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}{PARTIAL_MARK}{os.urandom(4).hex()}{out.suffix}")
+    # The copy is made and checked inside the workspace, where `wipe` clears what a killed
+    # run leaves; only a copy that passed its checks goes to `out`.
+    work = scratch / f"{PUBLISH_SCRATCH_PREFIX}{os.urandom(6).hex()}"
+    work.mkdir(mode=0o700, parents=True)
+    temp = work / f"copy{out.suffix}"
     try:
         left: list[Finding] = []
         if is_still_image(original):
@@ -153,12 +157,32 @@ def publish_copy(original: Path, out: Path, scratch: Path) -> Report:
             found = "; ".join(f"{f.category}: {f.where}" for f in report.findings[:5])
             raise ReviewError(f"refused: the copy still carries {found}",
                               "nothing was written; report this file to the desk's developers")
-        sync_path(temp)
-        os.replace(temp, out)
-        sync_path(out.parent)
+        _deliver(temp, out)
         return report
     finally:
-        temp.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _deliver(checked: Path, out: Path) -> None:
+    """Give the checked copy the name `out`, durably, never replacing a file there: a hard
+    link where both are on one filesystem, else a copy written whole or not at all."""
+    sync_path(checked)
+    try:
+        os.link(checked, out)
+    except FileExistsError as exc:
+        raise ReviewError(f"the output file {out} already exists",
+                          "choose another --out or remove it first") from exc
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        try:
+            with checked.open("rb") as source, durable_output(out, replace=False) as target:
+                shutil.copyfileobj(source, target, READ_SIZE)
+        except FileExistsError as exists:
+            raise ReviewError(f"the output file {out} already exists",
+                              "choose another --out or remove it first") from exists
+        return
+    sync_path(out.parent)
 
 
 def is_still_image(path: Path) -> bool:
@@ -307,11 +331,3 @@ def _clean_image(original: Path, temp: Path) -> None:
             clean.save(temp, target, exif=b"", icc_profile=None, **options)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ReviewError(f"cannot read the image: {exc}") from exc
-
-
-def looks_like_image(path: Path, content_type: str | None) -> bool:
-    """True for still images, by declared type or extension: a hint for showing an item, never
-    for cleaning one (publish-copy reads the content: `is_still_image`)."""
-    if content_type and content_type.startswith("image/"):
-        return True
-    return path.suffix.lower() in IMAGE_INPUTS

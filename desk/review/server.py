@@ -20,12 +20,12 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from crypto.gpg import GnuPG
 from crypto.names import VIEW_SCRATCH_PREFIX
 from desk.paths import TEMPLATES
-from desk.review.decrypt import open_item
+from desk.review.decrypt import decrypted_copy, open_item
 from desk.review.errors import ReviewError
 from desk.review.index import Item
 from desk.review.inert import html_value
 from desk.review.inspect import inspect_file
-from desk.review.publish import looks_like_image
+from desk.review.publish import is_still_image
 from desk.review.sheet import contact_sheet
 from desk.review.workspace import Workspace, log_action
 
@@ -65,26 +65,29 @@ def create_viewer(workspace: Workspace, gpg: GnuPG | None, token: str) -> Flask:
         text = None
         if record.kind == "message" and gpg is not None:
             text = open_item(workspace, gpg, record.id).text
-        path = Path(record.decrypted_path) if record.decrypted_path else None
+        path = decrypted_copy(record)
         report = sheet = None
-        if path is not None and path.is_file():
+        if path is not None:
             staging = workspace.staging
             report = inspect_file(path, staging)
             sheet = _sheet(path, record, staging)
             with workspace.session() as session:
                 log_action(session, record.id, "view", findings=len(report.findings))
-        preview = path is not None and path.is_file() and (
-            (record.content_type or "").startswith(PREVIEW_TYPES) or looks_like_image(path, None))
+        preview = path is not None and (
+            (record.content_type or "").startswith(PREVIEW_TYPES) or is_still_image(path))
         return render_template("viewer_item.html", item=record, text=text, report=report,
                                sheet=sheet, preview=preview, token=token)
 
     @app.get(f"/{token}/items/<item_id>/file")
     def original(item_id: str) -> Response:
         record = _item(workspace, item_id)
-        if not record.decrypted_path or not Path(record.decrypted_path).is_file():
+        # Checked by size here (every seek of a video asks again); the item page checked its
+        # SHA-256.
+        path = decrypted_copy(record, check_digest=False)
+        if path is None:
             abort(404)
         # Shown inline for preview, never offered under its original name.
-        return send_file(record.decrypted_path, mimetype=_media_type(record),
+        return send_file(path, mimetype=_media_type(record),
                          conditional=True, etag=False)
 
     return app
@@ -108,9 +111,7 @@ def _sheet(path: Path, item: Item, staging: Path) -> str | None:
     with tempfile.TemporaryDirectory(prefix=VIEW_SCRATCH_PREFIX, dir=staging) as work:
         out = Path(work) / "sheet.png"
         try:
-            contact_sheet(path, out, is_image=looks_like_image(Path(item.filename or ""),
-                                                               item.content_type),
-                          scratch=staging)
+            contact_sheet(path, out, is_image=is_still_image(path), scratch=staging)
         except ReviewError:
             return None
         return base64.b64encode(out.read_bytes()).decode("ascii")

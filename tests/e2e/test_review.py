@@ -730,6 +730,25 @@ def test_publish_copy_of_a_video_is_clean_and_plays(shared: Shared, name: str,
     assert [p.name for p in tmp_path.iterdir() if p.name != "scratch"] == [out.name]
 
 
+def test_a_killed_publish_copy_leaves_nothing_beside_out_and_wipe_clears_it(
+        shared: Shared, tmp_path: Path) -> None:
+    # The copy is made and checked in the workspace; only a copy that passed goes to --out.
+    ws, home = (tmp_path / "ws").resolve(), shared.home
+    ok(review(ws, home, "import", str(shared.bundle)))
+    platform = {r["filename"]: r["id"] for r in listing(ws, home)}["platform.mov"]
+    editors = tmp_path / "editors"
+    editors.mkdir()
+
+    killed = review(ws, home, "publish-copy", platform, "--out", str(editors / "safe.mp4"),
+                    path=ffmpeg_spy(tmp_path / "kill", tmp_path / "log", kill_console=True))
+
+    assert killed.returncode == -9, killed.stderr
+    assert list(editors.iterdir()) == []
+    assert "publish" in {p.name.split("-")[0] for p in (ws / "staging").iterdir()}
+    ok(review(ws, home, "wipe", platform))
+    assert list((ws / "staging").iterdir()) == []
+
+
 @pytest.mark.parametrize("name", IMAGES)
 def test_publish_copy_of_an_image_has_no_exif(shared: Shared, name: str, tmp_path: Path
                                               ) -> None:
