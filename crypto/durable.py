@@ -74,6 +74,27 @@ def write_durably(path: Path, data: bytes | Iterable[bytes], mode: int = 0o600,
             handle.write(chunk)
 
 
+def write_durably_in(folder_fd: int, name: str, data: bytes, mode: int = 0o600) -> None:
+    """Replace the file `name` in the folder open as `folder_fd` with `data`, whole or not at
+    all and durably, never through a symbolic link: for a folder another user can change
+    while this runs (the temporary file is created there exclusively and renamed over `name`,
+    which replaces a link planted there rather than writing where it points)."""
+    temp = f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temp, flags, mode, dir_fd=folder_fd)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)  # whatever the umask
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        os.fsync(folder_fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=folder_fd)
+
+
 def make_dir_durably(path: Path, mode: int = 0o700) -> None:
     """mkdir `path` and fsync its parent, so the new folder survives a power cut."""
     path.mkdir(mode=mode)

@@ -35,6 +35,11 @@ class DecryptionFailed(CryptoError):
     """GnuPG could not decrypt: wrong or missing key, or damaged ciphertext. Nothing was kept."""
 
 
+class PlaintextTooLarge(DecryptionFailed):
+    """A message decrypted to more than it may: more than its own size (only compression does
+    that, and the desk never compresses) or more than its record says. Nothing was kept."""
+
+
 class SigningFailed(CryptoError):
     """GnuPG could not sign: no usable secret key, or its passphrase was not given."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import tempfile
 import time
@@ -24,6 +25,7 @@ from crypto.errors import (
     EncryptionFailed,
     GpgUnavailable,
     KeyRefused,
+    PlaintextTooLarge,
     SigningFailed,
 )
 from crypto.keys import KeyInfo, KeyPart, parse_fingerprint
@@ -205,40 +207,67 @@ class GnuPG:
         ciphertext: bytes = result.data
         return ciphertext
 
-    def decrypt_bytes(self, data: bytes) -> bytes:
-        """Decrypt a small document in memory with a secret key in this home.
+    def decrypt_bytes(self, data: bytes, limit: int | None = None) -> bytes:
+        """Decrypt a small document in memory with a secret key in this home; PlaintextTooLarge
+        if its plaintext would be longer than `data` itself or than `limit`.
 
         Only a clean exit counts: gpg hands back the plaintext of a manipulated message before
         it reports the damage, so anything but success returns nothing.
         """
-        result = self._gpg.decrypt(data)
-        if not result.ok or result.returncode != 0:
-            raise DecryptionFailed(_decryption_problem(result))
-        plaintext: bytes = result.data
-        return plaintext
+        chunks: list[bytes] = []
+        self._decrypt(io.BytesIO(data), len(data), chunks.append, limit)
+        return b"".join(chunks)
 
-
-    def decrypt_stream(self, source: Path, sink: Callable[[bytes], None]) -> None:
-        """Decrypt the file `source`, handing the plaintext to `sink` a chunk at a time.
+    def decrypt_stream(self, source: Path, sink: Callable[[bytes], None],
+                       limit: int | None = None) -> None:
+        """Decrypt the file `source`, handing the plaintext to `sink` a chunk at a time;
+        PlaintextTooLarge once it would be longer than the file itself or than `limit`.
 
         The plaintext is not trustworthy until this returns: gpg writes out a manipulated
         message's data before it reports the damage, so on DecryptionFailed the caller must
         discard everything `sink` received.
         """
+        with source.open("rb") as handle:
+            self._decrypt(handle, os.fstat(handle.fileno()).st_size, sink, limit)
+
+    def _decrypt(self, handle: Readable, ciphertext_size: int, sink: Callable[[bytes], None],
+                 limit: int | None) -> None:
+        # Nothing the desk or the console writes is compressed (FORMAT.md, "OpenPGP files"),
+        # and an uncompressed message is always longer than its plaintext: plaintext beyond
+        # the ciphertext's own length can only come from compression, whose ratio has no
+        # bound (284 bytes of bzip2 expand to 64 MiB). A manifest, log or part from a bundle
+        # someone tampered with must not fill memory or the disk: gpg stops writing at
+        # --max-output, and whatever it sends beyond the bound is dropped here unread.
+        most = ciphertext_size if limit is None else min(limit, ciphertext_size)
+        received = 0
+        failure: Exception | None = None
+
         def take(chunk: bytes) -> bool:
-            if chunk:
-                sink(chunk)
+            nonlocal received, failure
+            received += len(chunk)
+            if chunk and received <= most and failure is None:
+                try:
+                    sink(chunk)
+                except Exception as exc:
+                    # python-gnupg would swallow it and carry on; raised once gpg has ended.
+                    failure = exc
             return False  # python-gnupg keeps nothing in memory
 
-        with source.open("rb") as handle:
-            self._gpg.on_data = take
-            try:
-                result = self._gpg.decrypt_file(handle)
-            finally:
-                self._gpg.on_data = None
+        self._gpg.on_data = take
+        try:
+            result = self._gpg.decrypt_file(handle, extra_args=["--max-output", str(most)])
+        finally:
+            self._gpg.on_data = None
+        stderr = str(getattr(result, "stderr", "") or "")
+        if received > most or "--max-output" in stderr:
+            raise PlaintextTooLarge(
+                f"it expands beyond its own {most} bytes, so it is compressed, which the desk "
+                "never does" if most == ciphertext_size else
+                f"it holds more than the {most} bytes its record gives it")
+        if failure is not None:
+            raise failure
         if not result.ok or result.returncode != 0:
             raise DecryptionFailed(_decryption_problem(result))
-
 
     # Signatures and recipients
 

@@ -26,6 +26,9 @@ INSTANT_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}
 
 Kind = Literal["message", "file"]
 KINDS: tuple[Kind, ...] = ("message", "file")
+# The longest message a source can send, in bytes of UTF-8: the desk refuses a longer one,
+# and the console decrypts no longer one into memory.
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 # A version 2 record is padded with spaces to record_padded_size(parts), so that its length

@@ -21,6 +21,11 @@ from crypto.names import (
 from desk.errors import ConfigError
 
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
+# What one source may keep on the desk at once: its stored items and its resumable uploads in
+# progress (desk/records/quota.py). Four sendings of the largest size: some two hours of a
+# phone's 1080p video, or forty minutes of its 4K, arrive whole; one source cannot fill the
+# disk for everyone.
+DEFAULT_QUOTA_PER_SOURCE = 16 * 1024**3
 # How often a running desk settles its file times (deploy/STORAGE.md, "Settling"), in seconds.
 DEFAULT_SETTLE_INTERVAL = 600
 DURATION_RE = re.compile(r"^\s*([0-9]{1,9})\s*(|s|m|min|h)\s*$")
@@ -31,6 +36,26 @@ SIZE_RE = re.compile(r"^\s*([0-9]{1,19})\s*(|B|KiB|MiB|GiB|TiB)\s*$")
 # The largest size SQLite's 64-bit integers (and so the settings row) can hold.
 MAX_SIZE = 2**63 - 1
 SIZE_UNITS = {"": 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
+PERCENT_RE = re.compile(r"^\s*([0-9]{1,3})\s*%\s*$")
+
+
+@dataclass(frozen=True)
+class DiskShare:
+    """A cap on bytes: a size, or a percentage of the disk it is measured against."""
+
+    size: int | None = None
+    percent: int | None = None
+
+    def of(self, disk_bytes: int) -> int:
+        """The cap in bytes on a disk of `disk_bytes`."""
+        if self.size is not None:
+            return self.size
+        return disk_bytes * (self.percent or 0) // 100
+
+
+# What all sources together may keep: the rest of the disk stays for the database, replies,
+# exports and the desk's own work, so that sources filling their share stop only sources.
+DEFAULT_QUOTA_ALL_SOURCES = DiskShare(percent=90)
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,8 @@ class Config:
     database_url: str
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     settle_interval: int = DEFAULT_SETTLE_INTERVAL
+    quota_per_source: int = DEFAULT_QUOTA_PER_SOURCE
+    quota_all_sources: DiskShare = DEFAULT_QUOTA_ALL_SOURCES
     # Not read from the environment: only code (the tests) can choose a cheaper derivation.
     kdf: KdfParams = field(default=PRODUCTION_KDF)
     # How many codenames made on one UTC day may still be unused for a sending before the
@@ -84,6 +111,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         database_url=database_url,
         max_upload_bytes=_size(env, "DESK_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
         settle_interval=_settle_interval(env),
+        quota_per_source=_size(env, "DESK_QUOTA_PER_SOURCE", DEFAULT_QUOTA_PER_SOURCE),
+        quota_all_sources=_share(env, "DESK_QUOTA_ALL_SOURCES", DEFAULT_QUOTA_ALL_SOURCES),
     )
 
 
@@ -124,3 +153,17 @@ def _size(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(
             f"{name} must be a positive size in bytes (or with KiB, MiB, GiB), not {env[name]!r}")
     return size
+
+
+def _share(env: Mapping[str, str], name: str, default: DiskShare) -> DiskShare:
+    if name not in env:
+        return default
+    match = PERCENT_RE.match(env[name])
+    if match and 1 <= int(match.group(1)) <= 100:
+        return DiskShare(percent=int(match.group(1)))
+    size = None if match else parse_size(env[name])
+    if size is None:
+        raise ConfigError(
+            f"{name} must be a percentage of the disk from 1% to 100%, or a positive size in "
+            f"bytes (or with KiB, MiB, GiB, TiB), not {env[name]!r}")
+    return DiskShare(size=size)

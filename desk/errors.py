@@ -67,6 +67,12 @@ class NoSpace(DeskError):
                         "kept. Please try again later.")
 
 
+class QuotaReached(NoSpace):
+    """What a source sent would take it, or all sources together, past what the desk lets
+    them keep (DESK_QUOTA_PER_SOURCE, DESK_QUOTA_ALL_SOURCES); nothing was kept. The source
+    sees the same calm words as for a full disk: its quota is not something to reveal."""
+
+
 def is_disk_full(error: BaseException | None) -> bool:
     """True if `error` says the disk is full: NoSpace, ENOSPC or EDQUOT from a write, or
     SQLite's SQLITE_FULL (also inside SQLAlchemy's wrapper, which keeps it as `orig`)."""

@@ -28,6 +28,7 @@ from crypto.custody import ciphertext_digest, object_files
 from crypto.errors import EncryptionFailed
 from crypto.gpg import GnuPG, Readable
 from crypto.items import (
+    MAX_MESSAGE_BYTES,
     ItemRecord,
     Kind,
     PartRecord,
@@ -41,7 +42,6 @@ from desk.intake.shape import Limited, PaddedStream, part_size
 from desk.storage.store import SPACE_RESERVE, StagedItem, Staging, Store
 
 CHUNK_SIZE = 1 << 20
-MAX_MESSAGE_BYTES = 1 << 20
 MAX_FIELD_BYTES = 4096
 MAX_FORM_PARTS = 1000
 # What the decoder may hold at once: a preamble, one part's headers, or a text field such as

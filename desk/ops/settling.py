@@ -1,7 +1,8 @@
 """A whole settle of a desk: its database first, then its file times (desk/storage/settle.py).
 
 The database step clears what the journalists' login checks no longer need
-(`forget_expired_logins`: a used TOTP step past the drift, failures whose minute is over),
+(`forget_expired_logins`: a used TOTP step past the drift, failures whose minute is over,
+the count of failures for unknown names),
 then checkpoints the write-ahead log into the database and truncates it to nothing, so that
 neither the log nor the database keeps an older image of a row: after a settle the only
 instants in the database are login values at most about 90 seconds old (deploy/STORAGE.md,

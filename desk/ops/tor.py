@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
 import os
 import re
 import shlex
@@ -37,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from crypto.durable import sync_path, write_durably
+from crypto.durable import write_durably, write_durably_in
 from desk.errors import DeskError
 
 ONION_PORT = 80
@@ -48,6 +50,8 @@ _KEY_RE = re.compile(r"[A-Z2-7]{52}")
 _ONION_RE = re.compile(r"([a-z2-7]{56})\.onion")
 # Written as they are; anything else in a path is quoted (tor reads C-style quoted values).
 _PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_./+,:=@~-]+")
+# Key and hostname files are one short line; more is not read.
+_MAX_FILE_BYTES = 4096
 
 
 class TorSetupError(DeskError):
@@ -199,8 +203,8 @@ def write_tor_config(layout: OnionLayout, data_dir: Path, out: Path) -> TorSetup
     _write_file(out, render_torrc(layout, data_dir), mode=0o644)  # tor rereads it on reload
     return TorSetup(
         layout=layout, data_dir=data_dir, torrc=out,
-        source_address=onion_address(layout.source_dir),
-        journalist_address=onion_address(layout.journalist_dir),
+        source_address=onion_address(layout, layout.source_dir),
+        journalist_address=onion_address(layout, layout.journalist_dir),
         client_key=key, client_key_created=created)
 
 
@@ -209,56 +213,167 @@ def ensure_client_key(layout: OnionLayout) -> tuple[ClientKey | None, bool]:
 
     An existing key is always kept: replacing it would lock every journalist out.
     """
-    if not layout.tor_dir.parent.is_dir():
-        raise TorSetupError(f"{layout.tor_dir.parent} does not exist: create it first (for the "
-                            "default tor directory, run `desk init`)")
-    for directory in (layout.tor_dir, layout.journalist_dir,
-                      layout.authorized_client_file.parent):
-        if not directory.is_dir():
-            directory.mkdir(mode=0o700)
-            sync_path(directory.parent)
-        mode = stat.S_IMODE(directory.stat().st_mode)
-        if mode & 0o077:  # tor refuses an onion service directory others can read
-            os.chmod(directory, mode & ~0o077)
-    public = _read_key_file(layout.authorized_client_file)
-    private = _read_key_file(layout.client_key_file)
-    if private is not None:
-        key = ClientKey.from_base32(private)
-        if public is None:
-            _write_file(layout.authorized_client_file, AUTH_TYPE + key.public_base32 + "\n")
-        elif public != key.public_base32:
-            raise TorSetupError(
-                f"{layout.client_key_file} does not belong to {layout.authorized_client_file}: "
-                "remove the one that is wrong and run this again")
-        return key, False
-    if public is not None:
-        return None, False
-    key = ClientKey.generate()
-    # Private half first: if we stop between the two, the next run rebuilds the public half.
-    _write_file(layout.client_key_file, AUTH_TYPE + key.private_base32 + "\n")
-    _write_file(layout.authorized_client_file, AUTH_TYPE + key.public_base32 + "\n")
-    return key, True
+    with contextlib.ExitStack() as stack:
+        tor = stack.enter_context(_TorFolder.open_root(layout, create=True))
+        journalist = stack.enter_context(tor.folder(layout.journalist_dir, create=True))
+        clients = stack.enter_context(
+            journalist.folder(layout.authorized_client_file.parent, create=True))
+        public = _key_in(clients.read(layout.authorized_client_file), layout.authorized_client_file)
+        private = _key_in(tor.read(layout.client_key_file), layout.client_key_file)
+        if private is not None:
+            key = ClientKey.from_base32(private)
+            if public is None:
+                clients.write(layout.authorized_client_file, AUTH_TYPE + key.public_base32 + "\n")
+            elif public != key.public_base32:
+                raise TorSetupError(
+                    f"{layout.client_key_file} does not belong to "
+                    f"{layout.authorized_client_file}: remove the one that is wrong and run this "
+                    "again")
+            return key, False
+        if public is not None:
+            return None, False
+        key = ClientKey.generate()
+        # Private half first: if we stop between the two, the next run rebuilds the public half.
+        tor.write(layout.client_key_file, AUTH_TYPE + key.private_base32 + "\n")
+        clients.write(layout.authorized_client_file, AUTH_TYPE + key.public_base32 + "\n")
+        return key, True
 
 
-def onion_address(service_dir: Path) -> str | None:
-    """The onion address tor wrote for a service, or None before tor has first started."""
-    try:
-        text = (service_dir / "hostname").read_text(encoding="ascii").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
+def onion_address(layout: OnionLayout, service_dir: Path) -> str | None:
+    """The onion address tor wrote for one of the layout's services, or None before tor has
+    first started."""
+    with contextlib.ExitStack() as stack:
+        tor = stack.enter_context(_TorFolder.open_root(layout, create=False))
+        service = stack.enter_context(tor.folder(service_dir, create=False))
+        text = service.read(service_dir / "hostname")
+    if text is None:
         return None
-    except OSError as exc:
-        raise TorSetupError(f"cannot read {service_dir / 'hostname'}: {exc.strerror}") from exc
+    text = text.strip()
     return text if _ONION_RE.fullmatch(text) else None
 
 
-def _read_key_file(path: Path) -> str | None:
-    """The base32 key in a one-line `descriptor:x25519:KEY` file, or None if there is none."""
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
+class _TorFolder:
+    """A folder in the tor directory, opened without following a symbolic link; what is in it
+    is reached only through its descriptor.
+
+    Everything in the tor directory belongs to the user tor runs as, and `deploy/install.sh`
+    runs `desk tor-config` as root: a tor user that was broken into could replace any name in
+    there with a symbolic link, so that root would chmod, create or write wherever it points
+    (`chmod 0700 /`, a key file in /etc). So no name below the tor directory's parent is ever
+    followed: each folder is opened with O_NOFOLLOW and the next name looked up relative to
+    it, files are read with O_NOFOLLOW and replaced by a rename inside their folder, and a
+    link anywhere is refused, named, with nothing changed through it.
+    """
+
+    def __init__(self, fd: int | None, path: Path) -> None:
+        self.fd, self.path = fd, path
+
+    @classmethod
+    def open_root(cls, layout: OnionLayout, create: bool) -> _TorFolder:
+        """The tor directory itself (made if `create`; an empty stand-in if it does not exist
+        and not `create`). Its parent is the administrator's, reached by its path."""
+        parent = layout.tor_dir.parent
+        try:
+            parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise TorSetupError(f"{parent} does not exist: create it first (for the default "
+                                "tor directory, run `desk init`)") from exc
+        except OSError as exc:
+            raise TorSetupError(f"cannot open {parent}: {exc.strerror}") from exc
+        with cls(parent_fd, parent) as outside:
+            return outside.folder(layout.tor_dir, create)
+
+    def folder(self, path: Path, create: bool) -> _TorFolder:
+        """The folder `path` in this one, owner-only (made if `create`; an empty stand-in if
+        it does not exist and not `create`)."""
+        name = path.name
+        if self.fd is None:
+            return _TorFolder(None, path)
+        try:
+            if create:
+                with contextlib.suppress(FileExistsError):  # mkdir never follows a link
+                    os.mkdir(name, 0o700, dir_fd=self.fd)
+                    os.fsync(self.fd)
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=self.fd)
+        except FileNotFoundError:
+            return _TorFolder(None, path)
+        except OSError as exc:
+            raise self._refusal(path, exc) from exc
+        folder = _TorFolder(fd, path)
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if mode & 0o077:  # tor refuses an onion service directory others can read
+                os.fchmod(fd, mode & ~0o077)
+        except OSError as exc:
+            folder.close()
+            raise TorSetupError(f"cannot make {path} private: {exc.strerror}") from exc
+        return folder
+
+    def read(self, path: Path) -> str | None:
+        """The text of the small file `path` in this folder, or None if there is none."""
+        if self.fd is None:
+            return None
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(path.name, flags, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._refusal(path, exc) from exc
+        with os.fdopen(fd, "rb") as handle:
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO would block, a device worse
+                    raise TorSetupError(f"{path} is not a regular file: remove it and run this "
+                                        "again")
+                data = handle.read(_MAX_FILE_BYTES + 1)
+            except OSError as exc:
+                raise TorSetupError(f"cannot read {path}: {exc.strerror}") from exc
+        try:
+            return data.decode("ascii")
+        except UnicodeDecodeError:
+            return ""  # not a key or an address: the callers say so
+
+    def write(self, path: Path, text: str) -> None:
+        """Replace the file `path` in this folder with `text` whole and durably (mode 0600)."""
+        if self.fd is None:
+            raise TorSetupError(f"cannot write {path}: its folder does not exist")
+        try:
+            write_durably_in(self.fd, path.name, text.encode("utf-8"))
+        except OSError as exc:
+            raise TorSetupError(f"cannot write {path}: {exc.strerror}") from exc
+
+    def _refusal(self, path: Path, exc: OSError) -> TorSetupError:
+        """Why `path` could not be opened, naming a symbolic link as one."""
+        with contextlib.suppress(OSError):
+            if self.fd is not None and stat.S_ISLNK(
+                    os.stat(path.name, dir_fd=self.fd, follow_symlinks=False).st_mode):
+                return TorSetupError(
+                    f"{path} is a symbolic link: tor-config follows no link in tor's "
+                    "directory; remove it (if you did not make it, something else wrote "
+                    "there) and run this again")
+        if exc.errno == errno.ENOTDIR:
+            return TorSetupError(f"{path} is not a directory: remove it and run this again")
+        return TorSetupError(f"cannot open {path}: {exc.strerror}")
+
+    def close(self) -> None:
+        """Close the folder's descriptor."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> _TorFolder:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _key_in(text: str | None, path: Path) -> str | None:
+    """The base32 key in a one-line `descriptor:x25519:KEY` file's text, None if no file."""
+    if text is None:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TorSetupError(f"cannot read {path}: {exc}") from exc
+    text = text.strip()
     key = text.removeprefix(AUTH_TYPE)
     if not text.startswith(AUTH_TYPE) or not _KEY_RE.fullmatch(key):
         raise TorSetupError(f"{path} is not a `{AUTH_TYPE}KEY` line: remove it and run this "

@@ -1,7 +1,10 @@
 """Journalist authentication: Argon2id passwords, TOTP codes used once, per-account throttling.
 
 Every way a login can fail (unknown user, wrong password, wrong or reused code, throttled)
-raises the same LoginFailed, after the same work, so the answer says nothing about which.
+raises the same LoginFailed, after the same work, so the answer says nothing about which: an
+unknown name is checked against a stand-in hash and secret, and its failure is counted and
+committed as one on an account is (one row written, one commit, so one fsync of the log), on
+the desk's own row.
 
 Two columns hold times finer than the day, because the checks need them: `totp_last_step`
 (the last step a code was accepted for, so a code works once) and `failures_since` (when the
@@ -30,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from crypto.kdf import PRODUCTION_KDF, KdfParams, phc_hash, phc_verify
 from desk.errors import JournalistError
-from desk.records.models import Journalist
+from desk.records.models import Instance, Journalist
 
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_CHARS = 1024
@@ -115,6 +118,10 @@ def accepted_step(secret: bytes, code: str, last_step: int | None, now: datetime
     return None
 
 
+# A TOTP secret to check unknown usernames' codes against, as a known account's would be.
+_STAND_IN_SECRET = secrets.token_bytes(20)
+
+
 @cache
 def _stand_in_hash(params: KdfParams) -> str:
     """A hash to check unknown usernames against, so they cost the same Argon2id run."""
@@ -132,6 +139,12 @@ def authenticate(db: Session, username: str, password: str, code: str,
     journalist = db.scalar(select(Journalist).where(Journalist.username == username[:64]))
     if journalist is None or journalist.password_hash is None or journalist.totp_secret is None:
         password_matches(password, _stand_in_hash(kdf))
+        accepted_step(_STAND_IN_SECRET, code, None, now)
+        # A failure on an account is a durable write: without one here, the missing fsync
+        # would tell an unknown name from a known one by the time the answer takes.
+        db.execute(update(Instance).where(Instance.id == 1).values(
+            unknown_user_failures=Instance.unknown_user_failures + 1))
+        db.commit()
         raise LoginFailed()
     last_step = journalist.totp_last_step
     if last_step is not None and last_step < oldest_live_step(now):
@@ -155,8 +168,9 @@ def authenticate(db: Session, username: str, password: str, code: str,
 def forget_expired_logins(db: Session, now: datetime | None = None) -> int:
     """Clear every journalist's login values that no longer change an answer: a used TOTP step
     older than `oldest_live_step`, and failures whose minute is over (`failures_since` null,
-    `failed_logins` 0, as `authenticate` would reset them). How many clearings changed a row
-    (a row cleared of both counts twice). Not committed.
+    `failed_logins` 0, as `authenticate` would reset them); and the count of failures for
+    unknown names, which nothing reads. How many clearings changed a row (a row cleared of
+    both counts twice). Not committed.
 
     What stays is at most about 90 seconds old: a step accepted within the drift, or a minute
     of failures under way.
@@ -173,4 +187,8 @@ def forget_expired_logins(db: Session, now: datetime | None = None) -> int:
                                           Journalist.failed_logins != 0)))
                           .values(failures_since=None, failed_logins=0)
                           .execution_options(synchronize_session=False)))
-    return steps.rowcount + failures.rowcount
+    unknown = cast(CursorResult[Any], db.execute(update(Instance)
+                         .where(Instance.unknown_user_failures != 0)
+                         .values(unknown_user_failures=0)
+                         .execution_options(synchronize_session=False)))
+    return steps.rowcount + failures.rowcount + unknown.rowcount

@@ -24,6 +24,7 @@ from crypto.custody import ciphertext_digest, file_sha256, object_files
 from crypto.durable import remove_durably, sync_path
 from crypto.errors import DecryptionFailed
 from crypto.gpg import GnuPG
+from crypto.items import MAX_MESSAGE_BYTES
 from crypto.names import CONSOLE_SCRATCH_PREFIXES, PARTIAL_MARK
 from desk.review.errors import ReviewError
 from desk.review.index import Action, Item
@@ -86,6 +87,12 @@ def open_item(workspace: Workspace, gpg: GnuPG, item_id: str, out_dir: Path | No
         item = workspace.item(session, item_id)
         parts = [(p.name, p.size, p.sha256) for p in item.parts]
         if item.kind == "message" and out_dir is None:
+            if item.size > MAX_MESSAGE_BYTES:
+                # Held whole in memory, it is bounded as the desk bounds what it accepts.
+                raise ReviewError(
+                    f"item {item.id}: its record says the message is {item.size} bytes, more "
+                    f"than the {MAX_MESSAGE_BYTES} a source can send; nothing was decrypted",
+                    "open it with --out to decrypt it to a file")
             data, digest = _decrypt_to_memory(workspace, gpg, item, parts)
             _check_ciphertext(workspace, item)
             log_action(session, item.id, "read-message", sha256=digest)
@@ -140,7 +147,7 @@ def _decrypt_parts(workspace: Workspace, gpg: GnuPG, item: Item,
                 count += len(chunk)
                 progress(len(chunk))
 
-            _decrypt_part(gpg, workspace.objects(item.id) / name, sink, item.id, name)
+            _decrypt_part(gpg, workspace.objects(item.id) / name, sink, item.id, name, size)
             if count != size or digest.hexdigest() != sha256 or not padding_ok:
                 raise ReviewError(
                     f"item {item.id}: {name} decrypted to data that does not match its "
@@ -160,7 +167,8 @@ def _decrypt_to_memory(workspace: Workspace, gpg: GnuPG, item: Item,
     chunks: list[bytes] = []
     for name, size, sha256 in parts:
         start = len(chunks)
-        _decrypt_part(gpg, workspace.objects(item.id) / name, chunks.append, item.id, name)
+        _decrypt_part(gpg, workspace.objects(item.id) / name, chunks.append, item.id, name,
+                      size)
         part = b"".join(chunks[start:])
         if len(part) != size or hashlib.sha256(part).hexdigest() != sha256:
             raise ReviewError(f"item {item.id}: {name} does not match its recorded SHA-256")
@@ -175,12 +183,16 @@ def _decrypt_to_memory(workspace: Workspace, gpg: GnuPG, item: Item,
 
 
 def _decrypt_part(gpg: GnuPG, path: Path, sink: Callable[[bytes], None], item_id: str,
-                  name: str) -> None:
+                  name: str, size: int) -> None:
+    """Decrypt one part into `sink`, stopping as soon as it grows past the `size` its record
+    gives it (or past its own size, as only a compressed part can): the disk and memory it
+    takes are bounded by what the record and the workspace hold, never by a compression
+    ratio."""
     if not path.is_file():
         raise ReviewError(f"item {item_id}: {name} is missing from the workspace",
                           "import the bundle again")
     try:
-        gpg.decrypt_stream(path, sink)
+        gpg.decrypt_stream(path, sink, limit=size)
     except DecryptionFailed as exc:
         raise ReviewError(f"cannot decrypt item {item_id} ({name}): {exc}; nothing was kept",
                           "use --gnupghome (or GNUPGHOME) for the GnuPG home that holds your "

@@ -123,6 +123,10 @@ class Store:
         simulated = self.simulated_free_bytes
         return free if simulated is None else min(free, simulated)
 
+    def disk_bytes(self) -> int:
+        """The size of the disk that holds the store."""
+        return shutil.disk_usage(self.root).total
+
     def require_space(self, size: int) -> None:
         """NoSpace unless `size` bytes more would still leave SPACE_RESERVE free."""
         if self.free_bytes() < size + SPACE_RESERVE:

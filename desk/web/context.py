@@ -8,6 +8,7 @@ import contextlib
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
+from desk.errors import QuotaReached
 from desk.records.db import read_only_session, scrub_pending
 from desk.services import Services
 
@@ -72,8 +73,12 @@ def discard_unread_body() -> None:
             pass
 
 
-def report_no_space() -> None:
-    """Tell the operator, in one line without request data, that the disk is full."""
+def report_no_space(error: BaseException | None = None) -> None:
+    """Tell the operator, in one line without request data, that the disk is full or which
+    quota was reached."""
+    if isinstance(error, QuotaReached):
+        current_app.logger.warning("refused a write (507): %s; nothing was kept", error)
+        return
     current_app.logger.warning(
         "refused a write (507): the disk holding the desk's data is full; nothing was kept, "
         "and the desk works again as soon as space is freed")

@@ -28,7 +28,7 @@ def _error_page(status: int, message: str) -> tuple[str, int]:
 
 def _desk_error(error: DeskError) -> tuple[str, int]:
     if isinstance(error, NoSpace):
-        report_no_space()
+        report_no_space(error)
     return _error_page(error.status, error.source_message)
 
 

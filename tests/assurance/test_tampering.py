@@ -39,6 +39,7 @@ from tests.harness.tampering import (
     HEAD_MARK,
     KINDS,
     MARKERS,
+    UPLOAD_PART,
     Evidence,
     assert_workspace_empty,
     copy_desk,
@@ -520,7 +521,7 @@ def test_open_of_a_part_swapped_for_another_item_keeps_nothing(evidence: Evidenc
     # SHA-256 can tell, and the plaintext must go.
     workspace = copy_workspace(evidence, tmp_path)
     objects = workspace / "objects"
-    shutil.copyfile(objects / evidence.file_id / "part-000000.gpg",
+    shutil.copyfile(objects / evidence.message_id / "part-000000.gpg",
                     objects / evidence.multi_id / "part-000001.gpg")
 
     message, hint = diagnostic(review(workspace, evidence.home, "open", evidence.multi_id))
@@ -528,6 +529,22 @@ def test_open_of_a_part_swapped_for_another_item_keeps_nothing(evidence: Evidenc
     assert message == (f"item {evidence.multi_id}: part-000001.gpg decrypted to data that does "
                        "not match its recorded SHA-256; nothing was kept")
     assert hint is not None
+    assert leftovers(workspace) == []
+
+
+def test_open_stops_a_swapped_part_longer_than_its_record_and_keeps_nothing(
+        evidence: Evidence, tmp_path: Path) -> None:
+    # The file's one part (200,032 bytes) in place of the upload's middle one (65,536): its
+    # record's size stops it before the hash could.
+    workspace = copy_workspace(evidence, tmp_path)
+    objects = workspace / "objects"
+    shutil.copyfile(objects / evidence.file_id / "part-000000.gpg",
+                    objects / evidence.multi_id / "part-000001.gpg")
+
+    message, _ = diagnostic(review(workspace, evidence.home, "open", evidence.multi_id))
+
+    assert message == (f"cannot decrypt item {evidence.multi_id} (part-000001.gpg): it holds "
+                       f"more than the {UPLOAD_PART} bytes its record gives it; nothing was kept")
     assert leftovers(workspace) == []
 
 

@@ -265,6 +265,60 @@ def test_a_damaged_auth_file_is_refused_not_replaced(data: Path) -> None:
     assert auth.read_text() == "descriptor:x25519:NOTAKEY\n"
 
 
+# Where a tor user that was broken into could plant a symbolic link before install.sh runs
+# `desk tor-config` again as root, relative to the tor directory ("" is the tor directory
+# itself), and whether it points at a folder or a file.
+PLANTED_LINKS = [
+    ("", "folder"),
+    ("journalist", "folder"),
+    ("journalist/authorized_clients", "folder"),
+    ("source", "folder"),
+    ("journalist.client_key", "file"),
+    ("journalist/authorized_clients/journalist.auth", "file"),
+    ("journalist/hostname", "file"),
+    ("source/hostname", "file"),
+]
+
+
+def snapshot(path: Path) -> list[tuple[str, int, bytes | None]]:
+    """Every name under `path` (itself included) with its mode and, for files, contents."""
+    return [(str(entry.relative_to(path)), entry.lstat().st_mode,
+             entry.read_bytes() if entry.is_file() else None)
+            for entry in sorted([path, *path.rglob("*")])]
+
+
+@pytest.mark.parametrize(("where", "kind"), PLANTED_LINKS)
+def test_tor_config_refuses_a_symbolic_link_in_tors_directory(
+        data: Path, tmp_path: Path, where: str, kind: str) -> None:
+    assert tor_config(data).returncode == 0
+    tor_dir = data / "tor"
+    (tor_dir / "source").mkdir(mode=0o700)  # as tor makes them when it first starts
+    for service in ("source", "journalist"):
+        (tor_dir / service / "hostname").write_text("a" * 55 + "d.onion\n")
+    victim = tmp_path / "victim"  # anything root can change: /, /etc, /etc/shadow
+    victim.mkdir(mode=0o755)
+    (victim / "hostname").write_text("b" * 55 + "d.onion\n")
+    (victim / "notes").write_text("not tor's\n")
+    target = victim if kind == "folder" else victim / "hostname"
+    link = tor_dir / where if where else tor_dir
+    if link.is_dir():
+        shutil.rmtree(link)
+    else:
+        link.unlink()
+    link.symlink_to(target)
+    before = snapshot(victim)
+
+    result = tor_config(data)
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"desk: {link} is a symbolic link: tor-config follows no link in tor's directory; "
+        "remove it (if you did not make it, something else wrote there) and run this again"]
+    assert "b" * 55 not in result.stdout
+    assert snapshot(victim) == before
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o755
+
+
 def test_tor_runs_the_services_and_takes_both_halves_of_the_key(data: Path,
                                                                 tmp_path: Path) -> None:
     """Offline tor reads the config and the auth file, and a Tor client the printed line."""

@@ -243,10 +243,11 @@ def sign(signer: Keypair, box: bytes, copy: bytes) -> bytes:
 
 
 def encrypt(home: Path, data: bytes, recipients: list[Keypair]) -> bytes:
-    """`data` encrypted with stock gpg in `home` to `recipients`' keys."""
+    """`data` encrypted with stock gpg in `home` to `recipients`' keys, uncompressed as
+    FORMAT.md has every writer do (the console stops a message that expands past its size)."""
     named = [arg for keypair in recipients for arg in ("--recipient", keypair.fingerprint)]
-    return gpg(home, "--trust-model", "always", "--encrypt", *named, "--output", "-",
-               stdin=data).stdout
+    return gpg(home, "--trust-model", "always", "--compress-algo", "none", "--encrypt", *named,
+               "--output", "-", stdin=data).stdout
 
 
 def hand_built(conversation: Conversation, signer: Keypair, encrypter: Keypair,

@@ -22,7 +22,7 @@ from desk.app import create_app
 from desk.records.models import Item
 from tests.harness.console import ok, review
 from tests.harness.desks import add_account, desk_config, files_under, new_desk, run_desk
-from tests.harness.gpg import Keypair
+from tests.harness.gpg import Keypair, gpg
 from tests.harness.tus import metadata, parts_of
 from tests.harness.web import SourceBrowser, TusTestSource
 
@@ -58,6 +58,16 @@ def damaged(data: bytes, kind: str) -> bytes:
 def damage_file(path: Path, kind: str) -> None:
     """Damage a file in place."""
     path.write_bytes(damaged(path.read_bytes(), kind))
+
+
+def compressed_bomb(journalist: Keypair, size: int) -> bytes:
+    """An OpenPGP message to `journalist`, made by stock gpg, whose bzip2-compressed plaintext
+    is `size` zero bytes: a few hundred bytes that expand to `size` when decrypted."""
+    message = gpg(journalist.home, "--trust-model", "always", "--recipient",
+                  journalist.fingerprint, "--compress-algo", "bzip2",
+                  "--bzip2-compress-level", "9", "--encrypt", stdin=bytes(size)).stdout
+    assert len(message) < size // 1000
+    return message
 
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crypto.kdf import PRODUCTION_KDF
-from desk.config import DEFAULT_MAX_UPLOAD_BYTES, load_config
+from desk.config import DEFAULT_MAX_UPLOAD_BYTES, DiskShare, load_config
 from desk.errors import ConfigError
 from tests.harness.desks import run_desk
 
@@ -18,6 +18,19 @@ def test_defaults() -> None:
     assert config.database_url == f"sqlite:///{Path('desk-data').absolute() / 'desk.db'}"
     assert config.max_upload_bytes == DEFAULT_MAX_UPLOAD_BYTES == 4 * 1024**3
     assert config.kdf == PRODUCTION_KDF
+    assert config.quota_per_source == 16 * 1024**3
+    assert config.quota_all_sources == DiskShare(percent=90)
+    assert config.quota_all_sources.of(1000 * 1024**3) == 900 * 1024**3
+
+
+@pytest.mark.parametrize(("text", "share"), [
+    ("90%", DiskShare(percent=90)), (" 100 % ", DiskShare(percent=100)),
+    ("1%", DiskShare(percent=1)), ("500GiB", DiskShare(size=500 * 1024**3)),
+    ("5 MiB", DiskShare(size=5 * 1024**2)),
+])
+def test_all_sources_quota_is_a_share_of_the_disk_or_a_size(text: str, share: DiskShare) -> None:
+    assert load_config({"DESK_QUOTA_ALL_SOURCES": text}).quota_all_sources == share
+    assert load_config({"DESK_QUOTA_PER_SOURCE": "8GiB"}).quota_per_source == 8 * 1024**3
 
 
 @pytest.mark.parametrize(("text", "size"), [
@@ -38,6 +51,12 @@ def test_upload_limit_accepts_bytes_and_binary_units(text: str, size: int) -> No
     ({"DESK_SETTLE_INTERVAL": "0"}, "DESK_SETTLE_INTERVAL"),
     ({"DESK_SETTLE_INTERVAL": "2d"}, "DESK_SETTLE_INTERVAL"),
     ({"DESK_SETTLE_INTERVAL": "25h"}, "DESK_SETTLE_INTERVAL"),
+    ({"DESK_QUOTA_PER_SOURCE": "90%"}, "DESK_QUOTA_PER_SOURCE"),
+    ({"DESK_QUOTA_PER_SOURCE": "0"}, "DESK_QUOTA_PER_SOURCE"),
+    ({"DESK_QUOTA_ALL_SOURCES": "0%"}, "DESK_QUOTA_ALL_SOURCES"),
+    ({"DESK_QUOTA_ALL_SOURCES": "101%"}, "DESK_QUOTA_ALL_SOURCES"),
+    ({"DESK_QUOTA_ALL_SOURCES": "most"}, "DESK_QUOTA_ALL_SOURCES"),
+    ({"DESK_QUOTA_ALL_SOURCES": "0.5%"}, "DESK_QUOTA_ALL_SOURCES"),
 ])
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):

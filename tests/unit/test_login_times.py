@@ -3,7 +3,9 @@
 `totp_last_step` and `failures_since` are the database's only values finer than a day. A
 settle clears each one that can no longer change an answer (`forget_expired_logins`), and
 `authenticate` clears an expired step on the row it touches; a code still works once and five
-failures a minute still lock the account, exactly as before.
+failures a minute still lock the account, exactly as before. The desk's count of failures for
+unknown names, kept only so that such a failure writes as much as one on an account, goes at
+every settle too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from desk.records.credentials import (
     oldest_live_step,
     totp_code,
 )
+from desk.records.instance import load_instance
 from desk.records.models import Journalist
 from desk.services import Services
 from tests.harness.desks import CHEAP_KDF, PASSWORDS, run_desk
@@ -70,6 +73,12 @@ def forget(services: Services, now: datetime) -> int:
         forgotten = forget_expired_logins(db, now)
         db.commit()
     return forgotten
+
+
+def unknown_user_failures(services: Services) -> int:
+    """The desk's count of failed logins for names with no account."""
+    with services.sessions() as db:
+        return load_instance(db).unknown_user_failures
 
 
 def naive(moment: datetime) -> datetime:
@@ -173,6 +182,17 @@ def test_a_settle_clears_every_expired_value_and_keeps_live_ones(accounts: Servi
     assert (alice.totp_last_step, alice.failed_logins, alice.failures_since) == (None, 0, None)
     assert (bob.totp_last_step, bob.failed_logins, bob.failures_since) == \
         (current_step(now) - TOTP_DRIFT_STEPS, 2, naive(now - FAILURE_WINDOW))
+
+
+def test_failures_for_unknown_names_are_counted_until_a_settle(accounts: Services) -> None:
+    for name in ("mallory", "nobody"):
+        with accounts.sessions() as db, pytest.raises(LoginFailed):
+            authenticate(db, name, "some-long-passphrase", "000000", kdf=CHEAP_KDF, now=START)
+    assert unknown_user_failures(accounts) == 2
+
+    assert forget(accounts, START) == 1
+
+    assert unknown_user_failures(accounts) == 0
 
 
 def test_a_failed_login_forgets_an_expired_step(accounts: Services) -> None:

@@ -8,17 +8,22 @@ import hashlib
 import html
 import io
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, has_request_context, request
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from werkzeug.test import TestResponse
+from werkzeug.wrappers import Response
 
+from crypto.names import DATABASE_NAME
 from desk.app import create_app
 from desk.config import Config
 from desk.records.accounts import find_journalist
@@ -241,6 +246,83 @@ def test_every_failed_login_gets_the_same_401_page(
     assert csrf_token(page.text) != csrf_token(reference.text)  # two sessions, two tokens
     assert without_csrf(page.text) == without_csrf(reference.text)
     assert not logged_in(client)
+
+
+@dataclass(frozen=True)
+class DatabaseWork:
+    """What one request did to the database: its statements' verbs in order, its commits, and
+    the pages its commits wrote to the write-ahead log (each commit that writes any is an
+    fsync, as synchronous=FULL has it)."""
+
+    verbs: tuple[str, ...]
+    commits: int
+    log_frames: int
+
+
+def login_work(app: Flask, services: Services, attempt: Callable[[], TestResponse]
+               ) -> DatabaseWork:
+    """The database work of the last POST /login `attempt` makes."""
+    database = services.config.data_dir / DATABASE_NAME
+    verbs: list[str] = []
+    commits: list[int] = []
+    frames: list[int] = []
+
+    def counted() -> bool:
+        return has_request_context() and request.method == "POST" and request.path == "/login"
+
+    def on_statement(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if counted():
+            verbs.append(statement.split()[0].upper())
+
+    def on_commit(_conn: object) -> None:
+        if counted():
+            commits.append(1)
+
+    def checkpoint(mode: str) -> tuple[int, int]:
+        """(busy, frames in the log) after a checkpoint in `mode`."""
+        with closing(sqlite3.connect(database)) as db:
+            busy, logged, _ = db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return busy, logged
+
+    def before() -> None:
+        if counted():
+            verbs.clear()
+            commits.clear()
+            # An empty log: every frame in it after the view is this request's.
+            assert checkpoint("TRUNCATE") == (0, 0)
+
+    def after(response: Response) -> Response:
+        if counted():  # PASSIVE: the request's own session may still be reading
+            frames[:] = [checkpoint("PASSIVE")[1]]
+        return response
+
+    app.before_request(before)
+    app.after_request(after)
+    event.listen(services.engine, "before_cursor_execute", on_statement)
+    event.listen(services.engine, "commit", on_commit)
+    try:
+        assert attempt().status_code == 401
+    finally:
+        event.remove(services.engine, "before_cursor_execute", on_statement)
+        event.remove(services.engine, "commit", on_commit)
+    return DatabaseWork(tuple(verbs), len(commits), frames[0])
+
+
+@pytest.mark.parametrize("case", [case for case in FAILED_LOGINS if case != "wrong password"])
+def test_every_failed_login_does_the_same_database_work(
+        accounts: Services, case: str) -> None:
+    """A failure on an account is counted on its row and committed: a failure for a name
+    without one must write and commit as much, or the fsync it lacks would time it apart."""
+    reference_app = create_app(accounts.config, "journalist", services=accounts)
+    reference = login_work(reference_app, accounts,
+                           lambda: _wrong_password(reference_app.test_client(), accounts))
+    app = create_app(accounts.config, "journalist", services=accounts)
+
+    work = login_work(app, accounts, lambda: FAILED_LOGINS[case](app.test_client(), accounts))
+
+    assert work == reference
+    assert reference.verbs.count("UPDATE") == 1
+    assert (reference.commits, reference.log_frames) == (1, 1)
 
 
 @pytest.mark.parametrize(("offset", "status"), [(-1, 302), (1, 302), (-2, 401), (2, 401)])

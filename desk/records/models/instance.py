@@ -26,3 +26,8 @@ class Instance(Base):
     max_upload_bytes: Mapped[int | None] = mapped_column(BigInteger)
     # None: keep submissions until a journalist deletes them.
     retention_days: Mapped[int | None]
+    # Failed journalist logins, since the last settle, for a name with no account that can log
+    # in. Counting one is the same one-row write and commit as counting a failure on an
+    # account, so that the two cost the same time (desk/records/credentials.py); nothing reads
+    # it, and every settle sets it back to 0.
+    unknown_user_failures: Mapped[int] = mapped_column(default=0)

@@ -33,6 +33,7 @@ from desk.intake.tus import (
     upload_dir,
 )
 from desk.records.models import Upload
+from desk.records.quota import require_room
 from desk.web.context import (
     db_session,
     discard_unread_body,
@@ -76,7 +77,7 @@ def no_space(error: Exception) -> Response:
     offset HEAD gives. Any other error goes on to the app's 500 handler."""
     if not is_disk_full(error):
         raise error
-    report_no_space()
+    report_no_space(error)
     # Read the rest of a PATCH body, so that the client gets this answer, not a reset.
     discard_unread_body()
     return _answer(507, "not enough space on the desk right now; nothing was kept")
@@ -106,6 +107,8 @@ def create() -> Response:
         raise TusError(413, "larger than this desk accepts")
     metadata = parse_metadata(request.headers.get("Upload-Metadata", ""))
     with services().transaction() as db:
+        # The whole declared length is reserved now: the bodies still to come count already.
+        require_room(db, services().config, services().store, source_id, length)
         upload = create_upload(db, services().store, source_id, secret, length, metadata)
         try:
             db.commit()

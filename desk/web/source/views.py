@@ -14,11 +14,12 @@ from wtforms import ValidationError
 
 from crypto.errors import FormatError
 from crypto.reply import reply_text
-from desk.errors import BadSending, EmptySending, NotAcceptingSubmissions
+from desk.errors import BadSending, EmptySending, NotAcceptingSubmissions, QuotaReached
 from desk.intake.ingest import ItemWriter, ingest_form
 from desk.records.instance import load_instance
 from desk.records.items import record_items
 from desk.records.models import Source
+from desk.records.quota import require_room
 from desk.records.replies import delete_for_source, replies_for_source
 from desk.web.context import db_session, end_reads, services
 from desk.web.sessions import server_session
@@ -175,14 +176,26 @@ def submit() -> Response | str:
     if request.max_content_length is not None and \
             (request.content_length or 0) > request.max_content_length:
         raise RequestEntityTooLarge()  # too large for the desk at all, whatever the disk
-    services().store.require_space(request.content_length or 0)
-    writer = ItemWriter(services().store, services().gpg, services().recipients.current())
+    store = services().store
+    store.require_space(request.content_length or 0)
+    with services().sessions() as reader:  # a short read: the view must not hold the lock
+        require_room(reader, services().config, store, source.id, request.content_length or 0)
+    writer = ItemWriter(store, services().gpg, services().recipients.current())
     # Read the body ourselves: request.files would spool file parts to a plaintext temp file.
     staged = ingest_form(request.stream, request.mimetype_params["boundary"], writer, _check_csrf)
     if not staged:
         raise EmptySending()
     with services().transaction() as db:
-        record_items(db, services().store, services().signing_key, source.id, staged)
+        # Again with what it made, under the write lock: a body of unknown length, or another
+        # post of this source's finished meanwhile, must not take it past its quota.
+        try:
+            require_room(db, services().config, store, source.id,
+                         sum(obj.ciphertext_size for obj in staged))
+        except QuotaReached:
+            for obj in staged:
+                store.discard(obj.staging)
+            raise
+        record_items(db, store, services().signing_key, source.id, staged)
     return render_template("source/received.html",
                            files=[obj for obj in staged if obj.kind == "file"],
                            message_sent=any(obj.kind == "message" for obj in staged))
