@@ -112,12 +112,15 @@ done
 
 echo
 tor_config
+journalist_address=$(head -c 100 "$TOR_DIR/journalist/hostname" | tr -dc 'a-z2-7.')
 cat <<EOF
 
 The desk is running. Next, add the journalists (their public keys only):
 
-  sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk journalist add NAME --key NAME.asc --admin
+  sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk journalist add NAME --key NAME.asc --admin \\
+    --base-url http://$journalist_address
 
-and check them with: sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk keys check
+Each gets a one-time enrolment link: hand it over, and they choose their own passphrase and
+two-factor with it. Check the keys with: sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk keys check
 The client key line above is a secret: give it to the journalists over a safe channel.
 EOF
