@@ -284,15 +284,27 @@ def keys_check() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535),
               help="Default 8080 for the source interface, 8081 for the journalist one.")
+@click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Listen on this Unix socket (mode 0660: its owner and group only) instead "
+                   "of TCP: for the journalist interface, so that only tor reaches it.")
 @_fail_on_errors
-def serve_command(interface: str, host: str, port: int | None) -> None:
+def serve_command(interface: str, host: str, port: int | None,
+                  socket_path: Path | None) -> None:
     """Serve an interface under gunicorn with threaded workers."""
     from desk.ops.serve import serve
 
+    if socket_path is not None:
+        if port is not None or host != "127.0.0.1":
+            raise _Failure("--socket replaces --host and --port: give one or the other")
+        if socket_path.exists() and not socket_path.is_socket():
+            raise _Failure(f"{socket_path} exists and is not a socket: choose another path")
+        if not socket_path.parent.is_dir():
+            raise _Failure(f"{socket_path.parent} does not exist: create it first")
     config = _config()
     open_services(config)  # fail here, clearly, rather than in every worker
     which: Interface = "source" if interface == "source" else "journalist"
-    serve(lambda: create_app(config, which), host, port or DEFAULT_PORTS[which])
+    serve(lambda: create_app(config, which), host, port or DEFAULT_PORTS[which],
+          None if socket_path is None else socket_path.absolute())
 
 
 @cli.command("tor-config", with_appcontext=False)
@@ -305,15 +317,19 @@ def serve_command(interface: str, host: str, port: int | None) -> None:
               default=DEFAULT_PORTS["source"], show_default=True)
 @click.option("--journalist-port", type=click.IntRange(1, 65535),
               default=DEFAULT_PORTS["journalist"], show_default=True)
+@click.option("--journalist-socket", type=click.Path(dir_okay=False, path_type=Path),
+              help="The Unix socket the journalist interface listens on (`desk serve "
+                   "journalist --socket`, or desk@journalist.socket), instead of its port.")
 @_fail_on_errors
 def tor_config_command(out: Path, tor_dir: Path | None, source_port: int,
-                       journalist_port: int) -> None:
+                       journalist_port: int, journalist_socket: Path | None) -> None:
     """Write a torrc for the two onion services and make the journalists' client key."""
-    if source_port == journalist_port:
+    if source_port == journalist_port and journalist_socket is None:
         raise _Failure("the source and journalist interfaces need different ports")
     config = _config()
     layout = OnionLayout((tor_dir or config.data_dir / TOR_DIR).absolute(), source_port,
-                         journalist_port)
+                         journalist_port,
+                         None if journalist_socket is None else journalist_socket.absolute())
     setup = write_tor_config(layout, config.data_dir, out.absolute())
     click.echo(f"Wrote {setup.torrc} (tor's data directory: {layout.tor_dir})")
     for name, address, directory in (
