@@ -17,8 +17,10 @@ readonly TOR_USER=_tor-$TOR_INSTANCE
 readonly TOR_DIR=/var/lib/tor-instances/$TOR_INSTANCE
 readonly TORRC=/etc/tor/instances/$TOR_INSTANCE/torrc
 readonly UNIT_DIR=/etc/systemd/system
-readonly UNITS=(desk@source.service desk@journalist.service desk-purge.timer
-                desk-keys-check.timer)
+readonly UNITS=(desk@journalist.socket desk@source.service desk@journalist.service
+                desk-purge.timer desk-keys-check.timer)
+# The journalist interface's Unix socket (desk@journalist.socket), open to tor's group only.
+readonly JOURNALIST_SOCKET=/run/desk/journalist.sock
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO
 
@@ -72,7 +74,9 @@ say "the desk, in $PREFIX"
 # pip replaces code and templates in place and `desk init` may migrate the database: never
 # under running interfaces. Stopping them cuts off an upload in progress; with JavaScript on,
 # the source's browser resumes it.
-systemctl stop desk@source.service desk@journalist.service 2>/dev/null || true
+# The socket too: a connection to it would start the journalist interface again.
+systemctl stop desk@journalist.socket desk@source.service desk@journalist.service \
+  2>/dev/null || true
 [[ -x $PREFIX/bin/python ]] || "$PYTHON" -m venv "$PREFIX"
 "$PREFIX/bin/pip" install -q --upgrade pip
 "$PREFIX/bin/pip" install -q --upgrade "$REPO"
@@ -82,7 +86,8 @@ say "tor instance $TOR_INSTANCE"
 getent passwd "$TOR_USER" >/dev/null || tor-instance-create "$TOR_INSTANCE"
 install -d -m 0755 "$(dirname "$TORRC")"
 tor_config() {
-  DESK_DATA="$DATA" "$PREFIX/bin/desk" tor-config --out "$TORRC" --tor-dir "$TOR_DIR"
+  DESK_DATA="$DATA" "$PREFIX/bin/desk" tor-config --out "$TORRC" --tor-dir "$TOR_DIR" \
+    --journalist-socket "$JOURNALIST_SOCKET"
   # tor refuses onion service directories that are not its own.
   chown -R "$TOR_USER:$TOR_USER" "$TOR_DIR"
 }
@@ -97,6 +102,7 @@ for unit in "$REPO"/deploy/systemd/*; do
 done
 systemctl daemon-reload
 systemctl enable --quiet "${UNITS[@]}" tor.service
+systemctl start desk@journalist.socket
 systemctl start desk@source.service desk@journalist.service
 systemctl start desk-purge.timer desk-keys-check.timer
 # Reloading (SIGHUP) keeps tor's circuits; it starts tor@desk if it is not running.
@@ -112,12 +118,15 @@ done
 
 echo
 tor_config
+journalist_address=$(head -c 100 "$TOR_DIR/journalist/hostname" | tr -dc 'a-z2-7.')
 cat <<EOF
 
 The desk is running. Next, add the journalists (their public keys only):
 
-  sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk journalist add NAME --key NAME.asc --admin
+  sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk journalist add NAME --key NAME.asc --admin \\
+    --base-url http://$journalist_address
 
-and check them with: sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk keys check
+Each gets a one-time enrolment link: hand it over, and they choose their own passphrase and
+two-factor with it. Check the keys with: sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk keys check
 The client key line above is a secret: give it to the journalists over a safe channel.
 EOF

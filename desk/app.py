@@ -17,7 +17,7 @@ from desk.services import Services, open_services
 from desk.web import context, handlers
 from desk.web.headers import add_security_headers
 from desk.web.i18n import human_size, init_babel
-from desk.web.journalist import admin_blueprint
+from desk.web.journalist import account_blueprint, admin_blueprint
 from desk.web.journalist import blueprint as journalist_blueprint
 from desk.web.requests import JournalistRequest, SourceRequest
 from desk.web.sessions import DatabaseSessionInterface
@@ -90,4 +90,5 @@ def _journalist_interface(app: Flask, services: Services) -> None:
                                                      services.sessions, services.writers)
     app.register_blueprint(journalist_blueprint)
     app.register_blueprint(admin_blueprint)
+    app.register_blueprint(account_blueprint)
     CSRFProtect(app)

@@ -27,11 +27,12 @@ from desk.intake.tus import purge_expired_uploads
 from desk.ops.tor import OnionLayout, write_tor_config
 from desk.outbound.export import export_bundle, select_items
 from desk.records.accounts import (
+    EnrolmentLink,
     add_journalist,
     find_journalist,
+    issue_enrolment,
     remove_journalist,
     replace_key,
-    reset_two_factor,
     set_password,
 )
 from desk.records.credentials import (
@@ -110,7 +111,7 @@ def init_command() -> None:
     new = init_desk(config, click.echo)
     click.echo(f"{'Created' if new else 'Checked'} desk data directory {config.data_dir}")
     if new:
-        click.echo("Next: desk journalist add USERNAME --key FILE.asc")
+        click.echo("Next: desk journalist add USERNAME --key FILE.asc --admin")
 
 
 @cli.group("journalist")
@@ -118,31 +119,40 @@ def journalist_group() -> None:
     """Journalist accounts and their keys."""
 
 
+_BASE_URL_HELP = ("The journalist interface's address, such as http://<56 letters>.onion, to "
+                  "print the whole enrolment link (default: only its path).")
+
+
 @journalist_group.command("add", with_appcontext=False)
 @click.argument("username")
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The journalist's OpenPGP public key (armored or binary).")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A file whose first line is the password (default: ask, if on a terminal).")
+              help="A file whose first line is the password, for a scripted setup: the TOTP "
+                   "secret is then printed here. Default: print a one-time enrolment link, "
+                   "with which the journalist chooses both.")
 @click.option("--admin", is_flag=True, help="Make this journalist an administrator.")
+@click.option("--base-url", help=_BASE_URL_HELP)
 @_fail_on_errors
 def journalist_add(username: str, key_file: Path, password_file: Path | None,
-                   admin: bool) -> None:
-    """Add a journalist, pin the fingerprint of their public key, and set up their login."""
+                   admin: bool, base_url: str | None) -> None:
+    """Add a journalist, pin the fingerprint of their public key, and print a one-time
+    enrolment link with which they choose their passphrase and set up two-factor."""
     key_data = _read_file(key_file)
-    password = _password(password_file)
+    password = None if password_file is None else _password(password_file)
     services = open_services(_config())
     with services.sessions() as db:
         journalist = add_journalist(db, services.gpg, username, key_data, admin,
                                     password=password, kdf=services.config.kdf)
+        db.flush()
+        link = None if password is not None else issue_enrolment(db, journalist, CLI_ACTOR)
         db.commit()
     click.echo(f"Added {journalist.username}{' (admin)' if admin else ''}.")
     click.echo(f"Pinned key fingerprint: {_spaced(journalist.fingerprint)}")
     click.echo("Compare it with the journalist over another channel before relying on it.")
-    if journalist.totp_secret is None:
-        click.echo("No password set: the key receives submissions, but this account cannot log "
-                   "in until `desk journalist set-password`.")
-    else:
+    if link is not None:
+        _print_link(journalist, link, base_url)
+    elif journalist.totp_secret is not None:
         _print_totp(journalist.username, journalist.totp_secret)
 
 
@@ -173,21 +183,40 @@ def journalist_remove(username: str) -> None:
     """Remove a journalist, their sessions, and their key if nobody else pins it."""
     services = open_services(_config())
     with services.sessions() as db:
-        remove_journalist(db, services.gpg, find_journalist(db, username))
+        remove_journalist(db, services.gpg, find_journalist(db, username), CLI_ACTOR)
         db.commit()
     click.echo(f"Removed {username}.")
 
 
 @journalist_group.command("reset-2fa", with_appcontext=False)
 @click.argument("username")
+@click.option("--base-url", help=_BASE_URL_HELP)
 @_fail_on_errors
-def journalist_reset_2fa(username: str) -> None:
-    """Give a journalist a new TOTP secret, printed once."""
+def journalist_reset_2fa(username: str, base_url: str | None) -> None:
+    """End a journalist's two-factor and sessions, and print a one-time enrolment link with
+    which they set up two-factor again, typing the passphrase they keep."""
     services = open_services(_config())
     with services.sessions() as db:
-        secret = reset_two_factor(db, find_journalist(db, username))
+        journalist = find_journalist(db, username)
+        link = issue_enrolment(db, journalist, CLI_ACTOR,
+                               keep_passphrase=journalist.password_hash is not None)
         db.commit()
-    _print_totp(username, secret)
+        _print_link(journalist, link, base_url)
+
+
+@journalist_group.command("reset-login", with_appcontext=False)
+@click.argument("username")
+@click.option("--base-url", help=_BASE_URL_HELP)
+@_fail_on_errors
+def journalist_reset_login(username: str, base_url: str | None) -> None:
+    """End a journalist's passphrase, two-factor and sessions, and print a one-time enrolment
+    link with which they choose both again (also: a new link when the last one expired)."""
+    services = open_services(_config())
+    with services.sessions() as db:
+        journalist = find_journalist(db, username)
+        link = issue_enrolment(db, journalist, CLI_ACTOR)
+        db.commit()
+        _print_link(journalist, link, base_url)
 
 
 @journalist_group.command("key", with_appcontext=False)
@@ -255,15 +284,27 @@ def keys_check() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535),
               help="Default 8080 for the source interface, 8081 for the journalist one.")
+@click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Listen on this Unix socket (mode 0660: its owner and group only) instead "
+                   "of TCP: for the journalist interface, so that only tor reaches it.")
 @_fail_on_errors
-def serve_command(interface: str, host: str, port: int | None) -> None:
+def serve_command(interface: str, host: str, port: int | None,
+                  socket_path: Path | None) -> None:
     """Serve an interface under gunicorn with threaded workers."""
     from desk.ops.serve import serve
 
+    if socket_path is not None:
+        if port is not None or host != "127.0.0.1":
+            raise _Failure("--socket replaces --host and --port: give one or the other")
+        if socket_path.exists() and not socket_path.is_socket():
+            raise _Failure(f"{socket_path} exists and is not a socket: choose another path")
+        if not socket_path.parent.is_dir():
+            raise _Failure(f"{socket_path.parent} does not exist: create it first")
     config = _config()
     open_services(config)  # fail here, clearly, rather than in every worker
     which: Interface = "source" if interface == "source" else "journalist"
-    serve(lambda: create_app(config, which), host, port or DEFAULT_PORTS[which])
+    serve(lambda: create_app(config, which), host, port or DEFAULT_PORTS[which],
+          None if socket_path is None else socket_path.absolute())
 
 
 @cli.command("tor-config", with_appcontext=False)
@@ -276,15 +317,19 @@ def serve_command(interface: str, host: str, port: int | None) -> None:
               default=DEFAULT_PORTS["source"], show_default=True)
 @click.option("--journalist-port", type=click.IntRange(1, 65535),
               default=DEFAULT_PORTS["journalist"], show_default=True)
+@click.option("--journalist-socket", type=click.Path(dir_okay=False, path_type=Path),
+              help="The Unix socket the journalist interface listens on (`desk serve "
+                   "journalist --socket`, or desk@journalist.socket), instead of its port.")
 @_fail_on_errors
 def tor_config_command(out: Path, tor_dir: Path | None, source_port: int,
-                       journalist_port: int) -> None:
+                       journalist_port: int, journalist_socket: Path | None) -> None:
     """Write a torrc for the two onion services and make the journalists' client key."""
-    if source_port == journalist_port:
+    if source_port == journalist_port and journalist_socket is None:
         raise _Failure("the source and journalist interfaces need different ports")
     config = _config()
     layout = OnionLayout((tor_dir or config.data_dir / TOR_DIR).absolute(), source_port,
-                         journalist_port)
+                         journalist_port,
+                         None if journalist_socket is None else journalist_socket.absolute())
     setup = write_tor_config(layout, config.data_dir, out.absolute())
     click.echo(f"Wrote {setup.torrc} (tor's data directory: {layout.tor_dir})")
     for name, address, directory in (
@@ -544,6 +589,18 @@ def _password(password_file: Path | None) -> str | None:
         return None
     check_password_rules(password)
     return password
+
+
+def _print_link(journalist: Journalist, link: EnrolmentLink, base_url: str | None) -> None:
+    what = ("types their passphrase and sets up two-factor again" if journalist.password_hash
+            else "chooses a passphrase and sets up two-factor")
+    address = (base_url or "http://<journalist-onion-address>").rstrip("/")
+    click.echo(f"Enrolment link for {journalist.username} (works once, until the end of "
+               f"{link.until.isoformat()} UTC):")
+    click.echo(f"  {address}{link.path}")
+    click.echo(f"Give it to {journalist.username} over a safe channel. In Tor Browser, on the "
+               f"journalist interface, {journalist.username} {what}; nobody else sees either. "
+               f"A new link: desk journalist reset-login {journalist.username}")
 
 
 def _print_totp(username: str, secret: bytes) -> None:

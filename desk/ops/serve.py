@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -155,12 +156,25 @@ if "control_socket_disable" in GunicornConfig().settings:
     GUNICORN_SETTINGS["control_socket_disable"] = True
 
 
-class DeskServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
-    """A gunicorn application that loads the desk from a factory in each worker."""
+# A Unix socket is made with mode 0660: its owner and its group (tor's, where the desk is
+# deployed) may connect, no other local user may. TCP on loopback, by contrast, is open to
+# every process on the host.
+SOCKET_UMASK = 0o117
 
-    def __init__(self, factory: Callable[[], Flask], host: str, port: int) -> None:
+
+class DeskServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
+    """A gunicorn application that loads the desk from a factory in each worker.
+
+    It listens on `host`:`port`, or on the Unix socket `socket`; a socket systemd passes in
+    (socket activation, deploy/systemd/desk@journalist.socket) takes the place of either.
+    """
+
+    def __init__(self, factory: Callable[[], Flask], host: str, port: int,
+                 socket: Path | None = None) -> None:
         self._factory = factory
         self._settings = {**GUNICORN_SETTINGS, "bind": f"{host}:{port}"}
+        if socket is not None:
+            self._settings.update(bind=f"unix:{socket}", umask=SOCKET_UMASK)
         super().__init__()
 
     def load_config(self) -> None:
@@ -173,9 +187,10 @@ class DeskServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         return body_errors_as_disconnects(self._factory())
 
 
-def serve(factory: Callable[[], Flask], host: str, port: int) -> None:
-    """Run an interface until interrupted."""
-    DeskServer(factory, host, port).run()
+def serve(factory: Callable[[], Flask], host: str, port: int, socket: Path | None = None
+          ) -> None:
+    """Run an interface until interrupted, on `host`:`port` or the Unix socket `socket`."""
+    DeskServer(factory, host, port, socket).run()
 
 
 def interface_app(interface: str) -> WSGIApp:

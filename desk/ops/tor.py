@@ -65,6 +65,9 @@ class OnionLayout:
     tor_dir: Path
     source_port: int
     journalist_port: int
+    # The journalist interface's Unix socket, if it listens on one (deploy: only tor's group
+    # may open it); None for 127.0.0.1:journalist_port.
+    journalist_socket: Path | None = None
 
     @property
     def source_dir(self) -> Path:
@@ -148,10 +151,12 @@ class TorSetup:
 
     def rerun_command(self) -> str:
         """The command that writes the same configuration again."""
+        socket = self.layout.journalist_socket
+        journalist = ["--journalist-port", str(self.layout.journalist_port)] if socket is None \
+            else ["--journalist-socket", str(socket)]
         return f"DESK_DATA={shlex.quote(str(self.data_dir))} " + shlex.join([
             "desk", "tor-config", "--out", str(self.torrc), "--tor-dir", str(self.layout.tor_dir),
-            "--source-port", str(self.layout.source_port),
-            "--journalist-port", str(self.layout.journalist_port)])
+            "--source-port", str(self.layout.source_port), *journalist])
 
 
 def render_torrc(layout: OnionLayout, data_dir: Path) -> str:
@@ -159,6 +164,14 @@ def render_torrc(layout: OnionLayout, data_dir: Path) -> str:
     tor_dir = _torrc_value(layout.tor_dir)
     source_dir = _torrc_value(layout.source_dir)
     journalist_dir = _torrc_value(layout.journalist_dir)
+    if layout.journalist_socket is None:
+        journalist_target = f"127.0.0.1:{layout.journalist_port}"
+        journalist_note = ""
+    else:
+        journalist_target = f"unix:{_torrc_value(layout.journalist_socket)}"
+        journalist_note = """
+# It listens on a Unix socket only tor's group may open, not on a TCP port every local user
+# could reach: client authorization would mean nothing on the host itself."""
     return f"""\
 # tor for the desk in {_comment(data_dir)}, written by `desk tor-config`.
 # Run that command again rather than editing this file: it keeps every key.
@@ -186,9 +199,9 @@ HiddenServiceMaxStreams 20
 HiddenServiceMaxStreamsCloseCircuit 1
 
 # The journalist interface: its descriptor is encrypted to the keys in authorized_clients/,
-# so without the journalists' client key it cannot even be reached.
+# so without the journalists' client key it cannot even be reached.{journalist_note}
 HiddenServiceDir {journalist_dir}
-HiddenServicePort {ONION_PORT} 127.0.0.1:{layout.journalist_port}
+HiddenServicePort {ONION_PORT} {journalist_target}
 HiddenServicePoWDefensesEnabled 1
 """
 

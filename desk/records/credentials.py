@@ -146,6 +146,26 @@ def authenticate(db: Session, username: str, password: str, code: str,
             unknown_user_failures=Instance.unknown_user_failures + 1))
         db.commit()
         raise LoginFailed()
+    step = checked_step(journalist, password, journalist.totp_secret, code, now)
+    if step is None:
+        db.commit()
+        raise LoginFailed()
+    journalist.totp_last_step = step
+    db.commit()
+    return journalist
+
+
+def checked_step(journalist: Journalist, password: str, secret: bytes, code: str,
+                 now: datetime) -> int | None:
+    """Check `password` against the account and `code` against `secret` (the account's own
+    TOTP secret, or one being enrolled), under the account's throttle; the step the code
+    belongs to, or None.
+
+    Counts a failure on the row (5 a minute, then every attempt fails until the minute is
+    over) and clears the count on success; the caller records the step and commits. Every
+    check the desk makes of a journalist's factors, at login or before a change to them,
+    goes through here, so none of them is a way around the throttle.
+    """
     last_step = journalist.totp_last_step
     if last_step is not None and last_step < oldest_live_step(now):
         journalist.totp_last_step = None  # it refuses nothing any more (oldest_live_step)
@@ -153,16 +173,16 @@ def authenticate(db: Session, username: str, password: str, code: str,
     if since is None or now - since > FAILURE_WINDOW:
         journalist.failed_logins, journalist.failures_since = 0, now.replace(tzinfo=None)
     throttled = journalist.failed_logins >= MAX_FAILURES
-    password_ok = password_matches(password, journalist.password_hash)
-    step = accepted_step(journalist.totp_secret, code, journalist.totp_last_step, now)
+    password_ok = journalist.password_hash is not None and \
+        password_matches(password, journalist.password_hash)
+    # A step used with the account's own secret refuses nothing for a new one.
+    used = journalist.totp_last_step if secret == journalist.totp_secret else None
+    step = accepted_step(secret, code, used, now)
     if throttled or not password_ok or step is None:
         journalist.failed_logins += 1
-        db.commit()
-        raise LoginFailed()
-    journalist.totp_last_step, journalist.failed_logins = step, 0
-    journalist.failures_since = None
-    db.commit()
-    return journalist
+        return None
+    journalist.failed_logins, journalist.failures_since = 0, None
+    return step
 
 
 def forget_expired_logins(db: Session, now: datetime | None = None) -> int:

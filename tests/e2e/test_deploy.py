@@ -136,10 +136,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 # The torrc and the journalists' client key
 
 
-@pytest.mark.parametrize("ports", [(), ("--source-port", "9080", "--journalist-port", "9081")])
+@pytest.mark.parametrize("ports", [(), ("--source-port", "9080", "--journalist-port", "9081"),
+                                   ("--journalist-socket", "{data}/run dir/journalist.sock")])
 def test_tor_accepts_the_generated_torrc_as_it_is(data: Path, ports: tuple[str, ...]) -> None:
     tor = require("tor", "tor")
-    result = tor_config(data, *ports)
+    result = tor_config(data, *(arg.format(data=data) for arg in ports))
     assert result.returncode == 0, result.stderr
     torrc = data.parent / "torrc"
 
@@ -352,9 +353,23 @@ def test_tor_runs_the_services_and_takes_both_halves_of_the_key(data: Path,
     assert "Client authorization" not in check.stdout
 
 
+def test_journalist_onion_leads_to_the_socket_when_there_is_one(data: Path) -> None:
+    socket = data / "run" / "journalist.sock"
+    result = tor_config(data, "--journalist-socket", str(socket))
+    assert result.returncode == 0, result.stderr
+    blocks = service_blocks(data.parent / "torrc")
+
+    assert ("HiddenServicePort", f'80 unix:"{socket}"') in blocks["journalist"]
+    assert not any(value.startswith("80 127.0.0.1") for option, value in blocks["journalist"]
+                   if option == "HiddenServicePort")
+    assert ("HiddenServicePort", f"80 127.0.0.1:{DEFAULT_PORTS['source']}") in blocks["source"]
+
+
 def test_torrc_example_is_what_install_writes() -> None:
+    script = (DEPLOY / "install.sh").read_text()
+    constants = dict(re.findall(r"(?m)^readonly (\w+)=(\S+)", script))
     layout = OnionLayout(Path("/var/lib/tor-instances/desk"), DEFAULT_PORTS["source"],
-                         DEFAULT_PORTS["journalist"])
+                         DEFAULT_PORTS["journalist"], Path(constants["JOURNALIST_SOCKET"]))
 
     assert (DEPLOY / "torrc.example").read_text() == render_torrc(layout, Path("/var/lib/desk"))
 
@@ -484,7 +499,8 @@ def rendered_units(tmp_path: Path) -> Path:
 SERVICE_UNITS = sorted(path.name for path in UNITS.glob("*.service"))
 INSTANCES = ["desk@source.service", "desk@journalist.service",
              *(name for name in SERVICE_UNITS if "@" not in name),
-             *sorted(path.name for path in UNITS.glob("*.timer"))]
+             *sorted(path.name for path in UNITS.glob("*.timer")),
+             *sorted(path.name for path in UNITS.glob("*.socket"))]
 
 
 def test_systemd_accepts_the_units(rendered_units: Path) -> None:
@@ -545,6 +561,12 @@ def test_units_and_install_script_agree_on_paths() -> None:
         settings = dict(unit_settings(UNITS / name))
         assert settings["ExecStart"].startswith(f"{constants['PREFIX']}/bin/desk "), name
         assert settings["ReadWritePaths"] == constants["DATA"], name
+    socket = dict(unit_settings(UNITS / "desk@journalist.socket"))
+    assert socket["ListenStream"] == constants["JOURNALIST_SOCKET"]
+    assert (socket["SocketUser"], socket["SocketGroup"], socket["SocketMode"]) == (
+        constants["DESK_USER"], constants["TOR_USER"].replace("$TOR_INSTANCE",
+                                                              constants["TOR_INSTANCE"]), "0660")
+    assert socket["RequiredBy"] == "desk@journalist.service"
 
 
 # The install script

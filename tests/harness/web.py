@@ -1,17 +1,24 @@
 """Clients of the apps in-process, through Flask's test client: a source walking through the
-interface (codename, form, tus, login with the codename) and a journalist logging in and
-uploading a reply file."""
+interface (codename, form, tus, login with the codename) and a journalist enrolling, logging in
+and uploading a reply file."""
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 import json
+import re
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
+from urllib.parse import urlsplit
 
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from desk.records.credentials import TOTP_STEP_SECONDS, totp_code
 from desk.records.models import JournalistSession, Source, SourceSession
 from desk.services import Services
 from desk.web.sessions import IDLE_FIELD, ServerSession, seal_data, token_hash, unseal_data
@@ -131,6 +138,54 @@ def journalist_log_in(client: FlaskClient, services: Services, username: str,
         "csrf_token": token, "username": username,
         "password": PASSWORDS.get(username, "") if password is None else password,
         "code": fresh_code(services, username) if code is None else code})
+
+
+SECRET_ON_PAGE_RE = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7]+=*)<')
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What a journalist's enrolment through a link gave: the answer to the form, and the
+    two-factor secret the page showed (the journalist's alone)."""
+
+    page: TestResponse
+    secret: bytes
+
+    @property
+    def secret_text(self) -> str:
+        """The secret in base32, as the page showed it."""
+        return base64.b32encode(self.secret).decode("ascii")
+
+
+def shown_secret(page: TestResponse) -> bytes:
+    """The two-factor secret a page shows (the enrolment and account pages)."""
+    match = SECRET_ON_PAGE_RE.search(page.text)
+    assert match, "no two-factor secret on the page"
+    return base64.b32decode(html.unescape(match.group(1)))
+
+
+def code_now(secret: bytes) -> str:
+    """A code for `secret` that the server still reads in the same step (waiting out the last
+    second of a step)."""
+    remaining = TOTP_STEP_SECONDS - time.time() % TOTP_STEP_SECONDS
+    if remaining < 1:
+        time.sleep(remaining + 0.05)
+    return totp_code(secret, datetime.now(UTC))
+
+
+def journalist_enrol(client: FlaskClient, link: str, passphrase: str, *, kept: bool = False,
+                     repeated: str | None = None, code: str | None = None) -> Enrolment:
+    """Open an enrolment link in `client`, choose `passphrase` (or type the kept one), add the
+    secret shown to an "authenticator" and send its code."""
+    path = urlsplit(link).path
+    page = client.get(path)
+    assert page.status_code == 200, page.status_code
+    secret = shown_secret(page)
+    answer = client.post(path, data={
+        "csrf_token": csrf_token(page.text), "passphrase": passphrase,
+        "repeated": "" if kept else (passphrase if repeated is None else repeated),
+        "code": code_now(secret) if code is None else code})
+    return Enrolment(answer, secret)
 
 
 def upload_reply(client: FlaskClient, source: Source, data: bytes) -> str:

@@ -61,7 +61,8 @@ def test_init_is_idempotent_and_keeps_secrets(config: Config) -> None:
 # Columns whose names look sensitive but hold nothing about a source's plaintext: hashes of
 # ciphertext, the custody chain's own links, and journalists' and the desk's own data.
 NOT_ABOUT_PLAINTEXT = {
-    ("journalists", "username"), ("journalists", "password_hash"), ("instance", "name"),
+    ("journalists", "username"), ("journalists", "password_hash"),
+    ("journalists", "enrolment_hash"), ("instance", "name"),
     ("submissions", "ciphertext_sha256"),
     ("custody_entries", "prev_hash"), ("custody_entries", "entry_hash"),
     ("replies", "ciphertext_sha256"),

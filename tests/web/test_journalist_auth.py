@@ -34,13 +34,20 @@ from desk.services import Services, open_services
 from tests.harness.desks import CHEAP_KDF, PASSWORDS, find_markers, fresh_code, run_desk
 from tests.harness.forms import CSRF_RE, csrf_token
 from tests.harness.gpg import Keypair, make_keypair
-from tests.harness.web import SourceBrowser, idle_deadline, journalist_log_in, set_idle_deadline
+from tests.harness.web import (
+    SourceBrowser,
+    idle_deadline,
+    journalist_enrol,
+    journalist_log_in,
+    set_idle_deadline,
+)
 
 COOKIE = "desk_journalist"
 LOGIN_FAILED_RE = re.compile(r'<p[^>]*\bid="login-failed"[^>]*>([^<]*)</p>')
 FLASH_RE = re.compile(r'<p class="flash (\w+)" role="status">([^<]*)</p>')
 TOTP_LINE_RE = re.compile(r"^TOTP secret: ([A-Z2-7]+=*)$", re.MULTILINE)
 URI_LINE_RE = re.compile(r"^Authenticator URI: (otpauth://totp/\S+)$", re.MULTILINE)
+ENROLMENT_LINK_RE = re.compile(r"^  \S*?(/enrol/[A-Za-z0-9_-]+)$", re.MULTILINE)
 # Exactly the shortest password the desk accepts.
 CAROL_PASSWORD = "twelve-chars"
 
@@ -545,8 +552,9 @@ def test_every_admin_route_refuses_bob_and_serves_alice(
 
 def test_anonymous_client_is_sent_to_login_from_every_route(
         journalist_app: Flask, accounts: Services) -> None:
-    guarded = routes(journalist_app,
-                     lambda _rule, endpoint: endpoint not in ("journalist.login", "static"))
+    # The enrolment link is the one other page open without a login (tests/web/test_enrolment.py).
+    guarded = routes(journalist_app, lambda _rule, endpoint: endpoint not in (
+        "journalist.login", "account.enrol", "static"))
     assert {("/", "GET"), ("/export", "POST"), ("/admin/", "GET"),
             ("/sources/<source_id>", "GET")} <= set(guarded)
     alice_id = id_of(accounts, "alice")
@@ -630,6 +638,13 @@ def cli_add(services: Services, key: Keypair, password: str, tmp_path: Path,
     return result.returncode, result.stdout, result.stderr
 
 
+def printed_link(stdout: str) -> str:
+    """The path of the one enrolment link the command printed."""
+    links = ENROLMENT_LINK_RE.findall(stdout)
+    assert len(links) == 1, stdout
+    return str(links[0])
+
+
 def printed_secret(stdout: str) -> str:
     """The one base32 TOTP secret the command printed."""
     secrets = TOTP_LINE_RE.findall(stdout)
@@ -688,7 +703,7 @@ def test_cli_refuses_a_short_password_with_one_line(
     assert "carol" not in journalist_names(cli_desk)
 
 
-def test_cli_reset_2fa_prints_a_new_secret_and_the_old_one_stops_working(
+def test_cli_reset_2fa_prints_a_link_that_sets_up_two_factor_again_with_the_kept_passphrase(
         cli_desk: Services, carol_key: Keypair, tmp_path: Path) -> None:
     status, stdout, stderr = cli_add(cli_desk, carol_key, CAROL_PASSWORD, tmp_path)
     assert status == 0, stderr
@@ -699,12 +714,17 @@ def test_cli_reset_2fa_prints_a_new_secret_and_the_old_one_stops_working(
     result = run_desk("journalist", "reset-2fa", "carol", data_dir=cli_desk.config.data_dir)
 
     assert result.returncode == 0, result.stderr
-    new = printed_secret(result.stdout)
-    assert new != old
+    assert "TOTP secret" not in result.stdout
+    path = printed_link(result.stdout)
     clear_of_step_end()
-    # The next step's code has never been used, so only the new secret can refuse it.
+    # The old secret works no more: the account has none until carol enrols again.
     assert log_in_with_secret(cli_desk, "carol", CAROL_PASSWORD, old, offset=1) == (401, False)
-    assert log_in_with_secret(cli_desk, "carol", CAROL_PASSWORD, new) == (302, True)
+    app = create_app(cli_desk.config, "journalist", services=cli_desk)
+    enrolled = journalist_enrol(app.test_client(), path, CAROL_PASSWORD, kept=True)
+    assert enrolled.page.status_code == 302
+    clear_of_step_end()
+    assert log_in_with_secret(cli_desk, "carol", CAROL_PASSWORD, enrolled.secret_text,
+                              offset=1) == (302, True)
 
 
 # --- 7. admin web ----------------------------------------------------------------------------
@@ -724,21 +744,23 @@ def shown(page: TestResponse, element_id: str) -> str:
     return html.unescape(match.group(1))
 
 
-def test_admin_adds_dave_by_uploading_his_key_and_he_can_log_in(
+def test_admin_adds_dave_by_uploading_his_key_and_he_can_enrol_and_log_in(
         journalist_app: Flask, accounts: Services, alice: FlaskClient,
         carol_key: Keypair) -> None:
     page = upload_journalist(alice, "dave", carol_key.public_key.read_bytes())
 
     assert page.status_code == 200
-    password, secret = shown(page, "password"), shown(page, "totp-secret")
-    assert len(password) >= 12
+    link = shown(page, "enrolment-link")
+    assert link.startswith("http://localhost/enrol/")
     with accounts.sessions() as db:
         dave = find_journalist(db, "dave")
     assert (dave.fingerprint, dave.is_admin) == (carol_key.fingerprint, False)
+    enrolled = journalist_enrol(journalist_app.test_client(), link, "daves-own-passphrase")
+    assert enrolled.page.status_code == 302
     client = journalist_app.test_client()
     clear_of_step_end()
-    code = totp_code(base64.b32decode(secret), datetime.now(UTC))
-    answer = journalist_log_in(client, accounts, "dave", password=password, code=code)
+    answer = journalist_log_in(client, accounts, "dave", password="daves-own-passphrase",
+                               code=fresh_code(accounts, "dave"))
     assert answer.status_code == 302
     assert logged_in(client)
     assert client.get("/admin/").status_code == 403
@@ -848,10 +870,10 @@ def test_superscript_digit_retention_is_refused_with_the_retention_message(
 
 def test_new_password_or_two_factor_ends_existing_sessions(
         accounts: Services, alice: FlaskClient, bob: FlaskClient) -> None:
-    from desk.records.accounts import reset_two_factor, set_password
+    from desk.records.accounts import issue_enrolment, set_password
 
     with accounts.sessions() as session:
-        reset_two_factor(session, find_journalist(session, "alice"))
+        issue_enrolment(session, find_journalist(session, "alice"), "bob", keep_passphrase=True)
         set_password(session, find_journalist(session, "bob"), "a-new-long-passphrase",
                      CHEAP_KDF)
         session.commit()

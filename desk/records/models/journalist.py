@@ -28,6 +28,30 @@ class Journalist(Base):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     failed_logins: Mapped[int] = mapped_column(default=0)
     failures_since: Mapped[datetime | None]
+    # While a one-time enrolment link is outstanding: the SHA-256 of its token (the link itself
+    # is shown once, to whoever issued it) and the last day it works, to its end (UTC). A day,
+    # not an instant: the row must not date when the link was issued (docs/INVARIANTS.md, 5).
+    enrolment_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    enrolment_until: Mapped[date | None]
+
+
+class AccountEvent(Base):
+    """Who changed a journalist account's login or key, and on which day.
+
+    Account changes are not custody entries (those are about items and replies), but they say
+    whose hands an account was in: a reset by an admin, then downloads under the account's
+    name, read differently from downloads alone. Rows are never changed; they name the
+    account by username, so they outlive its removal.
+    """
+
+    __tablename__ = "account_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    on: Mapped[date]
+    # A username, or a fixed actor such as `desk-cli` (crypto/custody.py).
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(64), index=True)
 
 
 class JournalistSession(Base):

@@ -1,6 +1,9 @@
 """Admin pages: journalists and their keys, key health, and the desk's settings.
 
-Every route answers 403 to a journalist who is not an admin.
+Every route answers 403 to a journalist who is not an admin. An admin never sees a
+journalist's passphrase or two-factor secret: a new account, and a reset one, gets a one-time
+enrolment link with which the journalist sets them. Every change to an account is recorded
+under the admin's own name (`account_events`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from crypto.codename import generate_passphrase
 from desk.errors import JournalistError
-from desk.records.accounts import add_journalist, remove_journalist, replace_key, reset_two_factor
-from desk.records.credentials import totp_secret_text, totp_uri
+from desk.records.accounts import (
+    ACTIONS,
+    EnrolmentLink,
+    account_events,
+    add_journalist,
+    issue_enrolment,
+    remove_journalist,
+    replace_key,
+)
 from desk.records.instance import load_instance, update_settings
 from desk.records.models import Journalist
 from desk.records.recipients import key_statuses
@@ -49,21 +58,25 @@ def index() -> str:
     journalists = list(db.scalars(select(Journalist).order_by(Journalist.username)))
     statuses = {s.username: s for s in key_statuses(db, services().gpg)}
     return render_template("journalist/admin.html", journalists=journalists, statuses=statuses,
-                           instance=load_instance(db),
+                           instance=load_instance(db), events=account_events(db),
+                           actions=ACTIONS,
                            default_max_upload=services().config.max_upload_bytes)
 
 
 @blueprint.post("/journalists")
 def add() -> str:
-    """Add a journalist with a generated passphrase and a new TOTP secret, shown once."""
-    password, key = generate_passphrase(), _uploaded_key()
+    """Add a journalist and show a one-time enrolment link for them, once."""
+    key = _uploaded_key()
+    actor = g.journalist.username
     with services().transaction() as db:
         journalist = add_journalist(
             db, services().gpg, request.form.get("username", "").strip(), key,
-            is_admin=request.form.get("is_admin") == "1", password=password,
-            kdf=services().config.kdf)
+            is_admin=request.form.get("is_admin") == "1", kdf=services().config.kdf,
+            actor=actor)
+        db.flush()
+        link = issue_enrolment(db, journalist, actor)
     services().recipients.invalidate()
-    return _credentials(journalist, password)
+    return _enrolment_link(journalist, link)
 
 
 @blueprint.post("/journalists/<int:journalist_id>/key")
@@ -73,7 +86,7 @@ def change_key(journalist_id: int) -> Response:
     key = _uploaded_key()
     with services().transaction() as db:
         journalist = _journalist_or_404(journalist_id, db)
-        fingerprint = replace_key(db, services().gpg, journalist, key)
+        fingerprint = replace_key(db, services().gpg, journalist, key, g.journalist.username)
     services().recipients.invalidate()
     flash(f"{journalist.username} now has key {fingerprint}. Compare it with them over "
           "another channel.", "info")
@@ -82,11 +95,23 @@ def change_key(journalist_id: int) -> Response:
 
 @blueprint.post("/journalists/<int:journalist_id>/reset-2fa")
 def reset_2fa(journalist_id: int) -> str:
-    """A new TOTP secret, shown once."""
+    """End the journalist's two-factor and sessions; show a one-time link with which they set
+    up two-factor again, typing their passphrase (which they keep)."""
     with services().transaction() as db:
         journalist = _journalist_or_404(journalist_id, db)
-        reset_two_factor(db, journalist)
-    return _credentials(journalist, None)
+        link = issue_enrolment(db, journalist, g.journalist.username,
+                               keep_passphrase=journalist.password_hash is not None)
+    return _enrolment_link(journalist, link)
+
+
+@blueprint.post("/journalists/<int:journalist_id>/reset-login")
+def reset_login(journalist_id: int) -> str:
+    """End the journalist's passphrase, two-factor and sessions; show a one-time link with
+    which they choose both again (for a forgotten passphrase)."""
+    with services().transaction() as db:
+        journalist = _journalist_or_404(journalist_id, db)
+        link = issue_enrolment(db, journalist, g.journalist.username)
+    return _enrolment_link(journalist, link)
 
 
 @blueprint.post("/journalists/<int:journalist_id>/remove")
@@ -99,7 +124,8 @@ def remove(journalist_id: int) -> Response:
         flash("Tick the box to confirm.", "error")
     else:
         with services().transaction() as db:
-            remove_journalist(db, services().gpg, _journalist_or_404(journalist_id, db))
+            remove_journalist(db, services().gpg, _journalist_or_404(journalist_id, db),
+                              g.journalist.username)
         services().recipients.invalidate()
         flash(f"Removed {journalist.username}.", "info")
     return redirect(url_for("admin.index"))
@@ -115,11 +141,11 @@ def settings() -> Response:
     return redirect(url_for("admin.index"))
 
 
-def _credentials(journalist: Journalist, password: str | None) -> str:
-    secret = journalist.totp_secret or b""
-    return render_template("journalist/credentials.html", account=journalist,
-                           password=password, totp_secret=totp_secret_text(secret),
-                           totp_uri=totp_uri(secret, journalist.username))
+def _enrolment_link(journalist: Journalist, link: EnrolmentLink) -> str:
+    # The link's address is the one this page was asked for: the journalist onion service.
+    return render_template("journalist/enrolment_link.html", account=journalist,
+                           link=url_for("account.enrol", token=link.token, _external=True),
+                           until=link.until)
 
 
 def _uploaded_key() -> bytes:

@@ -87,7 +87,7 @@ def test_garbage_reply_file_is_refused_with_a_notice_and_nothing_stored(
                for text in error_notices(notice))
 
 
-@pytest.mark.parametrize("action", ["key", "remove", "reset-2fa"])
+@pytest.mark.parametrize("action", ["key", "remove", "reset-2fa", "reset-login"])
 def test_journalist_id_past_64_bits_gets_a_404_page(
         target: Target, tokens: dict[str, str], action: str) -> None:
     bad = journalist_form(f"/admin/journalists/{2**64}/{action}", {"confirm": "yes"},
