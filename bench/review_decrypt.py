@@ -139,7 +139,10 @@ def _patch_gpgfile() -> None:
         finally:
             self._gpg.on_data = None
         if not result.ok or result.returncode != 0:
-            raise g.DecryptionFailed(g._decryption_problem(result))
+            stderr = str(result.stderr or "")
+            statuses = {line[9:].split()[0] for line in stderr.splitlines()
+                        if line.startswith("[GNUPG:] ") and line[9:].strip()}
+            raise g.DecryptionFailed(g._decryption_problem(stderr, statuses))
 
     g.GnuPG.decrypt_stream = decrypt_stream  # type: ignore[method-assign]
 

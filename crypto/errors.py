@@ -40,6 +40,11 @@ class PlaintextTooLarge(DecryptionFailed):
     that, and the desk never compresses) or more than its record says. Nothing was kept."""
 
 
+class CompressedMessage(DecryptionFailed):
+    """A message holds a compressed packet, which FORMAT.md forbids (the desk never compresses,
+    and a compressed packet can expand without bound): refused before anything expanded."""
+
+
 class SigningFailed(CryptoError):
     """GnuPG could not sign: no usable secret key, or its passphrase was not given."""
 

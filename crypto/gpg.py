@@ -10,17 +10,19 @@ import fcntl
 import io
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import gnupg  # type: ignore[import-untyped]
 
 from crypto.durable import sync_tree
 from crypto.errors import (
+    CompressedMessage,
     DecryptionFailed,
     EncryptionFailed,
     GpgUnavailable,
@@ -50,6 +52,19 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes:
         """Up to `n` bytes; b'' at the end."""
         ...
+
+
+# Decryption lists the message's packets on stderr as gpg parses them (-vv): a compressed packet
+# is named there before gpg expands a byte of it, and the console stops gpg at that line.
+DECRYPT_OPTIONS = ["--verbose", "--verbose"]
+COMPRESSED_PACKET = b":compressed packet:"
+# Status keywords after which a decryption does not count, whatever gpg's exit status.
+FAILED_STATUSES = frozenset({"DECRYPTION_FAILED", "BADMDC"})
+# How much of gpg's stderr one decryption keeps: enough for every line a message the desk
+# writes makes gpg print, and never more, whatever a hostile message makes it print (one line
+# per recipient packet, say).
+LOG_BYTES = 64 * 1024
+LINE_BYTES = 4096
 
 
 # gpg reads its input 8 KiB at a time from a 64 KiB pipe, so the thread feeding it and gpg
@@ -237,37 +252,25 @@ class GnuPG:
         # the ciphertext's own length can only come from compression, whose ratio has no
         # bound (284 bytes of bzip2 expand to 64 MiB). A manifest, log or part from a bundle
         # someone tampered with must not fill memory or the disk: gpg stops writing at
-        # --max-output, and whatever it sends beyond the bound is dropped here unread.
+        # --max-output, whatever it sends beyond the bound is dropped here unread, and a
+        # compressed packet stops gpg as soon as gpg names it, before it expands anything.
         most = ciphertext_size if limit is None else min(limit, ciphertext_size)
-        received = 0
-        failure: Exception | None = None
-
-        def take(chunk: bytes) -> bool:
-            nonlocal received, failure
-            received += len(chunk)
-            if chunk and received <= most and failure is None:
-                try:
-                    sink(chunk)
-                except Exception as exc:
-                    # python-gnupg would swallow it and carry on; raised once gpg has ended.
-                    failure = exc
-            return False  # python-gnupg keeps nothing in memory
-
-        self._gpg.on_data = take
-        try:
-            result = self._gpg.decrypt_file(handle, extra_args=["--max-output", str(most)])
-        finally:
-            self._gpg.on_data = None
-        stderr = str(getattr(result, "stderr", "") or "")
-        if received > most or "--max-output" in stderr:
+        run = _Decryption(self._gpg._open_subprocess(
+            ["--decrypt", "--max-output", str(most), *DECRYPT_OPTIONS]), sink, most)
+        run.feed_from(handle)
+        run.finish()
+        if run.compressed:
+            raise CompressedMessage("it is compressed, which the desk never does")
+        if run.received > most or "--max-output" in run.log:
             raise PlaintextTooLarge(
                 f"it expands beyond its own {most} bytes, so it is compressed, which the desk "
                 "never does" if most == ciphertext_size else
                 f"it holds more than the {most} bytes its record gives it")
-        if failure is not None:
-            raise failure
-        if not result.ok or result.returncode != 0:
-            raise DecryptionFailed(_decryption_problem(result))
+        if run.failure is not None:
+            raise run.failure
+        if run.returncode != 0 or "DECRYPTION_OKAY" not in run.statuses or \
+                run.statuses & FAILED_STATUSES:
+            raise DecryptionFailed(_decryption_problem(run.log, run.statuses))
 
     # Signatures and recipients
 
@@ -303,19 +306,106 @@ class GnuPG:
         return {key_id.upper() for key_id in self._gpg.get_recipients(message)}
 
 
-def _decryption_problem(result: Any) -> str:
+class _Decryption:
+    """One running `gpg --decrypt`: its input fed from a thread of its own, its plaintext handed
+    to this call's sink and to nothing else, and at most LOG_BYTES of its stderr kept.
+
+    Everything lives on this object, made for one call: the viewer decrypts on many threads at
+    once, and python-gnupg's `on_data` is one attribute of the shared GPG object, read when
+    each of its reader threads starts, so one file's plaintext could reach another's sink.
+    """
+
+    def __init__(self, process: Any, sink: Callable[[bytes], None], most: int) -> None:
+        self.process = process
+        self.sink, self.most = sink, most
+        self.received = 0
+        self.failure: Exception | None = None
+        self.compressed = False
+        self.statuses: set[str] = set()
+        self.returncode: int | None = None
+        self._log: list[str] = []
+        self._log_bytes = 0
+        self._threads = [threading.Thread(target=self._read_stderr, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def log(self) -> str:
+        """What gpg said on stderr (the first LOG_BYTES of it)."""
+        return "".join(self._log)
+
+    def feed_from(self, source: Readable) -> None:
+        """Copy `source` into gpg's stdin from a thread, closing it at the end."""
+        writer = threading.Thread(target=self._write, args=(source,), daemon=True)
+        self._threads.append(writer)
+        writer.start()
+
+    def finish(self) -> None:
+        """Hand the plaintext to the sink up to the bound, then wait for gpg and the threads."""
+        stdout: IO[bytes] = self.process.stdout
+        try:
+            while chunk := stdout.read(BUFFER_SIZE):
+                self.received += len(chunk)
+                if self.received > self.most:
+                    self.process.kill()  # past the bound: not one byte more is read
+                    break
+                if self.failure is None:
+                    try:
+                        self.sink(chunk)
+                    except Exception as exc:
+                        self.failure = exc  # raised by the caller once gpg has ended
+                        self.process.kill()
+        finally:
+            stdout.close()
+            self.returncode = self.process.wait()
+            for thread in self._threads:
+                thread.join()
+            self.process.stderr.close()
+
+    def _write(self, source: Readable) -> None:
+        stdin: IO[bytes] = self.process.stdin
+        try:
+            while chunk := source.read(BUFFER_SIZE):
+                stdin.write(chunk)
+        except (BrokenPipeError, ValueError):
+            pass  # gpg stopped reading: it failed, or was stopped at a bound
+        except Exception as exc:
+            if self.failure is None:
+                self.failure = exc
+            self.process.kill()
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def _read_stderr(self) -> None:
+        stderr: IO[bytes] = self.process.stderr
+        while line := stderr.readline(LINE_BYTES):
+            if line.startswith(COMPRESSED_PACKET):
+                # The format forbids compression: stop gpg before it expands anything.
+                self.compressed = True
+                self.process.kill()
+            if line.startswith(b"[GNUPG:] ") and (words := line[9:].split(maxsplit=1)):
+                self.statuses.add(words[0].decode("ascii", "replace"))
+            if self._log_bytes < LOG_BYTES:
+                text = line.decode("utf-8", "replace")
+                self._log.append(text)
+                self._log_bytes += len(text)
+
+
+def _decryption_problem(stderr: str, statuses: set[str]) -> str:
     """Why gpg could not decrypt, in words a journalist can act on."""
-    stderr = str(getattr(result, "stderr", "") or "")
     lowered = stderr.lower()
-    if "NO_SECKEY" in stderr and "DECRYPTION_KEY" not in stderr:
+    if "NO_SECKEY" in statuses and "DECRYPTION_KEY" not in statuses:
         return "no secret key for it in this GnuPG home (or the smartcard is not inserted)"
-    if "BAD_PASSPHRASE" in stderr:
+    if "BAD_PASSPHRASE" in statuses:
         return "the passphrase for the secret key was wrong"
     if any(word in lowered for word in ("read error", "premature", "invalid packet")):
         return "the ciphertext is truncated or damaged"
-    if "BADMDC" in stderr or "manipulated" in lowered or "DECRYPTION_FAILED" in stderr:
+    if statuses & FAILED_STATUSES or "manipulated" in lowered:
         return "the ciphertext has been modified (integrity check failed)"
-    return f"gpg could not decrypt it ({result.status or 'no status'})"
+    last = next((line[9:].split(maxsplit=1)[0].replace("_", " ").lower()
+                 for line in reversed(stderr.splitlines())
+                 if line.startswith("[GNUPG:] ") and line[9:].strip()), "no status")
+    return f"gpg could not decrypt it ({last})"
 
 
 def _signing_problem(result: Any) -> str:

@@ -17,3 +17,8 @@ class ToolMissing(ReviewError):
     def __init__(self, tool: str, package: str) -> None:
         super().__init__(f"{tool} is not installed",
                          f"install the Debian package {package}: apt-get install {package}")
+
+
+class MediaRefused(ReviewError):
+    """A file the console would not hand to ffmpeg: its content is of a format that is not
+    footage, sound or a picture (a playlist names other files), or a picture too large."""

@@ -17,16 +17,31 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crypto.names import INSPECT_SCRATCH_PREFIX
-from desk.review.errors import ReviewError, ToolMissing
+from desk.review.errors import MediaRefused, ReviewError, ToolMissing
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 TOOL_SECONDS = 300
 SCAN_BYTES = 64 * 1024 * 1024
 SUBTITLE_SAMPLE_LINES = 4
+# Cues read for those lines: the first few, never the whole track.
+SUBTITLE_SAMPLE_CUES = 16
+# exiftool -ee reads every sample of every timed track, about a millisecond and 10 KB each:
+# 100,000 subtitle samples in a 1.5 MB file took 44-70 s and 765 MB. It reads them only while
+# the tracks ffprobe counts hold at most this many (an hour of GoPro telemetry has 3,600; a
+# drone's per-frame subtitles, 5.5 minutes), and in any case within this much memory; past
+# either, the tags come without embedded documents and the report says so.
+EMBEDDED_SAMPLES = 10_000
+EXIFTOOL_MEMORY = 256 * 1024 * 1024
 
 # Tag-name patterns (exiftool names, ffprobe tag keys), by what they reveal.
 LOCATION = re.compile(r"gps|location|iso6709|geotag|coordinates|latitude|longitude|©xyz",
@@ -58,6 +73,25 @@ FRAME_FILES = {"mjpeg": "jpg", "jpegls": "jpg", "jpeg2000": "j2k", "png": "png",
                "webp": "webp", "bmp": "bmp"}
 # ffmpeg's demuxers for single pictures: the file is the frame, and its tags are read whole.
 PICTURE_DEMUXERS = re.compile(r"^image2$|_pipe$")
+# The only demuxers ffmpeg and ffprobe may read a file with: containers of footage and sound,
+# and single pictures. ffmpeg picks a demuxer by content, and some read other files: an HLS
+# playlist or a concat list named clip.mp4 made every tool work on another file of this
+# machine, and publish-copy certify that file clean. The demuxer found here is then forced on
+# every later run (-f), with only it allowed and only the file: protocol.
+DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "mpeg", "flv", "ogg",
+            "asf", "mxf", "dv", "wav", "mp3", "aac", "flac", "gif", "apng", "image2",
+            "jpeg_pipe", "png_pipe", "webp_pipe", "tiff_pipe", "bmp_pipe")
+# Demuxers whose files name other files or resources for ffmpeg to read.
+PLAYLISTS = frozenset({"hls", "concat", "dash", "ffmetadata", "tee"})
+# Pillow decodes a picture whole, whatever its file's size: a PNG of 48 KB claimed 20000 x 20000
+# pixels and took 920 MB at 12000 x 12000. The console decodes at most 50 million (a
+# 48-megapixel phone photo has 48.8), which in memory is 200 MB a copy, and holds at most two
+# copies at once: under the 512 MiB the console keeps to.
+MAX_PICTURE_PIXELS = 50_000_000
+# Pillow's names for the still-picture formats the console reads as pictures.
+PICTURE_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "TIFF", "BMP", "GIF")
+PIXELS = re.compile(r"\((\d+) pixels\)")
+NOT_ON_WHITELIST = re.compile(r"\[([\w,]+) @ 0x[0-9a-f]+\] Format not on whitelist")
 
 
 @dataclass(frozen=True)
@@ -100,8 +134,94 @@ def media_arg(path: Path) -> str:
     return f"file:{path.absolute()}"
 
 
-def run_tool(args: list[str], what: str, seconds: float = TOOL_SECONDS) -> str:
-    """Run a tool with a time limit; ReviewError with its complaint on failure."""
+@dataclass(frozen=True)
+class Media:
+    """A file for ffmpeg and ffprobe, and the one demuxer they may read it with."""
+
+    path: Path
+    demuxer: str  # as ffprobe names it: "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"...
+
+    def input(self) -> list[str]:
+        """Input options and `-i`: this demuxer forced and the only one allowed (no playlist
+        or sequence opens another file), only the file: protocol, and no picture decoded that
+        has more pixels than Pillow is let decode."""
+        forced = self.demuxer.split(",", 1)[0]
+        options = ["-protocol_whitelist", "file", "-format_whitelist", self.demuxer,
+                   "-f", forced, "-max_pixels", str(MAX_PICTURE_PIXELS)]
+        if forced == "image2":
+            options += ["-pattern_type", "none"]  # this one file, never a numbered sequence
+        return [*options, "-i", media_arg(self.path)]
+
+
+def open_media(path: Path) -> Media:
+    """`path` with the demuxer ffprobe finds for its content, if it is one of DEMUXERS;
+    ReviewError naming the format otherwise, or if ffprobe cannot read it at all."""
+    ffprobe = require("ffprobe", "ffmpeg")
+    # -pattern_type none: the one file even if image2 reads it (ffprobe ignores the option
+    # for other demuxers).
+    args = [ffprobe, "-v", "error", "-protocol_whitelist", "file",
+            "-format_whitelist", ",".join(DEMUXERS), "-pattern_type", "none",
+            "-show_entries", "format=format_name", "-of", "json", "-i", media_arg(path)]
+    try:
+        done = subprocess.run(args, capture_output=True, timeout=TOOL_SECONDS,  # noqa: S603
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ReviewError(f"ffprobe took longer than {TOOL_SECONDS:.0f} s") from exc
+    complaint = done.stderr.decode("utf-8", "replace")
+    if (refused := NOT_ON_WHITELIST.search(complaint)) is not None:
+        name = refused.group(1)
+        why = ("a playlist or list that names other files" if name in PLAYLISTS else
+               "not a format of footage, sound or pictures")
+        raise MediaRefused(f"refused: ffmpeg would read this file as {name}, {why}; the "
+                           "console did not open it with ffmpeg")
+    try:
+        demuxer = str(json.loads(done.stdout or b"{}")["format"]["format_name"])
+    except (KeyError, TypeError, ValueError):
+        demuxer = ""
+    if done.returncode != 0 or demuxer not in DEMUXERS:
+        lines = complaint.strip().splitlines()
+        raise ReviewError(f"ffprobe failed: {lines[-1] if lines else done.returncode}")
+    return Media(path, demuxer)
+
+
+@contextmanager
+def open_picture(path: Path) -> Iterator[Image]:
+    """Pillow's lazily opened picture of `path`, one of PICTURE_FORMATS; MediaRefused before
+    anything is decoded if it has more than MAX_PICTURE_PIXELS; OSError or ValueError if it is
+    no picture Pillow reads."""
+    from PIL import Image
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    with warnings.catch_warnings():
+        # Pillow only warns between its own limit and twice it, and would then decode.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            picture = Image.open(path, formats=PICTURE_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            claimed = PIXELS.search(str(exc))
+            raise _too_many_pixels(f"{int(claimed.group(1)):,} pixels" if claimed else
+                                   "more pixels than that") from exc
+    with picture:
+        width, height = picture.size
+        if width * height > MAX_PICTURE_PIXELS:
+            raise _too_many_pixels(f"{width} x {height} pixels")
+        yield picture
+
+
+def _too_many_pixels(size: str) -> MediaRefused:
+    return MediaRefused(f"refused: the picture has {size}, more than the "
+                        f"{MAX_PICTURE_PIXELS:,} the console decodes")
+
+
+def run_tool(args: list[str], what: str, seconds: float = TOOL_SECONDS,
+             memory: int | None = None) -> str:
+    """Run a tool with a time limit, and with `memory` a limit on its address space;
+    ReviewError with its complaint on failure."""
+    if memory is not None:
+        # prlimit sets the limit in the child before the tool starts (preexec_fn would be
+        # unsafe in the viewer's threads).
+        args = [require("prlimit", "util-linux"), f"--as={memory}", "--", *args]
     try:
         done = subprocess.run(args, capture_output=True, timeout=seconds, check=False)  # noqa: S603
     except subprocess.TimeoutExpired as exc:
@@ -122,24 +242,59 @@ def inspect_file(original: Path, scratch_root: Path) -> Report:
     try:
         shutil.copyfile(original, copy)
         os.chmod(copy, 0o400)
+        refused: MediaRefused | None = None
+        media: Media | None = None
         try:
+            media = open_media(copy)
             probe = json.loads(run_tool(
                 [ffprobe, "-v", "error", "-print_format", "json", "-show_format",
-                 "-show_streams", "-show_chapters", media_arg(copy)], "ffprobe") or "{}")
+                 "-show_streams", "-show_chapters", *media.input()], "ffprobe") or "{}")
+        except MediaRefused as exc:
+            refused, probe = exc, {}
         except ReviewError:
             probe = {}  # a still image ffmpeg cannot read (HEIF here); exiftool still can
-        tags = json.loads(run_tool(
-            [exiftool, "-j", "-ee", "-G3:1", "-a", "-u", "-api", "LargeFileSupport=1",
-             "--", str(copy.absolute())], "exiftool") or "[{}]")[0]
+        tags, unread = _read_tags(exiftool, copy, probe)
         report = Report(tags={k: v for k, v in tags.items() if not OURS.match(k)})
         _facts(report, probe, tags)
+        if unread is not None:
+            report.findings.append(Finding("embedded documents not read", "exiftool -ee", unread))
+        if refused is not None:
+            # Not knowing is a finding: publish-copy must not pass what ffmpeg was not let read.
+            report.findings.append(Finding("format refused", "ffprobe", str(refused)))
         _tag_findings(report)
-        _stream_findings(report, probe, copy)
         _signature_findings(report, copy)
-        _frame_findings(report, probe, copy, scratch / "frames")
+        if media is not None:
+            _stream_findings(report, probe, media)
+            _frame_findings(report, probe, media, scratch / "frames")
         return report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read_tags(exiftool: str, copy: Path, probe: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                          str | None]:
+    """exiftool's tags of `copy`, with its embedded documents (timed samples) if their cost is
+    bounded (EMBEDDED_SAMPLES, EXIFTOOL_MEMORY); and, if they were left out, why."""
+    args = ["-j", "-G3:1", "-a", "-u", "-api", "LargeFileSupport=1", "--", str(copy.absolute())]
+    samples = sum(_int(stream.get("nb_frames")) or 0 for stream in probe.get("streams", [])
+                  if stream.get("codec_type") in ("subtitle", "data"))
+    if samples > EMBEDDED_SAMPLES:
+        unread = (f"its timed tracks hold {samples:,} samples, more than the "
+                  f"{EMBEDDED_SAMPLES:,} exiftool is let read; each track is listed with its "
+                  "first lines")
+    else:
+        try:
+            return _tags(run_tool([exiftool, "-ee", *args], "exiftool",
+                                  memory=EXIFTOOL_MEMORY)), None
+        except ReviewError as exc:
+            unread = (f"exiftool could not read them in {EXIFTOOL_MEMORY // 2**20} MiB and "
+                      f"{TOOL_SECONDS} s ({exc})")
+    return _tags(run_tool([exiftool, *args], "exiftool", memory=EXIFTOOL_MEMORY)), unread
+
+
+def _tags(output: str) -> dict[str, Any]:
+    tags: dict[str, Any] = json.loads(output or "[{}]")[0]
+    return tags
 
 
 def _facts(report: Report, probe: dict[str, Any], tags: dict[str, Any]) -> None:
@@ -199,7 +354,7 @@ def _identifying_tags(tags: dict[str, Any]) -> list[Finding]:
     return found
 
 
-def _stream_findings(report: Report, probe: dict[str, Any], copy: Path) -> None:
+def _stream_findings(report: Report, probe: dict[str, Any], media: Media) -> None:
     fmt_tags = (probe.get("format", {}).get("tags")) or {}
     for key, value in fmt_tags.items():
         where = f"container tag {key}"
@@ -212,7 +367,7 @@ def _stream_findings(report: Report, probe: dict[str, Any], copy: Path) -> None:
     for stream in probe.get("streams", []):
         kind, index = stream.get("codec_type"), stream.get("index")
         if kind in ("subtitle", "data"):
-            sample = _subtitle_sample(copy, index) if kind == "subtitle" else ""
+            sample = _subtitle_sample(media, index) if kind == "subtitle" else ""
             report.findings.append(Finding(
                 "timed metadata track", f"stream {index} ({kind}, {stream.get('codec_name')})",
                 sample or "a track that can carry GPS or telemetry samples"))
@@ -225,13 +380,14 @@ def _stream_findings(report: Report, probe: dict[str, Any], copy: Path) -> None:
                                            str(encoder)))
 
 
-def _subtitle_sample(copy: Path, index: int) -> str:
+def _subtitle_sample(media: Media, index: int) -> str:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         return ""
     try:
-        text = run_tool([ffmpeg, "-v", "error", "-nostdin", "-i", media_arg(copy),
-                         "-map", f"0:{index}", "-f", "srt", "-"], "ffmpeg")
+        text = run_tool([ffmpeg, "-v", "error", "-nostdin", *media.input(),
+                         "-map", f"0:{index}", "-frames:s", str(SUBTITLE_SAMPLE_CUES),
+                         "-f", "srt", "-"], "ffmpeg")
     except ReviewError:
         return ""
     lines = [line for line in text.splitlines()
@@ -263,7 +419,8 @@ class _Frame:
     decoded: bool
 
 
-def _frame_findings(report: Report, probe: dict[str, Any], copy: Path, folder: Path) -> None:
+def _frame_findings(report: Report, probe: dict[str, Any], media: Media, folder: Path
+                    ) -> None:
     fmt = probe.get("format") or {}
     if PICTURE_DEMUXERS.search(str(fmt.get("format_name") or "")):
         return  # a photo: the file is its one frame, and its tags were read whole above
@@ -274,7 +431,7 @@ def _frame_findings(report: Report, probe: dict[str, Any], copy: Path, folder: P
                 (stream.get("disposition") or {}).get("attached_pic"):
             continue
         try:
-            frames += _sample_frames(copy, stream, start, folder)
+            frames += _sample_frames(media, stream, start, folder)
         except ReviewError as exc:
             # Not knowing is a finding too: publish-copy must not pass a copy it could not read.
             report.findings.append(Finding("frames not checked", f"stream {stream.get('index')}",
@@ -304,13 +461,13 @@ def _frame_findings(report: Report, probe: dict[str, Any], copy: Path, folder: P
             category, f"stream {stream} {kind} {numbers} of {count} ({names}): {tag}", value))
 
 
-def _sample_frames(copy: Path, stream: dict[str, Any], start: float, folder: Path
+def _sample_frames(media: Media, stream: dict[str, Any], start: float, folder: Path
                    ) -> list[_Frame]:
     """The first, middle and last frame of `stream`, decoded to PNG, and also taken out bit
     for bit when each frame is a picture file of its own (FRAME_FILES)."""
     ffmpeg = require("ffmpeg", "ffmpeg")
     index, extension = int(stream["index"]), FRAME_FILES.get(str(stream.get("codec_name")))
-    times = _packet_times(copy, index)
+    times = _packet_times(media, index)
     if not times:
         return []
     count = len(times)
@@ -318,8 +475,8 @@ def _sample_frames(copy: Path, stream: dict[str, Any], start: float, folder: Pat
     for name, position in (("first", 0), ("middle", count // 2), ("last", count - 1)):
         picks.setdefault(position, []).append(name)
     folder.mkdir(mode=0o700, exist_ok=True)
-    source = media_arg(copy)
-    exact = [ffmpeg, "-v", "error", "-nostdin", "-i", source]
+    source = media.input()
+    exact = [ffmpeg, "-v", "error", "-nostdin", *source]
     inputs, outputs = [ffmpeg, "-v", "error", "-nostdin"], []
     frames = []
     for n, (position, names) in enumerate(sorted(picks.items())):
@@ -335,7 +492,7 @@ def _sample_frames(copy: Path, stream: dict[str, Any], start: float, folder: Pat
                       "-f", "image2", media_arg(path)]
             frames.append(_Frame(path, index, position + 1, count, ", ".join(names), False))
         path = folder / f"{index}-{position}-decoded.png"
-        inputs += [*seek, "-i", source]
+        inputs += [*seek, *source]
         outputs += ["-map", f"{n}:{index}", "-frames:v", "1", "-c:v", "png", "-f", "image2",
                     media_arg(path)]
         frames.append(_Frame(path, index, position + 1, count, ", ".join(names), True))
@@ -348,11 +505,11 @@ def _sample_frames(copy: Path, stream: dict[str, Any], start: float, folder: Pat
     return frames
 
 
-def _packet_times(copy: Path, index: int) -> list[float]:
+def _packet_times(media: Media, index: int) -> list[float]:
     """The times of stream `index`'s packets, in order (demuxed, not decoded)."""
     ffprobe = require("ffprobe", "ffmpeg")
     text = run_tool([ffprobe, "-v", "error", "-select_streams", str(index), "-show_entries",
-                     "packet=pts_time,dts_time", "-of", "csv=p=0", media_arg(copy)], "ffprobe")
+                     "packet=pts_time,dts_time", "-of", "csv=p=0", *media.input()], "ffprobe")
     times = set()
     for line in text.splitlines():
         pts, _, dts = line.partition(",")

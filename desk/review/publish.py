@@ -37,27 +37,33 @@ from pathlib import Path
 
 from crypto.durable import durable_output, sync_path
 from crypto.names import PUBLISH_SCRATCH_PREFIX
-from desk.review.errors import ReviewError
+from desk.review.errors import MediaRefused, ReviewError
 from desk.review.inspect import (
     TOOL_SECONDS,
     Finding,
+    Media,
     Report,
     inspect_file,
     media_arg,
+    open_media,
+    open_picture,
     require,
     run_tool,
 )
 
 VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
                  ".webm": "webm"}
+# The demuxer that reads what each container's muxer writes: forced on the copy, which is read
+# back as strictly as the original.
+DEMUXER_OF = {"mp4": "mov,mp4,m4a,3gp,3g2,mj2", "mov": "mov,mp4,m4a,3gp,3g2,mj2",
+              "matroska": "matroska,webm", "webm": "matroska,webm"}
 # Audio is encoded again: encoders write their name into the audio bitstream too (FFmpeg's AAC
 # encoder in the first frame), and bitexact encoding writes none.
 AUDIO_CODECS = {"mp4": ["aac", "-b:a", "192k"], "mov": ["aac", "-b:a", "192k"],
                 "matroska": ["aac", "-b:a", "192k"], "webm": ["libopus", "-b:a", "128k"]}
 IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
-# Pillow's names for the still-picture formats publish-copy reads as images; of these, GIF,
-# PNG and WebP can also be animations, which are video.
-STILL_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "TIFF", "BMP", "GIF")
+# Of the picture formats (inspect.PICTURE_FORMATS), GIF, PNG and WebP can also be animations,
+# which are video.
 ANIMATED_FORMATS = {"GIF", "PNG", "WEBP"}
 
 # The allow-list of codecs whose bitstream may be copied, each with the NAL unit types a copy
@@ -188,15 +194,11 @@ def _deliver(checked: Path, out: Path) -> None:
 def is_still_image(path: Path) -> bool:
     """True when the file's content is a still picture (JPEG, PNG, WebP, HEIF, TIFF, BMP or a
     GIF of one frame), whatever its name or declared type."""
-    from PIL import Image
-    from pillow_heif import register_heif_opener
-
-    register_heif_opener()
     try:
-        with Image.open(path, formats=STILL_FORMATS) as image:
+        with open_picture(path) as image:
             return image.format not in ANIMATED_FORMATS or not getattr(image, "is_animated",
                                                                        False)
-    except Image.DecompressionBombError:
+    except MediaRefused:
         return True  # a picture too large to decode: the image path says so
     except (OSError, ValueError):
         return False
@@ -210,9 +212,12 @@ def _clean_video(original: Path, temp: Path) -> list[Finding]:
                           "of a video", "use --out with .mp4, .mov, .mkv or .webm")
     ffmpeg = require("ffmpeg", "ffmpeg")
     ffprobe = require("ffprobe", "ffmpeg")
+    # Read as what its content is, among footage formats only: never a playlist that would
+    # make the copy of another file.
+    source = open_media(original)
     probe = json.loads(run_tool(
         [ffprobe, "-v", "error", "-select_streams", "V", "-show_entries",
-         "format=duration:stream=codec_name", "-print_format", "json", media_arg(original)],
+         "format=duration:stream=codec_name", "-print_format", "json", *source.input()],
         "ffprobe") or "{}")
     # The streams `-map 0:V` picks, in its order: video that is not an attached picture.
     plans = [video_plan(s.get("codec_name"), container) for s in probe.get("streams", [])]
@@ -221,24 +226,25 @@ def _clean_video(original: Path, temp: Path) -> list[Finding]:
         seconds = TOOL_SECONDS + ENCODE_SECONDS_PER_SECOND * duration
     except (TypeError, ValueError):
         seconds = ENCODE_SECONDS_UNKNOWN_LENGTH
-    _write_video(ffmpeg, original, temp, container, plans, seconds)
-    left = _foreign_units(ffmpeg, temp, plans, seconds)
+    copy = Media(temp, DEMUXER_OF[container])
+    _write_video(ffmpeg, source, temp, container, plans, seconds)
+    left = _foreign_units(ffmpeg, copy, plans, seconds)
     if any(plans[n].copy for n in left):
         # The filter sorts the units of every packet, but not those in the stream's header
         # (an HEVC hvcC may hold SEI, x265's always does): encode such a stream again.
         encoded = VideoPlan(copy=False, codec=ENCODE_AS[container])
         plans = [encoded if n in left else plan for n, plan in enumerate(plans)]
         temp.unlink()
-        _write_video(ffmpeg, original, temp, container, plans, seconds)
-        left = _foreign_units(ffmpeg, temp, plans, seconds)
-    run_tool([ffmpeg, "-v", "error", "-nostdin", "-t", DECODE_CHECK_SECONDS, "-i", media_arg(temp),
+        _write_video(ffmpeg, source, temp, container, plans, seconds)
+        left = _foreign_units(ffmpeg, copy, plans, seconds)
+    run_tool([ffmpeg, "-v", "error", "-nostdin", "-t", DECODE_CHECK_SECONDS, *copy.input(),
               "-f", "null", "-"], "checking that the copy decodes")
     return [Finding("in-stream metadata", f"stream {n} ({plans[n].codec})",
                     f"unit types {', '.join(str(t) for t in sorted(types))}, which a copy "
                     "must not carry") for n, types in sorted(left.items())]
 
 
-def _write_video(ffmpeg: str, original: Path, temp: Path, container: str,
+def _write_video(ffmpeg: str, original: Media, temp: Path, container: str,
                  plans: list[VideoPlan], seconds: float) -> None:
     """Two passes: the first picks, filters and encodes the streams; the second only puts
     them in the container, without the name ffmpeg gives each stream it encodes (which the
@@ -247,21 +253,22 @@ def _write_video(ffmpeg: str, original: Path, temp: Path, container: str,
     no_metadata = ["-map_metadata", "-1", "-map_metadata:s:v", "-1", "-map_metadata:s:a", "-1",
                    "-map_chapters", "-1", "-fflags", "+bitexact"]
     try:
-        args = [ffmpeg, "-v", "error", "-nostdin", "-i", media_arg(original),
+        args = [ffmpeg, "-v", "error", "-nostdin", *original.input(),
                 "-map", "0:V?", "-map", "0:a?", "-c:a", *AUDIO_CODECS[container],
                 *no_metadata, "-flags:v", "+bitexact", "-flags:a", "+bitexact",
                 "-fps_mode", "passthrough"]
         for n, plan in enumerate(plans):
             args += plan.args(n)
         run_tool([*args, "-f", container, media_arg(streams)], "ffmpeg", seconds)
-        run_tool([ffmpeg, "-v", "error", "-nostdin", "-i", media_arg(streams), "-map", "0",
+        run_tool([ffmpeg, "-v", "error", "-nostdin",
+                  *Media(streams, DEMUXER_OF[container]).input(), "-map", "0",
                   "-c", "copy", *no_metadata, "-f", container, media_arg(temp)],
                  "ffmpeg", seconds)
     finally:
         streams.unlink(missing_ok=True)
 
 
-def _foreign_units(ffmpeg: str, copy: Path, plans: list[VideoPlan], seconds: float
+def _foreign_units(ffmpeg: str, copy: Media, plans: list[VideoPlan], seconds: float
                    ) -> dict[int, set[int]]:
     """For each H.264 or HEVC stream of `copy` holding NAL units the allow-list does not keep,
     their types, read from every packet and from the stream's header."""
@@ -274,10 +281,10 @@ def _foreign_units(ffmpeg: str, copy: Path, plans: list[VideoPlan], seconds: flo
     return left
 
 
-def _unit_types(ffmpeg: str, copy: Path, n: int, codec: str, seconds: float) -> set[int]:
+def _unit_types(ffmpeg: str, copy: Media, n: int, codec: str, seconds: float) -> set[int]:
     """The NAL unit types in video stream `n` of `copy`, read from the stream as Annex B (where
     the header's parameter sets and SEI come before each keyframe), piped, never on disk."""
-    args = [ffmpeg, "-v", "error", "-nostdin", "-i", media_arg(copy), "-map", f"0:v:{n}",
+    args = [ffmpeg, "-v", "error", "-nostdin", *copy.input(), "-map", f"0:v:{n}",
             "-c:v", "copy", "-bsf:v", f"{codec}_mp4toannexb", "-f", codec, "-"]
     # No stderr pipe: nobody reads it while the units are read, and a full one would stall.
     process = subprocess.Popen(args, stdout=subprocess.PIPE,  # noqa: S603
@@ -317,17 +324,17 @@ def _clean_image(original: Path, temp: Path) -> None:
         raise ReviewError(f"this item is a still image: cannot write "
                           f"{temp.suffix or 'files without an extension'} copies of it",
                           "use --out with .jpg, .png or .webp")
-    from PIL import Image, ImageOps
-    from pillow_heif import register_heif_opener
+    from PIL import ImageOps
 
-    register_heif_opener()
+    mode = "RGB" if target == "JPEG" else "RGBA"
     try:
-        with Image.open(original, formats=STILL_FORMATS) as source:
-            # Turn the picture upright first: the orientation tag goes with the rest.
-            upright = ImageOps.exif_transpose(source)
-            clean = upright.convert("RGB" if target == "JPEG" else "RGBA")
+        with open_picture(original) as source:
+            # Turn the picture upright first: the orientation tag goes with the rest. In place
+            # and converted only if need be: at most two copies of the picture in memory.
+            ImageOps.exif_transpose(source, in_place=True)
+            clean = source if source.mode == mode else source.convert(mode)
             clean.info.clear()
             options = {"quality": 95} if target in ("JPEG", "WEBP") else {}
             clean.save(temp, target, exif=b"", icc_profile=None, **options)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError) as exc:
         raise ReviewError(f"cannot read the image: {exc}") from exc

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from crypto.names import SHEET_SCRATCH_PREFIX
 from desk.review.errors import ReviewError
-from desk.review.inspect import media_arg, require, run_tool
+from desk.review.inspect import (
+    Media,
+    media_arg,
+    open_media,
+    open_picture,
+    require,
+    run_tool,
+)
 
 MAX_FRAMES = 24
 COLUMNS = 4
@@ -32,12 +39,12 @@ class Frame:
     path: Path
 
 
-def keyframe_times(video: Path, limit: int = MAX_FRAMES) -> list[float]:
+def keyframe_times(video: Media, limit: int = MAX_FRAMES) -> list[float]:
     """Up to `limit` keyframe times spread over the video."""
     ffprobe = require("ffprobe", "ffmpeg")
     text = run_tool([ffprobe, "-v", "error", "-select_streams", "V:0", "-skip_frame", "nokey",
                      "-show_entries", "frame=best_effort_timestamp_time", "-of", "csv=p=0",
-                     media_arg(video)], "ffprobe")
+                     *video.input()], "ffprobe")
     values = (line.split(",")[0].strip() for line in text.splitlines())
     times = sorted({round(float(v), 3) for v in values if _is_number(v)})
     if len(times) <= limit:
@@ -46,7 +53,7 @@ def keyframe_times(video: Path, limit: int = MAX_FRAMES) -> list[float]:
     return [times[round(i * step)] for i in range(limit)]
 
 
-def grab_frames(video: Path, times: list[float], folder: Path) -> list[Frame]:
+def grab_frames(video: Media, times: list[float], folder: Path) -> list[Frame]:
     """Save one PNG per time in `folder`, named by its timestamp."""
     ffmpeg = require("ffmpeg", "ffmpeg")
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +61,7 @@ def grab_frames(video: Path, times: list[float], folder: Path) -> list[Frame]:
     for seconds in times:
         path = folder / f"frame-{_stamp(seconds).replace(':', '-')}.png"
         run_tool([ffmpeg, "-v", "error", "-nostdin", "-y", "-ss", f"{seconds:.3f}",
-                  "-i", media_arg(video), "-frames:v", "1", "-vf", f"scale={THUMB_WIDTH}:-2",
+                  *video.input(), "-frames:v", "1", "-vf", f"scale={THUMB_WIDTH}:-2",
                   media_arg(path)], "ffmpeg")
         if path.exists():
             frames.append(Frame(seconds, path))
@@ -74,7 +81,8 @@ def contact_sheet(video: Path, out: Path, frames_dir: Path | None = None,
         if is_image:
             frames = [Frame(0.0, _image_thumbnail(video, work / "frame-00-00-00.000.png"))]
         else:
-            frames = grab_frames(video, keyframe_times(video), work)
+            media = open_media(video)
+            frames = grab_frames(media, keyframe_times(media), work)
         if not frames:
             raise ReviewError("no frames could be read from this file")
         thumbs = [Image.open(f.path).convert("RGB") for f in frames]
@@ -103,14 +111,17 @@ def contact_sheet(video: Path, out: Path, frames_dir: Path | None = None,
 
 
 def _image_thumbnail(image: Path, out: Path) -> Path:
-    from PIL import Image, ImageOps
-    from pillow_heif import register_heif_opener
+    from PIL import ImageOps
 
-    register_heif_opener()
-    with Image.open(image) as source:
-        picture = ImageOps.exif_transpose(source).convert("RGB")
-        picture.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 4))
-        picture.save(out, "PNG")
+    try:
+        with open_picture(image) as picture:
+            # A JPEG is decoded at the smallest scale at least as large as the thumbnail.
+            picture.draft("RGB", (THUMB_WIDTH, THUMB_WIDTH * 4))
+            ImageOps.exif_transpose(picture, in_place=True)
+            picture.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 4))
+            picture.convert("RGB").save(out, "PNG")
+    except (OSError, ValueError) as exc:
+        raise ReviewError(f"cannot read the image: {exc}") from exc
     return out
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from desk.app import create_app
 from desk.records.models import Source
-from desk.review.inspect import inspect_file
+from desk.review.inspect import inspect_file, open_media
 from desk.review.publish import publish_copy
 from desk.review.server import create_viewer
 from desk.review.sheet import contact_sheet, keyframe_times
@@ -588,7 +588,7 @@ def test_a_file_named_like_an_option_is_read_as_a_file(footage: dict[str, bytes]
     assert {s["type"] for s in report.streams} == {"video", "audio", "subtitle"}
     assert any(f.category == "timed metadata track" and GPS_LINE in f.value
                for f in report.findings)
-    assert keyframe_times(video) == [0.0]
+    assert keyframe_times(open_media(video)) == [0.0]
     frames = contact_sheet(video, Path("-sheet.png"), Path("-frames"), scratch=scratch)
     assert [f.seconds for f in frames] == [0.0]
     publish_copy(video, Path("-clean.mp4"), scratch)
