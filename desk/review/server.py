@@ -66,17 +66,22 @@ def create_viewer(workspace: Workspace, gpg: GnuPG | None, token: str) -> Flask:
         if record.kind == "message" and gpg is not None:
             text = open_item(workspace, gpg, record.id).text
         path = decrypted_copy(record)
-        report = sheet = None
+        report = sheet = refused = None
         if path is not None:
             staging = workspace.staging
-            report = inspect_file(path, staging)
+            try:
+                report = inspect_file(path, staging)
+            except ReviewError as exc:  # a file the tools refuse: said on the page
+                refused = str(exc)
             sheet = _sheet(path, record, staging)
             with workspace.session() as session:
-                log_action(session, record.id, "view", findings=len(report.findings))
+                log_action(session, record.id, "view",
+                           findings=None if report is None else len(report.findings),
+                           refused=refused)
         preview = path is not None and (
             (record.content_type or "").startswith(PREVIEW_TYPES) or is_still_image(path))
         return render_template("viewer_item.html", item=record, text=text, report=report,
-                               sheet=sheet, preview=preview, token=token)
+                               sheet=sheet, preview=preview, refused=refused, token=token)
 
     @app.get(f"/{token}/items/<item_id>/file")
     def original(item_id: str) -> Response:

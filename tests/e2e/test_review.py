@@ -805,6 +805,23 @@ def test_inspect_without_its_tools_names_the_package(
     assert package in hint
 
 
+def test_the_viewer_says_why_it_could_not_inspect_a_file(
+        shared: Shared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tools the console needs are missing: the item page says so instead of failing whole.
+    shared.path("platform.mov")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    workspace = Workspace.open(shared.workspace)
+    try:
+        page = create_viewer(workspace, None, "t").test_client().get(
+            f"/t/items/{shared.items['platform.mov']['id']}")
+    finally:
+        workspace.engine.dispose()
+    assert page.status_code == 200
+    assert "Not inspected: ffprobe is not installed" in page.text
+
+
 # --- 8. the console stays offline ------------------------------------------------------------
 
 
