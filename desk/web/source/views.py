@@ -212,7 +212,7 @@ def logout() -> Response:
 def _throttle(which: str) -> None:
     """429 unless this session and the whole desk may spend a derivation now."""
     throttle: LoginThrottle = current_app.extensions[which]
-    if not throttle.allow(server_session().sid or ""):
+    if not throttle.allow(server_session().key):
         raise TooManyRequests()
 
 
