@@ -1,12 +1,14 @@
 """Resumable uploads (tus 1.0.0), stored in the same canonical parts as a form upload.
 
 An upload lives in `store/uploads/<id>/` as a sealed tail (PATCH bodies under AES-256-GCM,
-with a key only the source's cookie gives) and the whole parts cut from it, encrypted to the
-journalists, until its last byte arrives; then the rest of the tail and the padding become the
-last part, its metadata record is written and the folder is published as a normal object, with
-its row and custody entry, exactly like a form upload. What the desk must not keep readable (the
-file's name and type, each part's plaintext SHA-256) is sealed in the upload's row with a key
-derived from a secret that lives only in the creating session's cookie.
+with a key only a session of the source's codename gives) and the whole parts cut from it,
+encrypted to the journalists, until its last byte arrives; then the rest of the tail and the
+padding become the last part, its metadata record is written and the folder is published as a
+normal object, with its row and custody entry, exactly like a form upload. What the desk must
+not keep readable (the file's name and type, each part's plaintext SHA-256) is sealed in the
+upload's row with a key derived from the owner secret: from the codename's reply key seed,
+which a session holds only sealed under its cookie, so the upload outlives the session that
+made it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ EXTENSIONS = "creation,expiration,termination,checksum"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 UPLOAD_DAYS = 7
 MAX_METADATA_CHARS = 4096
+# HKDF info for a source's upload owner secret (from its reply key seed).
+OWNER_KEY_INFO = b"desk tus owner"
 # HKDF info for the key of an upload's sealed record is this followed by the upload id.
 RECORD_KEY_INFO = b"desk tus upload "
 # HKDF info for the key of an upload's sealed tail is this followed by the upload id.
@@ -83,6 +87,11 @@ def expires_at(upload: Upload) -> datetime:
     return datetime.combine(upload.expires_on + timedelta(days=1), datetime.min.time(), UTC)
 
 
+def owner_secret(seed: bytes) -> str:
+    """The owner secret of a source's uploads, from its codename's reply key seed."""
+    return sealing.derive(seed, OWNER_KEY_INFO).hex()
+
+
 def owner_hash(secret: str) -> str:
     """What the upload row keeps of the secret."""
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
@@ -93,7 +102,7 @@ def _key(secret: str, upload_id: str) -> bytes:
 
 
 def seal(secret: str, upload_id: str, data: UploadRecord) -> bytes:
-    """Encrypt the upload's private record under the cookie secret (AES-256-GCM)."""
+    """Encrypt the upload's private record under the owner secret (AES-256-GCM)."""
     plaintext = json.dumps(data, ensure_ascii=False).encode("utf-8")
     return sealing.seal(_key(secret, upload_id), plaintext, upload_id.encode("ascii"))
 

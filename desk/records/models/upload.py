@@ -16,7 +16,8 @@ class Upload(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"),
                                            index=True)
-    # SHA-256 of the secret in the creating session's cookie: other sessions get 404.
+    # SHA-256 of the owner secret, which only a session of the source's codename yields
+    # (deploy/STORAGE.md): other codenames get 404.
     owner: Mapped[str] = mapped_column(String(64))
     length: Mapped[int] = mapped_column(BigInteger)
     offset: Mapped[int] = mapped_column(BigInteger, default=0)

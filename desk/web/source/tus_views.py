@@ -27,6 +27,7 @@ from desk.intake.tus import (
     expires_at,
     find_upload,
     locked,
+    owner_secret,
     parse_checksum,
     parse_metadata,
     terminate,
@@ -41,7 +42,7 @@ from desk.web.context import (
     report_no_space,
     services,
 )
-from desk.web.sessions import server_session
+from desk.web.source.login import session_reply_seed
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/uploads")
 NUMBER_RE = re.compile(r"[0-9]{1,19}")
@@ -174,11 +175,14 @@ def _header_number(name: str) -> int | None:
 
 
 def _owner_secret() -> str | None:
-    """The secret that owns this session's uploads and seals their records: derived from the
-    session cookie's token, so the server never stores it."""
+    """The secret that owns this source's uploads and seals their records: derived from the
+    codename's reply key seed, which the session holds sealed under the cookie, so the server
+    never stores it. The same codename yields it in every session: an upload resumes after
+    its session ends and the source logs in again, and no other codename can reach it."""
     if session.get("source_id") is None:
         return None
-    return server_session().cookie_key("upload owner").hex()
+    seed = session_reply_seed()
+    return None if seed is None else owner_secret(seed)
 
 
 def _append(upload: Upload, secret: str,
