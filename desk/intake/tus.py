@@ -381,7 +381,8 @@ def append_part(sessions: sessionmaker[Session], writer: ItemWriter, key: Signin
     piece = folder.path / tail_name(upload.offset)
     old_parts = upload.part_count
     try:
-        with folder.new_file(piece.name) as temp, temp.open("xb") as out:
+        # "wb": after a settle, new_file hands over a pooled (empty) file under the temp name.
+        with folder.new_file(piece.name) as temp, temp.open("wb") as out:
             sealer = sealing.SealedWriter(tail_key, _piece_aad(upload.id, upload.offset), out)
             while data := hashing.read(BODY_CHUNK):
                 sealer.write(data)
