@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from desk.records.models.base import Base
@@ -27,3 +27,6 @@ class Upload(Base):
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_on: Mapped[date]
     expires_on: Mapped[date] = mapped_column(index=True)
+    # Whether a settle has run since the upload was made: says no more than "since the last
+    # settle" does. `desk purge` drops an upload that a settle saw and that is still empty.
+    settled: Mapped[bool] = mapped_column(default=False, server_default=false())

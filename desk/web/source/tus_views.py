@@ -30,11 +30,12 @@ from desk.intake.tus import (
     owner_secret,
     parse_checksum,
     parse_metadata,
+    require_patch_room,
     terminate,
     upload_dir,
 )
 from desk.records.models import Upload
-from desk.records.quota import require_room
+from desk.records.quota import require_room, require_upload_room
 from desk.web.context import (
     db_session,
     discard_unread_body,
@@ -110,6 +111,7 @@ def create() -> Response:
     with services().transaction() as db:
         # The whole declared length is reserved now: the bodies still to come count already.
         require_room(db, services().config, services().store, source_id, length)
+        require_upload_room(db, services().config, services().store, source_id, length)
         upload = create_upload(db, services().store, source_id, secret, length, metadata)
         try:
             db.commit()
@@ -148,6 +150,7 @@ def patch(upload_id: str) -> Response:
         raise TusError(409, f"the upload is at offset {upload.offset}")
     if (request.content_length or 0) > upload.length - upload.offset:
         raise TusError(400, "this body goes past Upload-Length")
+    require_patch_room(services().store, upload, request.content_length)
     with locked(services().store, upload.id):
         db_session().refresh(upload)  # another request may have moved it before the lock
         if offset != upload.offset:
