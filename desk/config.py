@@ -56,6 +56,21 @@ class DiskShare:
 # What all sources together may keep: the rest of the disk stays for the database, replies,
 # exports and the desk's own work, so that sources filling their share stop only sources.
 DEFAULT_QUOTA_ALL_SOURCES = DiskShare(percent=90)
+# Resumable uploads one source may have open at once (README.md, "Uploads in progress").
+# upload.js sends one file at a time, so an honest source has one open, and a few more it
+# abandoned; each costs up to about 150 inodes and a row, so one codename cannot make
+# thousands.
+DEFAULT_UPLOADS_PER_SOURCE = 20
+# Open resumable uploads on the whole desk: at about 150 inodes each, 1,000 take at most some
+# 150,000 of a 64 GiB ext4 volume's 4 million.
+DEFAULT_UPLOADS_ALL_SOURCES = 1000
+# What the open uploads of all sources may have declared and not yet sent: the rest of the
+# sources' share stays for what arrives whole (forms, and uploads that finish).
+DEFAULT_UNFINISHED_ALL_SOURCES = DiskShare(percent=50)
+# Kept free for the desk itself (the database, custody, replies, journalists' work): no
+# source's write may leave less than this many bytes, nor this share of the disk's inodes.
+DEFAULT_RESERVE_BYTES = 64 * 1024**2
+DEFAULT_RESERVE_INODES = DiskShare(percent=5)
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,12 @@ class Config:
     settle_interval: int = DEFAULT_SETTLE_INTERVAL
     quota_per_source: int = DEFAULT_QUOTA_PER_SOURCE
     quota_all_sources: DiskShare = DEFAULT_QUOTA_ALL_SOURCES
+    uploads_per_source: int = DEFAULT_UPLOADS_PER_SOURCE
+    uploads_all_sources: int = DEFAULT_UPLOADS_ALL_SOURCES
+    unfinished_all_sources: DiskShare = DEFAULT_UNFINISHED_ALL_SOURCES
+    reserve_bytes: int = DEFAULT_RESERVE_BYTES
+    # A DiskShare of the filesystem's inodes: a count ("size"), or a percentage.
+    reserve_inodes: DiskShare = DEFAULT_RESERVE_INODES
     # Not read from the environment: only code (the tests) can choose a cheaper derivation.
     kdf: KdfParams = field(default=PRODUCTION_KDF)
     # How many codenames made on one UTC day may still be unused for a sending before the
@@ -113,6 +134,13 @@ def load_config(env: Mapping[str, str]) -> Config:
         settle_interval=_settle_interval(env),
         quota_per_source=_size(env, "DESK_QUOTA_PER_SOURCE", DEFAULT_QUOTA_PER_SOURCE),
         quota_all_sources=_share(env, "DESK_QUOTA_ALL_SOURCES", DEFAULT_QUOTA_ALL_SOURCES),
+        uploads_per_source=_count(env, "DESK_UPLOADS_PER_SOURCE", DEFAULT_UPLOADS_PER_SOURCE),
+        uploads_all_sources=_count(env, "DESK_UPLOADS_ALL_SOURCES",
+                                   DEFAULT_UPLOADS_ALL_SOURCES),
+        unfinished_all_sources=_share(env, "DESK_UNFINISHED_ALL_SOURCES",
+                                      DEFAULT_UNFINISHED_ALL_SOURCES),
+        reserve_bytes=_size(env, "DESK_RESERVE_BYTES", DEFAULT_RESERVE_BYTES),
+        reserve_inodes=_inode_share(env, "DESK_RESERVE_INODES", DEFAULT_RESERVE_INODES),
     )
 
 
@@ -167,3 +195,29 @@ def _share(env: Mapping[str, str], name: str, default: DiskShare) -> DiskShare:
             f"{name} must be a percentage of the disk from 1% to 100%, or a positive size in "
             f"bytes (or with KiB, MiB, GiB, TiB), not {env[name]!r}")
     return DiskShare(size=size)
+
+
+COUNT_RE = re.compile(r"^\s*([0-9]{1,9})\s*$")
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    if name not in env:
+        return default
+    match = COUNT_RE.match(env[name])
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigError(f"{name} must be a positive whole number, not {env[name]!r}")
+    return int(match.group(1))
+
+
+def _inode_share(env: Mapping[str, str], name: str, default: DiskShare) -> DiskShare:
+    if name not in env:
+        return default
+    match = PERCENT_RE.match(env[name])
+    if match and int(match.group(1)) <= 100:
+        return DiskShare(percent=int(match.group(1)))
+    count = None if match else COUNT_RE.match(env[name])
+    if count is None:
+        raise ConfigError(
+            f"{name} must be a percentage of the filesystem's inodes from 0% to 100%, or a "
+            f"number of inodes, not {env[name]!r}")
+    return DiskShare(size=int(count.group(1)))

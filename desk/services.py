@@ -61,4 +61,5 @@ def open_services(config: Config) -> Services:
     return Services(config=config, engine=engine, sessions=make_sessionmaker(engine),
                     writers=make_writer_sessionmaker(engine),
                     gpg=GnuPG(config.gnupg_home, seed_file=False),
-                    store=Store(config.store_dir), signing_key=read_signing_key(config))
+                    store=Store(config.store_dir, config.reserve_bytes, config.reserve_inodes),
+                    signing_key=read_signing_key(config))

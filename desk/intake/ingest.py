@@ -39,7 +39,7 @@ from crypto.items import (
 from crypto.names import METADATA_NAME, part_name
 from desk.errors import BadSending, NoSpace
 from desk.intake.shape import Limited, PaddedStream, part_size
-from desk.storage.store import SPACE_RESERVE, StagedItem, Staging, Store
+from desk.storage.store import StagedItem, Staging, Store
 
 CHUNK_SIZE = 1 << 20
 MAX_FIELD_BYTES = 4096
@@ -124,7 +124,8 @@ class ItemWriter:
             # not fit in what was free (now, or at any point while it wrote), with the usual
             # reserve, that was the cause: another upload may have filled the disk and
             # cleaned up after itself meanwhile.
-            if min(watched.least_free, self.store.free_bytes()) < reader.size + SPACE_RESERVE:
+            if min(watched.least_free, self.store.free_bytes()) < \
+                    reader.size + self.store.reserve_bytes:
                 raise NoSpace() from exc
             raise
 

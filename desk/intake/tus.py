@@ -1,12 +1,14 @@
 """Resumable uploads (tus 1.0.0), stored in the same canonical parts as a form upload.
 
 An upload lives in `store/uploads/<id>/` as a sealed tail (PATCH bodies under AES-256-GCM,
-with a key only the source's cookie gives) and the whole parts cut from it, encrypted to the
-journalists, until its last byte arrives; then the rest of the tail and the padding become the
-last part, its metadata record is written and the folder is published as a normal object, with
-its row and custody entry, exactly like a form upload. What the desk must not keep readable (the
-file's name and type, each part's plaintext SHA-256) is sealed in the upload's row with a key
-derived from a secret that lives only in the creating session's cookie.
+with a key only a session of the source's codename gives) and the whole parts cut from it,
+encrypted to the journalists, until its last byte arrives; then the rest of the tail and the
+padding become the last part, its metadata record is written and the folder is published as a
+normal object, with its row and custody entry, exactly like a form upload. What the desk must
+not keep readable (the file's name and type, each part's plaintext SHA-256) is sealed in the
+upload's row with a key derived from the owner secret: from the codename's reply key seed,
+which a session holds only sealed under its cookie, so the upload outlives the session that
+made it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypedDict, cast
 
-from sqlalchemy import select
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import ClientDisconnected
 
@@ -40,6 +42,7 @@ from crypto.names import (
     LOCK_NAME,
     MAX_PARTS,
     METADATA_NAME,
+    POOL_FILE_PREFIX,
     TAIL_NAME_RE,
     part_name,
     tail_name,
@@ -55,11 +58,24 @@ EXTENSIONS = "creation,expiration,termination,checksum"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 UPLOAD_DAYS = 7
 MAX_METADATA_CHARS = 4096
+# HKDF info for a source's upload owner secret (from its reply key seed).
+OWNER_KEY_INFO = b"desk tus owner"
 # HKDF info for the key of an upload's sealed record is this followed by the upload id.
 RECORD_KEY_INFO = b"desk tus upload "
 # HKDF info for the key of an upload's sealed tail is this followed by the upload id.
 TAIL_KEY_INFO = b"desk tus tail "
 BODY_CHUNK = 256 * 1024
+# Each PATCH body becomes a sealed tail piece, a file of its own, until a whole part is cut.
+# Bodies smaller than this that do not end the upload are refused once the upload holds
+# SMALL_PIECES_ALLOWED pieces, so that an upload's tail holds at most some 16 + 64 pieces
+# however small its PATCHes (review 2, finding 3: 1-byte parts, one inode each). upload.js
+# sends 16 MiB; a body cut short by a dropped connection below this is dropped and resent.
+MIN_PATCH_BYTES = 1024 * 1024
+SMALL_PIECES_ALLOWED = 16
+# Inodes an upload's creation needs (its folder and lock file, and its first tail piece), and
+# a PATCH beyond the parts it cuts (a tail piece, the metadata record, the staging folder).
+CREATE_INODES = 3
+PATCH_INODES = 3
 
 
 class UploadRecord(TypedDict):
@@ -83,6 +99,11 @@ def expires_at(upload: Upload) -> datetime:
     return datetime.combine(upload.expires_on + timedelta(days=1), datetime.min.time(), UTC)
 
 
+def owner_secret(seed: bytes) -> str:
+    """The owner secret of a source's uploads, from its codename's reply key seed."""
+    return sealing.derive(seed, OWNER_KEY_INFO).hex()
+
+
 def owner_hash(secret: str) -> str:
     """What the upload row keeps of the secret."""
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
@@ -93,7 +114,7 @@ def _key(secret: str, upload_id: str) -> bytes:
 
 
 def seal(secret: str, upload_id: str, data: UploadRecord) -> bytes:
-    """Encrypt the upload's private record under the cookie secret (AES-256-GCM)."""
+    """Encrypt the upload's private record under the owner secret (AES-256-GCM)."""
     plaintext = json.dumps(data, ensure_ascii=False).encode("utf-8")
     return sealing.seal(_key(secret, upload_id), plaintext, upload_id.encode("ascii"))
 
@@ -147,9 +168,14 @@ def create_upload(db: Session, store: Store, source_id: str, secret: str, length
     """Make the upload's folder and row (not committed); NoSpace if it would not fit on disk."""
     root = store.uploads
     root.mkdir(mode=0o700, exist_ok=True)
-    store.require_space(length)
+    store.require_space(length, CREATE_INODES)
     upload_id = secrets.token_hex(16)
-    store.make_dir(upload_dir(store, upload_id))
+    folder = upload_dir(store, upload_id)
+    store.make_dir(folder)
+    # The lock file from the start, counted in CREATE_INODES: a settle would otherwise add
+    # one to every empty upload's folder, past the reserve (it locks each upload it settles).
+    if not store.take_pooled(POOL_FILE_PREFIX, folder / LOCK_NAME):
+        os.close(os.open(folder / LOCK_NAME, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     today = datetime.now(UTC).date()
     name = metadata.get("filename")
     filetype = (metadata.get("filetype") or b"").decode("utf-8", "replace") or None
@@ -178,6 +204,25 @@ def find_upload(db: Session, upload_id: str, secret: str | None) -> Upload:
     if expires_at(upload) <= datetime.now(UTC):
         raise TusError(410, "this upload has expired")
     return upload
+
+
+def require_patch_room(store: Store, upload: Upload, declared: int | None) -> None:
+    """Before a PATCH body is read: NoSpace if it would take the store into the reserve, and
+    TusError 400 for a small body that does not end an upload whose tail is crowded."""
+    body = upload.length - upload.offset if declared is None else declared
+    store.require_space(body, PATCH_INODES + body // part_size())
+    if declared is not None and _too_small(store, upload, declared):
+        raise TusError(400, SMALL_BODY)
+
+
+SMALL_BODY = (f"a PATCH body must be at least {MIN_PATCH_BYTES} bytes, unless it ends the "
+              "upload")
+
+
+def _too_small(store: Store, upload: Upload, size: int) -> bool:
+    """True for a body of `size` that would add one more small piece to a crowded tail."""
+    return size < MIN_PATCH_BYTES and upload.offset + size < upload.length and \
+        len(tail_pieces(upload_dir(store, upload.id))) >= SMALL_PIECES_ALLOWED
 
 
 @contextlib.contextmanager
@@ -371,8 +416,10 @@ def append_part(sessions: sessionmaker[Session], writer: ItemWriter, key: Signin
     hashing = HashingReader(reader, checksum[0] if checksum else None)
     piece = folder.path / tail_name(upload.offset)
     old_parts = upload.part_count
+    crowded = len(tail_pieces(folder.path)) >= SMALL_PIECES_ALLOWED
     try:
-        with folder.new_file(piece.name) as temp, temp.open("xb") as out:
+        # "wb": after a settle, new_file hands over a pooled (empty) file under the temp name.
+        with folder.new_file(piece.name) as temp, temp.open("wb") as out:
             sealer = sealing.SealedWriter(tail_key, _piece_aad(upload.id, upload.offset), out)
             while data := hashing.read(BODY_CHUNK):
                 sealer.write(data)
@@ -381,6 +428,13 @@ def append_part(sessions: sessionmaker[Session], writer: ItemWriter, key: Signin
         if reader.overflow:
             piece.unlink(missing_ok=True)
             raise TusError(400, "this body goes past Upload-Length; the part was discarded")
+        if crowded and hashing.size < MIN_PATCH_BYTES and \
+                upload.offset + hashing.size < upload.length:
+            # One more small piece: dropped (a body cut short is resent from the offset).
+            piece.unlink(missing_ok=True)
+            if reader.cut_short or hashing.size == 0:
+                return PatchResult(upload.offset, False)
+            raise TusError(400, SMALL_BODY)
         digest = hashing.checksum_digest()
         # Nothing kept of an empty body (an empty file is finished at creation); a
         # checksummed body must arrive whole and match.
@@ -495,16 +549,41 @@ def terminate(db: Session, store: Store, upload: Upload) -> None:
     sync_path(store.uploads)
 
 
+def mark_settled(db: Session) -> int:
+    """Note on every upload that a settle has run since it was made (not committed); how many
+    were new. This says no more than "since the last settle" already does."""
+    result = db.execute(update(Upload).where(Upload.settled == false()).values(settled=True)
+                        .execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def purge_expired_uploads(db: Session, store: Store) -> int:
-    """Remove uploads past their expiry, and stray upload folders without a row; return how
-    many uploads went."""
+    """Remove uploads past their expiry, uploads still empty after a settle (abandoned: no
+    byte arrived since the settle before), and stray upload folders without a row; return
+    how many uploads went.
+
+    Rows hold dates, not instants, so an empty upload's age is told by the settles it has
+    seen: `desk purge` runs hourly (desk-purge.timer) and a running desk settles every
+    DESK_SETTLE_INTERVAL (10 minutes), so an abandoned empty upload goes within about 70
+    minutes, not 7 days. Dropping it loses nothing, as no byte of it was kept: a client that
+    comes back gets 404 and makes a new one. An upload with bytes keeps its 7 days to resume.
+    """
     today = datetime.now(UTC).date()
     expired = list(db.scalars(select(Upload).where(Upload.expires_on < today)))
+    abandoned = list(db.scalars(select(Upload).where(
+        Upload.offset == 0, Upload.length > 0, Upload.settled, Upload.expires_on >= today)))
     for upload in expired:
         db.delete(upload)
     db.commit()
     for upload in expired:
         shutil.rmtree(upload_dir(store, upload.id), ignore_errors=True)
+    for upload in abandoned:
+        # Under its lock: a PATCH that has just begun keeps its upload.
+        with contextlib.suppress(TusError), locked(store, upload.id):
+            db.delete(upload)
+            db.commit()
+            shutil.rmtree(upload_dir(store, upload.id), ignore_errors=True)
+            expired.append(upload)
     known = set(db.scalars(select(Upload.id)))
     removed = 0
     root = store.uploads

@@ -442,8 +442,9 @@ def settings_command(name: str | None, max_upload: str | None,
 @_fail_on_errors
 def purge_command() -> None:
     """Delete submissions and replies past the retention period (recording each in custody),
-    resumable uploads past their expiry, sources with nothing left after a day (codenames
-    never used among them), and expired sessions; then empty the database's journal."""
+    resumable uploads past their expiry or still empty after a settle, sources with nothing
+    left after a day (codenames never used among them), and expired sessions; then empty the
+    database's journal."""
     from desk.web.sessions import sweep_expired
 
     services = open_services(_config())

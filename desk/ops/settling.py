@@ -2,7 +2,8 @@
 
 The database step clears what the journalists' login checks no longer need
 (`forget_expired_logins`: a used TOTP step past the drift, failures whose minute is over,
-the count of failures for unknown names),
+the count of failures for unknown names), notes on every upload that a settle has seen it
+(`mark_settled`: `desk purge` drops the ones still empty),
 then checkpoints the write-ahead log into the database and truncates it to nothing, so that
 neither the log nor the database keeps an older image of a row: after a settle the only
 instants in the database are login values at most about 90 seconds old (deploy/STORAGE.md,
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from desk.config import Config
+from desk.intake.tus import mark_settled
 from desk.records.credentials import forget_expired_logins
 from desk.records.db import make_engine, make_writer_sessionmaker, scrub_journal
 from desk.storage.settle import SettleReport, settle
@@ -66,6 +68,8 @@ def settle_database(config: Config) -> tuple[int, bool]:
         try:
             with make_writer_sessionmaker(engine)() as db:
                 forgotten = forget_expired_logins(db)
+                # Uploads made before now have seen a settle: `desk purge` drops the empty ones.
+                mark_settled(db)
                 db.commit()
             return forgotten, scrub_journal(engine)
         finally:

@@ -5,9 +5,10 @@ reply; ``staging/<random>/`` holds one being written. A file is written under a 
 fsynced, renamed and its directory fsynced; an object or reply is published by renaming its
 staging directory into place.
 
-A write that would leave less than `SPACE_RESERVE` free is refused with NoSpace before it starts
-(the database and uploads already under way need room too); a write that fills the disk anyway
-fails with ENOSPC and leaves nothing behind.
+A source's write that would leave less than the reserve free (DESK_RESERVE_BYTES bytes and
+DESK_RESERVE_INODES of the filesystem's inodes) is refused with NoSpace before it starts: the
+database, custody, replies and journalists' work need room and inodes too, and no source may
+spend them. A write that fills the disk anyway fails with ENOSPC and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from crypto.names import (
     TEMP_PREFIX,
     UPLOADS_DIR,
 )
+from desk.config import DEFAULT_RESERVE_BYTES, DEFAULT_RESERVE_INODES, DiskShare
 from desk.errors import NoSpace
 
-# Room kept free beyond an upload's own size (its ciphertext is a little larger, and the
-# database, sessions and other uploads in progress write to the same disk).
-SPACE_RESERVE = 64 * 1024 * 1024
+# Room kept free beyond an upload's own size by default (its ciphertext is a little larger,
+# and the database, sessions and other uploads in progress write to the same disk).
+SPACE_RESERVE = DEFAULT_RESERVE_BYTES
 
 
 class Staging:
@@ -96,8 +98,11 @@ class StagedItem:
 class Store:
     """A directory of published ciphertext objects."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+                 reserve_inodes: DiskShare = DEFAULT_RESERVE_INODES) -> None:
         self.root = root
+        self.reserve_bytes = reserve_bytes
+        self.reserve_inodes = reserve_inodes
         self.objects = root / OBJECTS_DIR
         self.staging_root = root / STAGING_DIR
         self.uploads = root / UPLOADS_DIR
@@ -127,9 +132,17 @@ class Store:
         """The size of the disk that holds the store."""
         return shutil.disk_usage(self.root).total
 
-    def require_space(self, size: int) -> None:
-        """NoSpace unless `size` bytes more would still leave SPACE_RESERVE free."""
-        if self.free_bytes() < size + SPACE_RESERVE:
+    def require_space(self, size: int, inodes: int = 1) -> None:
+        """NoSpace unless `size` bytes and `inodes` files more would still leave the reserve
+        of bytes and inodes free. For sources' writes only: the desk's own may use the
+        reserve."""
+        if self.free_bytes() < size + self.reserve_bytes:
+            raise NoSpace()
+        # Inodes run out on their own: thousands of empty uploads fill a disk that is 2% full.
+        # f_favail is what an unprivileged user may still make; a filesystem that reports no
+        # inode count (btrfs) has no such limit.
+        stats = os.statvfs(self.root)
+        if stats.f_files and stats.f_favail < inodes + self.reserve_inodes.of(stats.f_files):
             raise NoSpace()
 
     def spend(self, size: int) -> None:

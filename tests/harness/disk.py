@@ -44,14 +44,15 @@ NO_SPACE_LOG = "the disk holding the desk's data is full"
 # A filesystem whose free space the test sets
 
 
-def mount_tmpfs(path: Path, size: int) -> bool:
-    """Mount a tmpfs of `size` bytes at `path` (made here); False if the test may not."""
+def mount_tmpfs(path: Path, size: int, inodes: int | None = None) -> bool:
+    """Mount a tmpfs of `size` bytes (and at most `inodes` files and folders, if given) at
+    `path` (made here); False if the test may not."""
     path.mkdir()
     if os.environ.get("DESK_TEST_DISK") == "hook" or os.geteuid() != 0:
         return False
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-        capture_output=True, timeout=TIMEOUT, check=False)
+    options = f"size={size},mode=0700" + ("" if inodes is None else f",nr_inodes={inodes}")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                             capture_output=True, timeout=TIMEOUT, check=False)
     return mounted.returncode == 0
 
 
@@ -110,9 +111,10 @@ class Disk:
 
 
 @contextlib.contextmanager
-def small_disk(path: Path, size: int) -> Iterator[Disk]:
-    """A Disk at `path`, unmounted again however the test ends."""
-    mounted = mount_tmpfs(path, size)
+def small_disk(path: Path, size: int, inodes: int | None = None) -> Iterator[Disk]:
+    """A Disk at `path` (with at most `inodes` files and folders, if given), unmounted again
+    however the test ends."""
+    mounted = mount_tmpfs(path, size, inodes)
     try:
         yield Disk(path, mounted)
     finally:

@@ -57,6 +57,13 @@ def test_upload_limit_accepts_bytes_and_binary_units(text: str, size: int) -> No
     ({"DESK_QUOTA_ALL_SOURCES": "101%"}, "DESK_QUOTA_ALL_SOURCES"),
     ({"DESK_QUOTA_ALL_SOURCES": "most"}, "DESK_QUOTA_ALL_SOURCES"),
     ({"DESK_QUOTA_ALL_SOURCES": "0.5%"}, "DESK_QUOTA_ALL_SOURCES"),
+    ({"DESK_UPLOADS_PER_SOURCE": "0"}, "DESK_UPLOADS_PER_SOURCE"),
+    ({"DESK_UPLOADS_PER_SOURCE": "20%"}, "DESK_UPLOADS_PER_SOURCE"),
+    ({"DESK_UPLOADS_ALL_SOURCES": "many"}, "DESK_UPLOADS_ALL_SOURCES"),
+    ({"DESK_UNFINISHED_ALL_SOURCES": "101%"}, "DESK_UNFINISHED_ALL_SOURCES"),
+    ({"DESK_RESERVE_BYTES": "0"}, "DESK_RESERVE_BYTES"),
+    ({"DESK_RESERVE_INODES": "101%"}, "DESK_RESERVE_INODES"),
+    ({"DESK_RESERVE_INODES": "1GiB"}, "DESK_RESERVE_INODES"),
 ])
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
@@ -83,3 +90,18 @@ def test_command_fails_at_start_naming_the_variable(tmp_path: Path) -> None:
     assert "DESK_MAX_UPLOAD_BYTES" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_upload_caps_and_reserves_have_documented_defaults_and_read_their_variables() -> None:
+    defaults = load_config({})
+    assert (defaults.uploads_per_source, defaults.uploads_all_sources) == (20, 1000)
+    assert defaults.unfinished_all_sources == DiskShare(percent=50)
+    assert defaults.reserve_bytes == 64 * 1024**2
+    assert defaults.reserve_inodes.of(4_000_000) == 200_000
+    config = load_config({"DESK_UPLOADS_PER_SOURCE": "5", "DESK_UPLOADS_ALL_SOURCES": "50",
+                          "DESK_UNFINISHED_ALL_SOURCES": "1GiB", "DESK_RESERVE_BYTES": "1GiB",
+                          "DESK_RESERVE_INODES": "5000"})
+    assert (config.uploads_per_source, config.uploads_all_sources) == (5, 50)
+    assert config.unfinished_all_sources == DiskShare(size=1024**3)
+    assert config.reserve_bytes == 1024**3
+    assert config.reserve_inodes.of(4_000_000) == 5000

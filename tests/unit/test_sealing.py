@@ -70,7 +70,8 @@ def test_seal_and_unseal_match_the_known_answers(vector: dict[str, str]) -> None
 
 
 def test_the_vectors_chain_as_the_desk_derives() -> None:
-    # The tus owner secret is the hex of a session-token derivation, and keys the record.
+    # The tus owner secret is the hex of a derivation (this vector's from a session token, as
+    # the first version made it; now from the codename's reply key seed), and keys the record.
     owner = DERIVES["tus upload owner secret (its hex is the secret below)"]["key_hex"]
     assert DERIVES["tus upload record"]["secret"] == owner
     for use in ("session data", "session reply key", "tus upload record"):

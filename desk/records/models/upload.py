@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from desk.records.models.base import Base
@@ -16,7 +16,8 @@ class Upload(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"),
                                            index=True)
-    # SHA-256 of the secret in the creating session's cookie: other sessions get 404.
+    # SHA-256 of the owner secret, which only a session of the source's codename yields
+    # (deploy/STORAGE.md): other codenames get 404.
     owner: Mapped[str] = mapped_column(String(64))
     length: Mapped[int] = mapped_column(BigInteger)
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -26,3 +27,6 @@ class Upload(Base):
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_on: Mapped[date]
     expires_on: Mapped[date] = mapped_column(index=True)
+    # Whether a settle has run since the upload was made: says no more than "since the last
+    # settle" does. `desk purge` drops an upload that a settle saw and that is still empty.
+    settled: Mapped[bool] = mapped_column(default=False, server_default=false())

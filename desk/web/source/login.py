@@ -109,15 +109,25 @@ def forget_session() -> None:
         session[LOCALE_KEY] = locale
 
 
-def session_reply_key() -> ReplyKey | None:
-    """This session's reply key, unsealed with the cookie; None if it has none."""
+def session_reply_seed() -> bytes | None:
+    """This session's reply key seed, unsealed with the cookie; None if it has none."""
     sealed = session.get(SEALED_FIELD)
     if not isinstance(sealed, str):
         return None
     try:
-        seed = unseal(_seal_key(), base64.b64decode(sealed), SEAL_AAD)
+        return unseal(_seal_key(), base64.b64decode(sealed), SEAL_AAD)
+    except (UnsealFailed, ValueError):
+        return None
+
+
+def session_reply_key() -> ReplyKey | None:
+    """This session's reply key, unsealed with the cookie; None if it has none."""
+    seed = session_reply_seed()
+    if seed is None:
+        return None
+    try:
         return key_from_seed(seed)[0]
-    except (UnsealFailed, ValueError, FormatError):
+    except FormatError:
         return None
 
 

@@ -27,13 +27,15 @@ from desk.intake.tus import (
     expires_at,
     find_upload,
     locked,
+    owner_secret,
     parse_checksum,
     parse_metadata,
+    require_patch_room,
     terminate,
     upload_dir,
 )
 from desk.records.models import Upload
-from desk.records.quota import require_room
+from desk.records.quota import require_room, require_upload_room
 from desk.web.context import (
     db_session,
     discard_unread_body,
@@ -41,7 +43,7 @@ from desk.web.context import (
     report_no_space,
     services,
 )
-from desk.web.sessions import server_session
+from desk.web.source.login import session_reply_seed
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/uploads")
 NUMBER_RE = re.compile(r"[0-9]{1,19}")
@@ -109,6 +111,7 @@ def create() -> Response:
     with services().transaction() as db:
         # The whole declared length is reserved now: the bodies still to come count already.
         require_room(db, services().config, services().store, source_id, length)
+        require_upload_room(db, services().config, services().store, source_id, length)
         upload = create_upload(db, services().store, source_id, secret, length, metadata)
         try:
             db.commit()
@@ -147,6 +150,7 @@ def patch(upload_id: str) -> Response:
         raise TusError(409, f"the upload is at offset {upload.offset}")
     if (request.content_length or 0) > upload.length - upload.offset:
         raise TusError(400, "this body goes past Upload-Length")
+    require_patch_room(services().store, upload, request.content_length)
     with locked(services().store, upload.id):
         db_session().refresh(upload)  # another request may have moved it before the lock
         if offset != upload.offset:
@@ -174,11 +178,14 @@ def _header_number(name: str) -> int | None:
 
 
 def _owner_secret() -> str | None:
-    """The secret that owns this session's uploads and seals their records: derived from the
-    session cookie's token, so the server never stores it."""
+    """The secret that owns this source's uploads and seals their records: derived from the
+    codename's reply key seed, which the session holds sealed under the cookie, so the server
+    never stores it. The same codename yields it in every session: an upload resumes after
+    its session ends and the source logs in again, and no other codename can reach it."""
     if session.get("source_id") is None:
         return None
-    return server_session().cookie_key("upload owner").hex()
+    seed = session_reply_seed()
+    return None if seed is None else owner_secret(seed)
 
 
 def _append(upload: Upload, secret: str,

@@ -43,6 +43,10 @@ GENERATE_COST = LOGIN_COST = 2
 # getting one, nor a flood of new codenames stop sources from logging in.
 GENERATE_THROTTLE = "desk_generate_throttle"
 
+# Inodes a form post needs at least, checked before it is read: its staging folder, and a
+# part and a metadata record for its first item.
+FORM_INODES = 4
+
 blueprint = Blueprint("source", __name__)
 
 
@@ -177,7 +181,7 @@ def submit() -> Response | str:
             (request.content_length or 0) > request.max_content_length:
         raise RequestEntityTooLarge()  # too large for the desk at all, whatever the disk
     store = services().store
-    store.require_space(request.content_length or 0)
+    store.require_space(request.content_length or 0, FORM_INODES)
     with services().sessions() as reader:  # a short read: the view must not hold the lock
         require_room(reader, services().config, store, source.id, request.content_length or 0)
     writer = ItemWriter(store, services().gpg, services().recipients.current())
@@ -212,7 +216,7 @@ def logout() -> Response:
 def _throttle(which: str) -> None:
     """429 unless this session and the whole desk may spend a derivation now."""
     throttle: LoginThrottle = current_app.extensions[which]
-    if not throttle.allow(server_session().sid or ""):
+    if not throttle.allow(server_session().key):
         raise TooManyRequests()
 
 
