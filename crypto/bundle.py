@@ -67,6 +67,8 @@ class Member:
     size: int
     data: bytes | None = None
     path: Path | None = None
+    # An open file read from its start (an encrypted document whose name is already gone).
+    handle: IO[bytes] | None = None
 
 
 def version_line() -> bytes:
@@ -109,6 +111,11 @@ def _header(member: Member) -> bytes:
 def _member_chunks(member: Member) -> Iterator[bytes]:
     if member.data is not None:
         yield member.data
+        return
+    if member.handle is not None:
+        member.handle.seek(0)
+        while chunk := member.handle.read(CHUNK):
+            yield chunk
         return
     if member.path is None:
         raise ValueError(f"member {member.name} has no data")
@@ -454,20 +461,48 @@ def manifest_json(header: dict[str, Any], objects: Iterable[ManifestObject],
                   reply_keys: dict[str, bytes] | None = None,
                   recipients: Iterable[ManifestRecipient] = ()) -> bytes:
     """The manifest document, before encryption."""
-    return json.dumps({
-        "format": MANIFEST_FORMAT, "version": BUNDLE_VERSION, **header,
-        "objects": [{"id": o.object_id, "source": o.source, "kind": o.kind,
+    return b"".join(manifest_chunks(header, objects, replies, reply_keys, recipients))
+
+
+def manifest_chunks(header: dict[str, Any], objects: Iterable[ManifestObject],
+                    replies: Iterable[ManifestReply] = (),
+                    reply_keys: dict[str, bytes] | None = None,
+                    recipients: Iterable[ManifestRecipient] = ()) -> Iterator[bytes]:
+    """The manifest document a list element at a time, each list read once as it goes: the
+    bytes are json.dumps(..., ensure_ascii=False, indent=1) of the whole document, without
+    ever holding the document's objects (an export of 20,000 items held them all)."""
+    lists: dict[str, Iterable[dict[str, Any]]] = {
+        "objects": ({"id": o.object_id, "source": o.source, "kind": o.kind,
                      "received_on": o.received_on, "ciphertext_sha256": o.ciphertext_sha256,
-                     **_key_member(o.custody_key)} for o in objects],
-        "replies": [{"id": r.reply_id, "source": r.source, "number": r.number,
+                     **_key_member(o.custody_key)} for o in objects),
+        "replies": ({"id": r.reply_id, "source": r.source, "number": r.number,
                      "sent_on": r.sent_on, "author": r.author, "via": r.via,
                      "ciphertext_sha256": r.ciphertext_sha256, **_key_member(r.custody_key)}
-                    for r in replies],
-        "sources": [{"designation": name, "reply_public_key": base64.b64encode(key).decode()}
-                    for name, key in sorted((reply_keys or {}).items())],
-        "recipients": [{"username": r.username, "fingerprint": r.fingerprint,
-                        "public_key": r.public_key} for r in recipients],
-    }, ensure_ascii=False, indent=1).encode("utf-8")
+                    for r in replies),
+        "sources": ({"designation": name, "reply_public_key": base64.b64encode(key).decode()}
+                    for name, key in sorted((reply_keys or {}).items())),
+        "recipients": ({"username": r.username, "fingerprint": r.fingerprint,
+                        "public_key": r.public_key} for r in recipients),
+    }
+    # The document with an empty list in each list's place, then each list spliced in.
+    skeleton = json.dumps({"format": MANIFEST_FORMAT, "version": BUNDLE_VERSION, **header,
+                           **{name: [] for name in lists}}, ensure_ascii=False, indent=1)
+    for name, elements in lists.items():
+        head, tail = skeleton.split(f'\n "{name}": []', 1)
+        yield f'{head}\n "{name}": '.encode()
+        yield from _list_chunks(elements)
+        skeleton = tail
+    yield skeleton.encode()
+
+
+def _list_chunks(elements: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """A list one level inside the document, as json.dumps(indent=1) writes it."""
+    opened = False
+    for element in elements:
+        text = json.dumps(element, ensure_ascii=False, indent=1).replace("\n", "\n  ")
+        yield f'{"," if opened else "["}\n  {text}'.encode()
+        opened = True
+    yield b"\n ]" if opened else b"[]"
 
 
 def _key_member(custody_key: bytes | None) -> dict[str, str]:

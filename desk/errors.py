@@ -54,6 +54,15 @@ class BadSending(DeskError):
                         "Please open the form again and send it once more.")
 
 
+class TooManyFiles(DeskError):
+    """A form post carried more files than MAX_FORM_FILES; nothing was kept. The source sees
+    the words of a post that is too large: send fewer files at a time."""
+
+    status = 413
+    source_message = N_("That was more than this desk accepts in one sending, so nothing was "
+                        "kept. Please send fewer or smaller files at a time.")
+
+
 class JournalistError(DeskError):
     """A journalist or key operation was refused; the message says why."""
 

@@ -25,7 +25,7 @@ from desk.config import Config, load_config
 from desk.errors import DeskError
 from desk.intake.tus import purge_expired_uploads
 from desk.ops.tor import OnionLayout, write_tor_config
-from desk.outbound.export import export_bundle, select_items
+from desk.outbound.export import export_bundle, select_item_ids
 from desk.records.accounts import (
     EnrolmentLink,
     add_journalist,
@@ -376,22 +376,23 @@ def export_command(out: Path, everything: bool, unseen: bool, designation: str |
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         raise _Failure(f"cannot write to {out.parent}: it is not a writable folder")
     services = open_services(_config())
-    with services.writers() as db:
+    with services.sessions() as db:
         source = None
         if designation is not None:
             source = db.scalar(select(Source).where(Source.designation == designation))
             if source is None:
                 raise _Failure(f"no source called {designation!r}")
-        chosen = select_items(db, unseen=not everything and source is None,
-                                    source=source)
-        if not chosen:
-            raise _Failure("nothing to export")
-        bundle = export_bundle(services, db, chosen, CLI_ACTOR)
+        chosen = select_item_ids(db, unseen=not everything and source is None, source=source)
+    if not chosen:
+        raise _Failure("nothing to export")
+    bundle = export_bundle(services, chosen, CLI_ACTOR)
     try:
         write_durably(out, bundle.chunks)
     except OSError as exc:
         raise _Failure(f"writing {out} failed ({exc.strerror}); the export was recorded in "
                        "custody but no bundle was written, so run it again") from exc
+    finally:
+        bundle.close()
     click.echo(f"Wrote {bundle.count} object(s), {bundle.size} bytes, to {out}")
 
 
@@ -448,8 +449,10 @@ def purge_command() -> None:
     from desk.web.sessions import sweep_expired
 
     services = open_services(_config())
+    # Expired items and replies go in short batches of their own, so that sources' uploads
+    # commit in between; the rest are rows without custody entries, deleted at once.
+    deleted, replies = purge_expired(services.writers, services.store, services.signing_key)
     with services.writers() as db:
-        deleted, replies = purge_expired(db, services.store, services.signing_key)
         uploads = purge_expired_uploads(db, services.store)
         sources = purge_unused_sources(db)
         sessions = sweep_expired(db)

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 
 # A session whose `info` holds this key refuses to change anything (see read_only_session).
@@ -28,6 +29,13 @@ SCRUB_WAIT_MS = 200
 BUSY_TIMEOUT_MS = 10000
 
 log = logging.getLogger(__name__)
+
+
+def is_busy(error: BaseException) -> bool:
+    """True if `error` is SQLite's "database is locked": another writer held the write lock
+    for longer than BUSY_TIMEOUT_MS. Nothing was written, and the same transaction may be
+    tried again."""
+    return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
 
 
 class ReadOnlySession(RuntimeError):

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.custody import SigningKey
 from crypto.names import REPLY_BOX_NAME
-from desk.records.custody import append_entry
+from desk.records.custody import append_entries, batches
 from desk.records.models import Reply
 from desk.storage.store import Store
 
@@ -56,11 +56,29 @@ def delete_for_source(db: Session, store: Store, source_id: str,
     return len(replies)
 
 
-def delete_replies(db: Session, key: SigningKey, replies: Sequence[Reply], actor: str) -> None:
-    """Record replies' deletion in custody and drop their rows; not committed, so a source's
-    deletion stays one transaction. The caller removes the files after the commit."""
+def delete_replies(writers: sessionmaker[Session], store: Store, key: SigningKey,
+                   ids: Sequence[str], actor: str) -> int:
+    """Delete the replies with these ids for good, BATCH at a time as delete_items does;
+    return how many were still there."""
+    deleted = 0
+    for batch in batches(ids):
+        with writers() as db:
+            found = {reply.id: reply
+                     for reply in db.scalars(select(Reply).where(Reply.id.in_(batch)))}
+            replies = [found[reply_id] for reply_id in batch if reply_id in found]
+            forget_replies(db, key, replies, actor)
+            db.commit()
+        for reply in replies:
+            store.remove_reply(reply.id)
+        deleted += len(replies)
+    return deleted
+
+
+def forget_replies(db: Session, key: SigningKey, replies: Sequence[Reply], actor: str) -> None:
+    """Record replies' deletion in custody and drop their rows; not committed. The caller
+    removes their files after the commit."""
+    append_entries(db, key, "delete", [reply.custody for reply in replies], actor)
     for reply in replies:
-        append_entry(db, key, "delete", reply.custody, actor)
         db.delete(reply)
 
 

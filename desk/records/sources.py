@@ -6,13 +6,13 @@ import secrets
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.custody import SigningKey
 from desk.records.designations import new_designation
-from desk.records.items import delete_items
+from desk.records.items import delete_items, forget_items
 from desk.records.models import Item, Reply, Source, Upload
-from desk.records.replies import delete_replies, history
+from desk.records.replies import delete_replies, forget_replies, history
 from desk.storage.store import Store
 
 
@@ -32,21 +32,39 @@ def set_starred(db: Session, source_id: str, starred: bool) -> None:
     db.execute(update(Source).where(Source.id == source_id).values(starred=starred))
 
 
-def delete_source(db: Session, store: Store, key: SigningKey, source: Source,
-                  actor: str) -> None:
-    """Delete a source, everything it sent, every reply to it and its uploads in progress
-    (their rows go with the source's, and their folders after the commit)."""
-    submissions = db.scalars(select(Item).where(Item.source_id == source.id))
-    delete_items(db, store, key, list(submissions), actor)
-    replies = history(db, source.id)
-    delete_replies(db, key, replies, actor)
-    uploads = list(db.scalars(select(Upload.id).where(Upload.source_id == source.id)))
-    db.delete(source)
-    db.commit()
+def delete_source(writers: sessionmaker[Session], store: Store, key: SigningKey,
+                  source_id: str, actor: str) -> bool:
+    """Delete a source, everything it sent, every reply to it and its uploads in progress;
+    False if it was already gone.
+
+    Its items and replies go in short batches (delete_items), so a source with thousands of
+    them never holds SQLite's write lock for long; the last transaction takes whatever arrived
+    meanwhile with the source's row (its uploads' rows go with it, their folders after).
+    """
+    with writers() as db:
+        item_ids = list(db.scalars(select(Item.id).where(Item.source_id == source_id)
+                                   .order_by(Item.received_on, Item.id)))
+        reply_ids = [reply.id for reply in history(db, source_id)]
+    delete_items(writers, store, key, item_ids, actor)
+    delete_replies(writers, store, key, reply_ids, actor)
+    with writers() as db:
+        source = db.get(Source, source_id)
+        if source is None:
+            return False
+        items = list(db.scalars(select(Item).where(Item.source_id == source_id)))
+        replies = history(db, source_id)
+        uploads = list(db.scalars(select(Upload.id).where(Upload.source_id == source_id)))
+        forget_items(db, key, items, actor)
+        forget_replies(db, key, replies, actor)
+        db.delete(source)
+        db.commit()
+    for item in items:
+        store.remove(item.id)
     for reply in replies:
         store.remove_reply(reply.id)
     for upload_id in uploads:
         store.remove_upload(upload_id)
+    return True
 
 
 def _unused() -> list[ColumnElement[bool]]:

@@ -28,6 +28,7 @@ from crypto.items import MAX_MESSAGE_BYTES
 from crypto.names import CONSOLE_SCRATCH_PREFIXES, PARTIAL_MARK
 from desk.review.errors import ReviewError
 from desk.review.index import Action, Item
+from desk.review.inert import FORMAT_RE
 from desk.review.workspace import Workspace, log_action
 
 MAX_NAME_BYTES = 200
@@ -54,9 +55,16 @@ class Opened:
 
 def safe_filename(name: str | None, item_id: str) -> str:
     """A file name that cannot leave its folder or hide: the last path element, no control
-    characters, no leading dot, at most 200 bytes; 'item-<id>' when nothing is left."""
+    characters, no leading dot, at most 200 bytes; 'item-<id>' when nothing is left.
+
+    A Unicode format character (a bidi override, a zero-width space) becomes its code point
+    in brackets, "[U+202E]": "photo_\u202egpj.html" would show as "photo_lmth.jpg" in a file
+    manager and open as HTML, and is written as "photo_[U+202E]gpj.html", which shows both
+    the trick and the real extension.
+    """
     if name:
         name = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
+        name = FORMAT_RE.sub(lambda m: f"[U+{ord(m.group()):04X}]", name)
         name = UNSAFE_NAME.sub("_", name).lstrip(". ").strip()
         while len(name.encode("utf-8")) > MAX_NAME_BYTES:
             stem, dot, ext = name.rpartition(".")

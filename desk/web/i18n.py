@@ -8,11 +8,13 @@ messages.mo beside them (`make translations`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, request, session, url_for
-from flask_babel import Babel, get_locale, ngettext
+from flask_babel import Babel, get_locale, get_translations, ngettext
+from markupsafe import Markup, escape
 
 TRANSLATIONS = Path(__file__).parent.parent / "translations"
 DEFAULT = "en"
@@ -48,6 +50,13 @@ BY_CODE = {language.code: language for language in LANGUAGES}
 ALIASES = {"zh": "zh_Hans", "zh-cn": "zh_Hans", "zh-sg": "zh_Hans", "zh-hans": "zh_Hans",
            "zh-hans-cn": "zh_Hans", "zh_hans": "zh_Hans", "uig": "ug", "ug-cn": "ug",
            "ug-arab": "ug", "fa-ir": "fa", "fa-af": "fa", "prs": "fa"}
+# The markup a translation may carry: these tags, with no attribute, each closed in order.
+# Everything else in a translation is text. Catalogues come from outside contributors (the
+# README invites corrections), and Jinja's gettext marks a translation as safe HTML: one
+# catalogue could otherwise put a link, a form or a script on every page sources read in
+# that language. Today's catalogues use no markup at all.
+VETTED_TAGS = ("strong", "em", "kbd", "code")
+_VETTED = re.compile(f"&lt;(/?)({'|'.join(VETTED_TAGS)})&gt;")
 SESSION_KEY = "locale"
 QUERY_KEY = "l"
 
@@ -95,11 +104,38 @@ def init_babel(app: Flask, interface: str) -> None:
     app.config["BABEL_DEFAULT_LOCALE"] = DEFAULT
     selector = select_source_locale if interface == "source" else (lambda: DEFAULT)
     Babel(app, locale_selector=selector)
+    # Replaces Flask-Babel's own: templates' _() and ngettext() get vetted markup.
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        _template_gettext, _template_ngettext, newstyle=True)
 
     @app.context_processor
     def _language_context() -> dict[str, object]:
         return {"language": current_language(), "language_href": language_href,
                 "languages": LANGUAGES if interface == "source" else ()}
+
+
+def vetted_markup(translation: str) -> Markup:
+    """A translation as HTML: escaped, then the VETTED_TAGS in it made markup again, if they
+    are closed in the order opened (otherwise all of it stays text)."""
+    escaped = str(escape(translation))
+    open_tags: list[str] = []
+    for match in _VETTED.finditer(escaped):
+        closing, tag = match.groups()
+        if not closing:
+            open_tags.append(tag)
+        elif not open_tags or open_tags.pop() != tag:
+            return Markup(escaped)  # noqa: S704 - escaped just above
+    if open_tags:
+        return Markup(escaped)  # noqa: S704 - escaped just above
+    return Markup(_VETTED.sub(r"<\1\2>", escaped))  # noqa: S704 - only the vetted tags
+
+
+def _template_gettext(message: str) -> Markup:
+    return vetted_markup(get_translations().ugettext(message))
+
+
+def _template_ngettext(singular: str, plural: str, number: int) -> Markup:
+    return vetted_markup(get_translations().ungettext(singular, plural, number))
 
 
 def language_href(code: str) -> str:

@@ -245,10 +245,8 @@ def test_files_of_a_committed_deletion_are_removed(
     # delete entry no longer says which item it was (its key went with the row), so the
     # folder is what the deletion meant to remove.
     monkeypatch.setattr(type(services.store), "remove", lambda self, object_id: None)
-    with services.writers() as session:
-        doomed = session.get(Item, full.object_ids[0])
-        assert doomed is not None
-        delete_items(session, services.store, services.signing_key, [doomed], "alice")
+    assert delete_items(services.writers, services.store, services.signing_key,
+                        [full.object_ids[0]], "alice") == 1
     folder = services.store.objects / full.object_ids[0]
     assert folder.is_dir()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from babel.messages.catalog import Catalog
@@ -15,6 +17,9 @@ from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
 
+from desk.app import create_app
+from desk.services import Services
+from desk.web import i18n
 from desk.web.i18n import LANGUAGES, TRANSLATIONS
 from tests.harness.forms import csrf_token
 from tests.harness.paths import REPO
@@ -169,3 +174,39 @@ def test_language_links_never_leave_the_desk(app: Flask, path: str) -> None:
     links = re.findall(r'href="([^"]*\?l=[^"]*)"', page.text)
     assert len(links) == len(LANGUAGES) - 1
     assert all(link.startswith("/?l=") for link in links), links
+
+
+# Markup a catalogue could carry (review 2, finding 15): a script, a link elsewhere, an event
+# handler on a vetted tag, and a vetted tag left open.
+PLANTED = ('Désolé <script>alert(1)</script> <a href="https://elsewhere.example/">ici</a> '
+           '<em onclick="steal()">x</em> <strong>ouvert')
+# What the vetted subset allows, in another message of the same page.
+VETTED = "<strong>Retour</strong> au <em>début</em> (<kbd>Alt</kbd>+<code>Home</code>)"
+
+
+def test_markup_planted_in_a_catalogue_is_text_but_vetted_tags_render(
+        desk: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "translations"
+    shutil.copytree(TRANSLATIONS, copy)
+    folder = copy / "fr" / "LC_MESSAGES"
+    with (folder / "messages.po").open("rb") as handle:
+        catalog = read_po(handle, locale="fr")
+    catalog["Sorry"].string = PLANTED
+    catalog["Back to the start"].string = VETTED
+    with (folder / "messages.mo").open("wb") as handle:
+        write_mo(handle, catalog)
+    monkeypatch.setattr(i18n, "TRANSLATIONS", copy)
+    page = create_app(desk.config, "source", services=desk).test_client().get("/nowhere?l=fr")
+
+    assert page.status_code == 404
+    heading = re.search(r"<h1>(.*?)</h1>", page.text)
+    assert heading is not None
+    # Before: <h1>Désolé <script>alert(1)</script> <a href=...>ici</a> ...</h1>
+    assert heading.group(1) == (
+        "Désolé &lt;script&gt;alert(1)&lt;/script&gt; "
+        "&lt;a href=&#34;https://elsewhere.example/&#34;&gt;ici&lt;/a&gt; "
+        "&lt;em onclick=&#34;steal()&#34;&gt;x&lt;/em&gt; &lt;strong&gt;ouvert")
+    assert "<script>" not in page.text
+    assert "elsewhere.example/\"" not in page.text
+    assert "onclick=\"" not in page.text
+    assert f'<a class="button" href="/">{VETTED}</a>' in page.text

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from desk.intake.ingest import MAX_FORM_FILES
+from desk.records.db import BUSY_TIMEOUT_MS
 from desk.records.models import Item, Source
 from desk.services import Services
 from tests.harness.desks import files_under, find_markers, read_objects
@@ -161,3 +165,61 @@ def test_file_parts_posted_elsewhere_are_refused_not_spooled(
     page = client.post("/generate", data=body.encode(), content_type=body.content_type)
     assert page.status_code == 400
     assert "Traceback" not in page.text
+
+
+def test_a_form_with_too_many_files_is_refused_calmly_and_keeps_nothing(
+        desk: Services, source: SourceBrowser) -> None:
+    """Review 2, finding 4b: one 91 KB post of 999 one-byte files made 999 items (2,000 gpg
+    runs, 13.7 s of server time). One file past the cap is enough to show the refusal."""
+    body = FormBody().field("csrf_token", source.form_token()).field("message", "and these")
+    for number in range(MAX_FORM_FILES + 1):
+        body.file(f"{number}.txt", b"x", content_type="text/plain")
+    page = source.submit(body)
+    assert page.status_code == 413
+    assert "more than this desk accepts in one sending, so nothing was kept" in page.text
+    with desk.sessions() as session:
+        assert session.scalars(select(Item)).all() == []
+    assert files_under(desk.store.staging_root) == []
+
+    # The cap itself is a sending that goes through.
+    body = FormBody().field("csrf_token", source.form_token())
+    for number in range(MAX_FORM_FILES):
+        body.file(f"{number}.txt", b"x", content_type="text/plain")
+    assert source.submit(body).status_code == 200
+    with desk.sessions() as session:
+        assert len(session.scalars(select(Item)).all()) == MAX_FORM_FILES
+
+
+def test_a_form_post_waits_out_a_writer_that_holds_the_lock_past_the_busy_timeout(
+        desk: Services, source: SourceBrowser) -> None:
+    """A post that took hours must not be lost because another writer held SQLite's write
+    lock for longer than the busy timeout: before, it got a 500 and nothing was kept."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        db = sqlite3.connect(desk.config.data_dir / "desk.db", isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            held.set()
+            release.wait(60)
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+
+    token = source.form_token()
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(60)
+        # One busy timeout and a little more: the first wait for the lock runs out.
+        timer = threading.Timer(BUSY_TIMEOUT_MS / 1000 + 1, release.set)
+        timer.start()
+        page = source.submit(FormBody().field("csrf_token", token)
+                             .field("message", "sent over a slow circuit"))
+    finally:
+        release.set()
+        holder.join(60)
+    assert page.status_code == 200, page.text[:300]
+    with desk.sessions() as session:
+        assert [item.kind for item in session.scalars(select(Item))] == ["message"]
+    assert files_under(desk.store.staging_root) == []

@@ -22,7 +22,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from desk.errors import JournalistError
-from desk.outbound.export import Export, export_bundle, select_items
+from desk.outbound.export import Export, export_bundle, select_item_ids, select_items
 from desk.outbound.replies import ReplyTarget, accept_reply_file, write_web_reply
 from desk.records.credentials import LoginFailed, authenticate
 from desk.records.instance import load_instance
@@ -30,7 +30,7 @@ from desk.records.items import delete_items, set_seen
 from desk.records.models import Item, Source
 from desk.records.replies import history
 from desk.records.sources import delete_source, set_starred
-from desk.web.context import db_session, services
+from desk.web.context import db_session, end_reads, services
 from desk.web.journalist.access import login_required
 from desk.web.sessions import server_session
 
@@ -162,12 +162,10 @@ def remove_source(source_id: str) -> Response:
     if request.form.get("confirm") != "yes":
         flash("Tick the box to confirm: deletion is final.", "error")
         return redirect(url_for("journalist.source", source_id=source_id))
-    with services().transaction() as db:
-        current = db.get(Source, found.id)
-        if current is None:  # deleted by someone else meanwhile
-            abort(404)
-        delete_source(db, services().store, services().signing_key, current,
-                      g.journalist.username)
+    end_reads()
+    if not delete_source(services().writers, services().store, services().signing_key,
+                         found.id, g.journalist.username):
+        abort(404)  # deleted by someone else meanwhile
     flash(f"Deleted {found.designation} and everything it sent.", "info")
     return redirect(url_for("journalist.sources"))
 
@@ -192,9 +190,9 @@ def items_action(source_id: str) -> Response:
         if request.form.get("confirm") != "yes":
             flash("Tick the box to confirm: deletion is final.", "error")
             return back
-        with services().transaction() as db:
-            delete_items(db, services().store, services().signing_key,
-                               select_items(db, ids=selected), g.journalist.username)
+        end_reads()
+        delete_items(services().writers, services().store, services().signing_key,
+                     selected, g.journalist.username)
         flash(f"Deleted {len(selected)} item(s).", "info")
         return back
     if action == "export":
@@ -221,20 +219,20 @@ def export() -> Response:
 
 def _export(ids: list[str] | None = None, unseen: bool = False,
             event: str = "export") -> Response:
-    # Export marks items seen and appends custody entries: one writer transaction, ended
-    # before the bundle streams (export_bundle commits before it returns).
-    with services().transaction() as writer:
-        chosen = select_items(writer, ids=ids, unseen=unseen)
-        if not chosen:
-            if ids is not None and event == "download":
-                abort(404)
-            flash("There is nothing to export.", "error")
-            return redirect(url_for("journalist.sources"))
-        try:
-            bundle = export_bundle(services(), writer, chosen, g.journalist.username, event)
-        except JournalistError as exc:
-            flash(str(exc), "error")
-            return redirect(url_for("journalist.sources"))
+    # Chosen in the request's read session; export_bundle writes its custody entries in short
+    # batches of its own, so neither a source's upload nor a page waits on the whole export.
+    chosen = select_item_ids(db_session(), ids=ids, unseen=unseen)
+    end_reads()
+    if not chosen:
+        if ids is not None and event == "download":
+            abort(404)
+        flash("There is nothing to export.", "error")
+        return redirect(url_for("journalist.sources"))
+    try:
+        bundle = export_bundle(services(), chosen, g.journalist.username, event)
+    except JournalistError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("journalist.sources"))
     return _stream(bundle)
 
 
@@ -243,6 +241,7 @@ def _stream(bundle: Export) -> Response:
     response = Response(stream_with_context(bundle.chunks), mimetype="application/x-tar")
     response.headers["Content-Length"] = str(bundle.size)
     response.headers["Content-Disposition"] = f'attachment; filename="{bundle.filename}"'
+    response.call_on_close(bundle.close)
     return response
 
 

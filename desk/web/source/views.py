@@ -8,19 +8,22 @@ from dataclasses import dataclass
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import validate_csrf
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import RequestEntityTooLarge, TooManyRequests
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from crypto.errors import FormatError
 from crypto.reply import reply_text
-from desk.errors import BadSending, EmptySending, NotAcceptingSubmissions, QuotaReached
+from desk.errors import BadSending, EmptySending, NotAcceptingSubmissions
 from desk.intake.ingest import ItemWriter, ingest_form
+from desk.records.db import is_busy
 from desk.records.instance import load_instance
 from desk.records.items import record_items
 from desk.records.models import Source
 from desk.records.quota import require_room
 from desk.records.replies import delete_for_source, replies_for_source
+from desk.storage.store import StagedItem
 from desk.web.context import db_session, end_reads, services
 from desk.web.sessions import server_session
 from desk.web.source.login import (
@@ -46,6 +49,8 @@ GENERATE_THROTTLE = "desk_generate_throttle"
 # Inodes a form post needs at least, checked before it is read: its staging folder, and a
 # part and a metadata record for its first item.
 FORM_INODES = 4
+# How many times a form post's recording waits for the write lock (BUSY_TIMEOUT_MS each).
+COMMIT_ATTEMPTS = 3
 
 blueprint = Blueprint("source", __name__)
 
@@ -189,17 +194,7 @@ def submit() -> Response | str:
     staged = ingest_form(request.stream, request.mimetype_params["boundary"], writer, _check_csrf)
     if not staged:
         raise EmptySending()
-    with services().transaction() as db:
-        # Again with what it made, under the write lock: a body of unknown length, or another
-        # post of this source's finished meanwhile, must not take it past its quota.
-        try:
-            require_room(db, services().config, store, source.id,
-                         sum(obj.ciphertext_size for obj in staged))
-        except QuotaReached:
-            for obj in staged:
-                store.discard(obj.staging)
-            raise
-        record_items(db, store, services().signing_key, source.id, staged)
+    _record(source.id, staged)
     return render_template("source/received.html",
                            files=[obj for obj in staged if obj.kind == "file"],
                            message_sent=any(obj.kind == "message" for obj in staged))
@@ -235,6 +230,44 @@ def _derivations(count: int) -> Iterator[None]:
 def _current_source() -> Source | None:
     source_id = session.get("source_id")
     return None if source_id is None else db_session().get(Source, source_id)
+
+
+def _record(source_id: str, staged: list[StagedItem]) -> None:
+    """Record what a form post staged, all or nothing; nothing is left in staging if it fails.
+
+    The post may have taken hours over Tor: if another writer held SQLite's write lock past
+    the busy timeout, the ciphertext is still staged, so wait for the lock again rather than
+    lose the sending (COMMIT_ATTEMPTS in all).
+    """
+    store = services().store
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            with services().transaction() as db:
+                # Again with what it made, under the write lock: a body of unknown length, or
+                # another post of this source's finished meanwhile, must not take it past its
+                # quota.
+                require_room(db, services().config, store, source_id,
+                             sum(obj.ciphertext_size for obj in staged))
+                record_items(db, store, services().signing_key, source_id, staged)
+            return
+        except OperationalError as exc:
+            # Only a wait for the lock that ran out, with everything still staged, is tried
+            # again: record_items undoes its own work on any failure inside it.
+            if attempt < COMMIT_ATTEMPTS and is_busy(exc) and \
+                    all(obj.staging.path.is_dir() for obj in staged):
+                current_app.logger.warning("the database was locked past its busy timeout; "
+                                           "recording a form post again")
+                continue
+            _discard(staged)
+            raise
+        except BaseException:
+            _discard(staged)
+            raise
+
+
+def _discard(staged: list[StagedItem]) -> None:
+    for obj in staged:
+        services().store.discard(obj.staging)
 
 
 def _check_csrf(token: str) -> None:
