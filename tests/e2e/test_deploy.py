@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from desk.ops.cli import DEFAULT_PORTS
 from desk.ops.serve import GUNICORN_SETTINGS
 from desk.ops.tor import OnionLayout, render_torrc
+from desk.ops.worker import connection_budget
 from desk.services import Services
 from tests.harness.desks import read_objects, run_desk
 from tests.harness.forms import FormBody
@@ -373,7 +374,8 @@ def test_gunicorn_reads_the_desk_settings_from_deploy_conf(empty_desk: Services)
 
     assert result.returncode == 0, result.stderr
     settings = dict(re.findall(r"(?m)^(\w+)\s+= (.*)$", result.stdout))
-    assert settings["worker_class"] == "gthread"
+    assert settings["worker_class"] == "desk.ops.worker.DeskWorker"
+    assert settings["worker_connections"] == str(GUNICORN_SETTINGS["worker_connections"])
     assert int(settings["threads"]) >= 32
     assert int(settings["timeout"]) >= 120
     assert settings["max_requests"] == "0"
@@ -533,6 +535,16 @@ def test_every_service_unit_has_the_same_hardening(name: str) -> None:
 
     assert {key: settings.get(key) for key in REQUIRED_HARDENING} == REQUIRED_HARDENING
     assert hardening(UNITS / name) == hardening(UNITS / "desk@.service")
+
+
+@pytest.mark.parametrize("name", SERVICE_UNITS)
+def test_every_service_unit_has_descriptors_for_its_connections(name: str) -> None:
+    """Section 2 of the second review: the unit set no LimitNOFILE (1024), while gunicorn
+    took 1,000 connections per worker and each upload needs more descriptors on top."""
+    limit = int(dict(unit_settings(UNITS / name))["LimitNOFILE"])
+
+    wanted = GUNICORN_SETTINGS["worker_connections"]
+    assert connection_budget(limit, GUNICORN_SETTINGS["threads"], wanted) == wanted
 
 
 def test_units_and_install_script_agree_on_paths() -> None:
