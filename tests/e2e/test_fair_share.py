@@ -1,6 +1,6 @@
-"""One source must not be able to take the desk's threads or descriptors from everyone else
-(sections 1 and 2 of the second security review), reproduced as the review did, on loopback,
-bounded in count and time, against `desk serve source` itself.
+"""One source must not be able to take the desk's threads, database connections or
+descriptors from everyone else (sections 1 and 2 of the second security review), reproduced as
+the review did, on loopback, bounded in count and time, against `desk serve source` itself.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from tests.harness.desks import read_objects
 from tests.harness.gpg import Keypair
 from tests.harness.http import TIMEOUT, open_source_session, read_response
 from tests.harness.servers import Server, start_server, wait_for
+from tests.harness.siege import UNFINISHED_HEADERS, SlowPatches, Target, attacker_uploads
 
 pytestmark = pytest.mark.slow
 
-# What a stream that never finishes its headers sends (tests/harness/siege.py has the same).
-UNFINISHED_HEADERS = b"GET / HTTP/1.1\r\nHost: desk.onion\r\nX-Pad: "
 # How long an honest client waits for any one answer: more than the worker's header deadline
 # (15 s), far less than forever.
 PATIENCE = 40
@@ -66,6 +65,25 @@ def test_streams_that_never_finish_their_headers_do_not_hold_the_desk(server: Se
 
     assert answer.status_code == 200
     assert len(workers) == 2
+
+
+def test_patches_that_drip_hold_no_database_connection(server: Server) -> None:
+    """Found while reproducing section 1, reproduction B: a PATCH whose body is still
+    arriving held one of the 15 pooled database connections of its worker (the view's read
+    transaction, reopened by the first attribute read after it was ended), so 40 dripping
+    PATCHes made every other request wait 30 s for a connection and fail with a 500. They
+    now hold their thread only."""
+    uploads = attacker_uploads(server.url, 40, [0])
+    drips = SlowPatches(Target(server.port, via_front=False), uploads, drip=1.0, seconds=60)
+    drips.start()
+    try:
+        time.sleep(5)  # every PATCH has started and is dripping
+        answer = requests.get(server.url + "/", timeout=PATIENCE)
+    finally:
+        drips.stop()
+
+    assert drips.started == 40
+    assert answer.status_code == 200, server.log_tail()
 
 
 # 2. Descriptors
