@@ -1,6 +1,10 @@
-"""One source must not be able to take the desk's threads, database connections or
-descriptors from everyone else (sections 1 and 2 of the second security review), reproduced as
-the review did, on loopback, bounded in count and time, against `desk serve source` itself.
+"""One source must not be able to take the desk's threads or descriptors from everyone else
+(sections 1 and 2 of the second security review), reproduced as the review did, on loopback,
+bounded in count and time: against `desk serve source` itself, and through the front
+(HAProxy, as `desk front-config` writes it) with Tor circuits played by PROXY lines.
+
+HAProxy is installed by `.ci/run`: in CI (CI set) a missing one is a failure, elsewhere the
+front's test is skipped.
 """
 
 from __future__ import annotations
@@ -18,19 +22,40 @@ from pathlib import Path
 import pytest
 import requests
 
+from desk.ops.front import CIRCUIT_CONNECTIONS
 from desk.services import Services
 from tests.harness.data import KiB, MiB
 from tests.harness.desks import read_objects
+from tests.harness.front import running_front
 from tests.harness.gpg import Keypair
 from tests.harness.http import TIMEOUT, open_source_session, read_response
 from tests.harness.servers import Server, start_server, wait_for
-from tests.harness.siege import UNFINISHED_HEADERS, SlowPatches, Target, attacker_uploads
+from tests.harness.siege import (
+    UNFINISHED_HEADERS,
+    CreationFlood,
+    HonestResult,
+    SlowHeaders,
+    SlowPatches,
+    Target,
+    attacker_uploads,
+    honest_pages,
+    honest_upload,
+)
 
 pytestmark = pytest.mark.slow
 
 # How long an honest client waits for any one answer: more than the worker's header deadline
 # (15 s), far less than forever.
 PATIENCE = 40
+
+
+def require_haproxy() -> None:
+    """A failure in CI when HAProxy is missing, a skip elsewhere."""
+    if shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail("haproxy is missing: CI must run this test (.ci/run installs haproxy)")
+    pytest.skip("haproxy is not installed (apt-get install haproxy)")
 
 
 @contextlib.contextmanager
@@ -151,3 +176,50 @@ def test_a_flood_of_idle_connections_under_a_low_descriptor_limit_loses_nothing(
     assert "Too many open files" not in server.log_tail(20000)
     stored = [obj.plaintext for obj in read_objects(desk.config, journalist)]
     assert stored == [data]
+
+
+# 3. The front: a fair share for every Tor circuit
+
+
+def test_a_source_on_its_own_circuit_is_served_beside_an_attacker(
+        desk: Services, server: Server, journalist: Keypair, tmp_path: Path) -> None:
+    """The issue's goal at a smaller scale: an attacker on 9 circuits holds 40 streams that
+    never finish their headers and 140 PATCHes that drip a byte a second (more than the
+    desk's 128 threads, so without per-circuit limits the honest source would wait for a
+    thread that never comes), and creates uploads as fast as it is answered; an honest source
+    on a circuit of its own loads pages and uploads 256 KiB through the front."""
+    require_haproxy()
+    header_circuits = [0x1000, 0x1001]
+    patch_circuits = [0x2000 + i for i in range(7)]
+    honest_circuit = 0x7E57
+    honest = open_source_session(server.url)
+    uploads = attacker_uploads(server.url, 140, patch_circuits, seconds=60)
+    creator = open_source_session(server.url)
+    result = HonestResult()
+    data = os.urandom(256 * KiB)
+    with running_front(desk.config.data_dir, tmp_path / "front", server.port) as front:
+        target = Target(front.port, via_front=True)
+        loops = [SlowHeaders(target, header_circuits, 40, seconds=120),
+                 SlowPatches(target, uploads, drip=1.0, seconds=120),
+                 CreationFlood(target, 0x3000, creator, seconds=120)]
+        try:
+            for loop in loops:
+                loop.start()
+            time.sleep(5)  # the attack has its share before the honest source comes
+            honest_pages(target, honest_circuit, honest, 3, result, PATIENCE, give_up_after=1)
+            honest_upload(target, honest_circuit, honest, data, 64 * KiB, result, PATIENCE,
+                          tries=1)
+        finally:
+            for loop in loops:
+                loop.stop()
+
+    slow_patches = loops[1]
+    assert isinstance(slow_patches, SlowPatches)
+    assert len(uploads) > 2 * 64  # the attack was big enough to take every thread
+    assert slow_patches.started >= len(patch_circuits) * CIRCUIT_CONNECTIONS // 2
+    assert result.page_failures == [], server.log_tail()
+    assert len(result.page_seconds) == 6
+    assert result.upload_failures == [], server.log_tail()
+    assert result.upload_seconds is not None
+    assert not result.lost_acknowledged
+    assert data in [obj.plaintext for obj in read_objects(desk.config, journalist)]
