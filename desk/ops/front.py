@@ -127,7 +127,9 @@ def write_front_config(out: Path, listen_port: int, source_port: int) -> None:
 
 
 # The statuses HAProxy answers by itself: a bad or slow request, a circuit over its limits, a
-# desk that is not answering or too busy. Each gets the desk's own page, not HAProxy's.
+# desk that is not answering or too busy. Each gets the desk's own page, not HAProxy's, except
+# where HAProxy 2.6 answers before a request exists (a request it cannot parse, headers past
+# the deadline): there it keeps its own short page, which names nothing.
 _FRONT_STATUSES = (400, 408, 429, 500, 502, 503, 504)
 
 
