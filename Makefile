@@ -49,13 +49,15 @@ system-deps:
 	fi
 
 # Only the tests need these: the browser tests drive Debian's Chromium; the deployment tests
-# check the generated torrc with tor itself and the install script with shellcheck.
+# check the generated torrc with tor itself, the front with HAProxy and the install script with
+# shellcheck.
 test-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	command -v tor >/dev/null 2>&1 || missing="$$missing tor"; \
 	command -v shellcheck >/dev/null 2>&1 || missing="$$missing shellcheck"; \
+	[ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(APT) update -q && $(APT) install -y -q $$missing; \

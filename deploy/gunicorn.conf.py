@@ -9,9 +9,11 @@
 desk/ops/serve.py, `GUNICORN_SETTINGS`, so that an installed desk has them without this folder;
 the comments there say why each is set. In short:
 
-- worker_class "gthread", 2 workers x 64 threads: a sync worker is killed when one request
-  outlives `timeout`, which ends a slow upload; a gthread worker's `timeout` watches only its
-  main loop, so an upload over Tor may take hours.
+- worker_class "desk.ops.worker.DeskWorker" (gunicorn's gthread with read deadlines, a
+  thread-aware accept and a descriptor budget), 2 workers x 64 threads, 200 connections per
+  worker: a sync worker is killed when one request outlives `timeout`, which ends a slow
+  upload; a gthread worker's `timeout` watches only its main loop, so an upload over Tor may
+  take hours.
 - no access log, and an error log that never quotes a request line, header or URI.
 - forwarded_allow_ips and proxy_allow_ips empty: behind Tor every client is 127.0.0.1.
 - no Server header, no worker recycling, no control socket.

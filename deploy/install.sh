@@ -18,7 +18,7 @@ readonly TOR_DIR=/var/lib/tor-instances/$TOR_INSTANCE
 readonly TORRC=/etc/tor/instances/$TOR_INSTANCE/torrc
 readonly UNIT_DIR=/etc/systemd/system
 readonly UNITS=(desk@journalist.socket desk@source.service desk@journalist.service
-                desk-purge.timer desk-keys-check.timer)
+                desk-front.service desk-purge.timer desk-keys-check.timer)
 # The journalist interface's Unix socket (desk@journalist.socket), open to tor's group only.
 readonly JOURNALIST_SOCKET=/run/desk/journalist.sock
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,10 +43,13 @@ as_desk() { (cd / && umask 077 && runuser -u "$DESK_USER" -- env HOME="$DATA" DE
 say "packages"
 missing=()
 command -v tor >/dev/null 2>&1 || missing+=(tor)
+[[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
 command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 tor_was_installed=yes
 [[ " ${missing[*]} " == *" tor "* ]] && tor_was_installed=no
+haproxy_was_installed=yes
+[[ " ${missing[*]} " == *" haproxy "* ]] && haproxy_was_installed=no
 if ((${#missing[@]})); then
   apt-get update -q
   apt-get install -y -q "${missing[@]}"
@@ -63,6 +66,15 @@ elif systemctl is-active --quiet tor@default.service; then
   say "it: systemctl mask --now tor@default.service"
 fi
 
+# Debian starts its own HAProxy (haproxy.service, /etc/haproxy/haproxy.cfg) when it installs
+# it. The desk runs its front as desk-front.service with a configuration of its own; a second
+# HAProxy would only be one more process reading what clients send. Stop it, unless it was
+# here before us.
+if [[ $haproxy_was_installed == no ]]; then
+  systemctl stop haproxy.service
+  systemctl mask haproxy.service
+fi
+
 say "user $DESK_USER and data directory $DATA"
 if ! getent passwd "$DESK_USER" >/dev/null; then
   useradd --system --user-group --home-dir "$DATA" --no-create-home \
@@ -75,8 +87,8 @@ say "the desk, in $PREFIX"
 # under running interfaces. Stopping them cuts off an upload in progress; with JavaScript on,
 # the source's browser resumes it.
 # The socket too: a connection to it would start the journalist interface again.
-systemctl stop desk@journalist.socket desk@source.service desk@journalist.service \
-  2>/dev/null || true
+systemctl stop desk-front.service desk@journalist.socket desk@source.service \
+  desk@journalist.service 2>/dev/null || true
 [[ -x $PREFIX/bin/python ]] || "$PYTHON" -m venv "$PREFIX"
 "$PREFIX/bin/pip" install -q --upgrade pip
 "$PREFIX/bin/pip" install -q --upgrade "$REPO"
@@ -104,6 +116,9 @@ systemctl daemon-reload
 systemctl enable --quiet "${UNITS[@]}" tor.service
 systemctl start desk@journalist.socket
 systemctl start desk@source.service desk@journalist.service
+# The front writes its configuration from the installed desk each time it starts: a restart
+# picks up an upgrade.
+systemctl restart desk-front.service
 systemctl start desk-purge.timer desk-keys-check.timer
 # Reloading (SIGHUP) keeps tor's circuits; it starts tor@desk if it is not running.
 systemctl reload-or-restart tor@desk.service

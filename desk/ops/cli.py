@@ -52,6 +52,8 @@ from desk.services import open_services
 from desk.storage.store import Store
 
 DEFAULT_PORTS: dict[Interface, int] = {"source": 8080, "journalist": 8081}
+# Where the front (desk/ops/front.py) listens for tor's streams to the source interface.
+FRONT_PORT = 8082
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -313,21 +315,22 @@ def serve_command(interface: str, host: str, port: int | None,
 @click.option("--tor-dir", type=click.Path(file_okay=False, path_type=Path),
               help="tor's data directory, holding both onion services; it must belong to the "
                    "user tor runs as. Default: tor/ in the desk's data directory.")
-@click.option("--source-port", type=click.IntRange(1, 65535),
-              default=DEFAULT_PORTS["source"], show_default=True)
+@click.option("--front-port", type=click.IntRange(1, 65535), default=FRONT_PORT,
+              show_default=True, help="Where the front (`desk front-config`) listens; the "
+                                      "source onion service leads there.")
 @click.option("--journalist-port", type=click.IntRange(1, 65535),
               default=DEFAULT_PORTS["journalist"], show_default=True)
 @click.option("--journalist-socket", type=click.Path(dir_okay=False, path_type=Path),
               help="The Unix socket the journalist interface listens on (`desk serve "
                    "journalist --socket`, or desk@journalist.socket), instead of its port.")
 @_fail_on_errors
-def tor_config_command(out: Path, tor_dir: Path | None, source_port: int,
+def tor_config_command(out: Path, tor_dir: Path | None, front_port: int,
                        journalist_port: int, journalist_socket: Path | None) -> None:
     """Write a torrc for the two onion services and make the journalists' client key."""
-    if source_port == journalist_port and journalist_socket is None:
-        raise _Failure("the source and journalist interfaces need different ports")
+    if front_port == journalist_port and journalist_socket is None:
+        raise _Failure("the front and the journalist interface need different ports")
     config = _config()
-    layout = OnionLayout((tor_dir or config.data_dir / TOR_DIR).absolute(), source_port,
+    layout = OnionLayout((tor_dir or config.data_dir / TOR_DIR).absolute(), front_port,
                          journalist_port,
                          None if journalist_socket is None else journalist_socket.absolute())
     setup = write_tor_config(layout, config.data_dir, out.absolute())
@@ -357,6 +360,26 @@ def tor_config_command(out: Path, tor_dir: Path | None, source_port: int,
                    f"{key.private_base32}")
         click.echo(f"It is kept in {layout.client_key_file}: delete that file once every "
                    "journalist has the key.")
+
+
+@cli.command("front-config", with_appcontext=False)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write HAProxy's configuration.")
+@click.option("--port", type=click.IntRange(1, 65535), default=FRONT_PORT, show_default=True,
+              help="Where the front listens for tor's streams (tor-config's --front-port).")
+@click.option("--source-port", type=click.IntRange(1, 65535),
+              default=DEFAULT_PORTS["source"], show_default=True,
+              help="Where the source interface listens (desk serve source).")
+@_fail_on_errors
+def front_config_command(out: Path, port: int, source_port: int) -> None:
+    """Write the front's HAProxy configuration: per-circuit limits and deadlines before the
+    source interface."""
+    from desk.ops.front import write_front_config
+
+    write_front_config(out.absolute(), port, source_port)
+    click.echo(f"Wrote {out.absolute()}: the front listens on 127.0.0.1:{port} for tor and "
+               f"serves the source interface on 127.0.0.1:{source_port}. Check it with "
+               f"`haproxy -c -f {out}`.")
 
 
 @cli.command("export", with_appcontext=False)

@@ -27,6 +27,7 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import BadRequest
 
 from desk.config import Config
+from desk.ops.worker import DeadlineSocket
 from desk.web.headers import SECURITY_HEADERS
 
 # gunicorn log lines that quote a request (its request line, a header, its URI or method),
@@ -126,11 +127,17 @@ def _settle_every(config: Config, interval: int, log: Any) -> None:
 # than that. In gthread workers `timeout` only watches each worker's main loop, which never
 # waits on a request, so a source's upload may take hours.
 GUNICORN_SETTINGS: dict[str, Any] = {
-    "worker_class": "gthread",
+    # gthread, with read deadlines, a thread-aware accept and a descriptor budget
+    # (desk/ops/worker.py).
+    "worker_class": "desk.ops.worker.DeskWorker",
     "workers": 2,
     # Each request in progress holds a thread for as long as the client is sending, and a large
     # file over Tor takes hours; idle kept-alive connections wait in the poller, not a thread.
     "threads": 64,
+    # Connections a worker keeps open, kept-alive ones included (gunicorn's default is 1000).
+    # Each worker lowers it further if its open-file limit would not leave every thread the
+    # descriptors a request needs; beyond it, connections wait in the kernel's queue.
+    "worker_connections": 200,
     "timeout": 120,
     # On a restart, requests in progress get this long before they are cut off.
     "graceful_timeout": 60,
@@ -260,9 +267,13 @@ class _BodyReader:
 
 
 def body_errors_as_disconnects(app: WSGIApp) -> WSGIApp:
-    """`app` with gunicorn's body parse errors turned into BadRequest."""
+    """`app` with gunicorn's body parse errors turned into BadRequest, ending the header
+    deadline of the desk's worker once a request reaches the app."""
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        connection = environ.get("gunicorn.socket")
+        if isinstance(connection, DeadlineSocket):
+            connection.headers_read()
         body = environ.get("wsgi.input")
         if body is not None:
             environ["wsgi.input"] = _BodyReader(body)
@@ -274,7 +285,7 @@ def body_errors_as_disconnects(app: WSGIApp) -> WSGIApp:
 # What gunicorn sends when it refuses a request before the app sees it (a header too large,
 # a bad request line or Content-Length): the desk's page, in English (no app runs to choose a
 # language), not gunicorn's, which quotes part of the request.
-_REFUSED_PAGE = """<!doctype html>
+REFUSED_PAGE = """<!doctype html>
 <html lang="en" dir="ltr">
 <head>
 <meta charset="utf-8">
@@ -296,7 +307,7 @@ _REFUSED_PAGE = """<!doctype html>
 
 
 def _write_refusal(sock: Any, status_int: int, reason: str, _message: str) -> None:
-    body = _REFUSED_PAGE.encode("utf-8")
+    body = REFUSED_PAGE.encode("utf-8")
     head = "".join(f"{name}: {value}\r\n" for name, value in {
         "Connection": "close", "Content-Type": "text/html; charset=utf-8",
         "Content-Length": str(len(body)), **SECURITY_HEADERS}.items())
@@ -306,7 +317,7 @@ def _write_refusal(sock: Any, status_int: int, reason: str, _message: str) -> No
 
 
 def _desk_error_pages() -> None:
-    """Make gunicorn answer the requests it refuses itself with `_REFUSED_PAGE`."""
+    """Make gunicorn answer the requests it refuses itself with `REFUSED_PAGE`."""
     gunicorn_util.write_error = _write_refusal
 
 

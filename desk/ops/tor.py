@@ -60,10 +60,11 @@ class TorSetupError(DeskError):
 
 @dataclass(frozen=True)
 class OnionLayout:
-    """Where tor keeps the desk's onion services, and the local ports they lead to."""
+    """Where tor keeps the desk's onion services, and the local ports they lead to: the
+    source service to the front (desk/ops/front.py), the journalist one to its interface."""
 
     tor_dir: Path
-    source_port: int
+    front_port: int
     journalist_port: int
     # The journalist interface's Unix socket, if it listens on one (deploy: only tor's group
     # may open it); None for 127.0.0.1:journalist_port.
@@ -156,7 +157,7 @@ class TorSetup:
             else ["--journalist-socket", str(socket)]
         return f"DESK_DATA={shlex.quote(str(self.data_dir))} " + shlex.join([
             "desk", "tor-config", "--out", str(self.torrc), "--tor-dir", str(self.layout.tor_dir),
-            "--source-port", str(self.layout.source_port), *journalist])
+            "--front-port", str(self.layout.front_port), *journalist])
 
 
 def render_torrc(layout: OnionLayout, data_dir: Path) -> str:
@@ -186,9 +187,12 @@ ControlSocket 0
 SafeLogging 1
 Log notice stdout
 
-# The source interface: open to anyone who has its address.
+# The source interface: open to anyone who has its address. Its streams go to the desk's front
+# (HAProxy, `desk front-config`), each opened with a PROXY protocol line that names its circuit,
+# so that the front can give every circuit a fair share of the desk.
 HiddenServiceDir {source_dir}
-HiddenServicePort {ONION_PORT} 127.0.0.1:{layout.source_port}
+HiddenServicePort {ONION_PORT} 127.0.0.1:{layout.front_port}
+HiddenServiceExportCircuitID haproxy
 # Under a flood of introductions, serve first the clients that solved a harder puzzle (Tor
 # Browser does this by itself). Intro-point rate limiting (HiddenServiceEnableIntroDoSDefense)
 # stays off: it drops sources and attackers alike, undoing what the puzzle buys.

@@ -35,9 +35,17 @@ def db_session() -> Session:
 
 def end_reads() -> None:
     """End the request session's read transaction before slow work: an open snapshot would
-    hold back the WAL checkpoint for as long as an upload takes."""
+    hold back the WAL checkpoint, and its pooled connection be out of everyone's reach, for as
+    long as an upload takes.
+
+    What the view read stays as it was read, detached: the rollback would otherwise expire it,
+    and the first attribute the upload then touched would open a new transaction, holding a
+    connection until the request ends (a few slow uploads took every pooled connection and
+    every other request failed).
+    """
     session = g.get("db")
     if session is not None:
+        session.expunge_all()
         session.rollback()
 
 

@@ -25,12 +25,15 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from desk.ops.cli import DEFAULT_PORTS
+from desk.ops.cli import DEFAULT_PORTS, FRONT_PORT
+from desk.ops.front import CIRCUIT_CONNECTIONS, CIRCUIT_REQUESTS, FRONT_CONNECTIONS
 from desk.ops.serve import GUNICORN_SETTINGS
 from desk.ops.tor import OnionLayout, render_torrc
+from desk.ops.worker import connection_budget
 from desk.services import Services
 from tests.harness.desks import read_objects, run_desk
 from tests.harness.forms import FormBody
+from tests.harness.front import circuit_socket, haproxy, running_front
 from tests.harness.gpg import Keypair
 from tests.harness.http import HttpBrowser
 from tests.harness.paths import DESK_COMMAND, REPO
@@ -43,6 +46,11 @@ KEY_LINE_RE = re.compile(r"^descriptor:x25519:([A-Z2-7]{52})$")
 CLIENT_LINE_RE = re.compile(r"^\s+([a-z2-7]{56}):descriptor:x25519:([A-Z2-7]{52})$", re.MULTILINE)
 INSTANCE_DEFAULTS = Path("/usr/share/tor/tor-service-defaults-torrc-instances")
 TIMEOUT = 30
+# Runs a command under PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN), the kernel's own form of
+# MemoryDenyWriteExecute=yes, which passes to every child; exit status 77 if the kernel has none.
+MDWE_WRAPPER = ("import ctypes, os, sys\n"
+                "if ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0: sys.exit(77)\n"
+                "os.execv(sys.argv[1], sys.argv[1:])\n")
 
 
 # Helpers
@@ -56,6 +64,14 @@ def require(tool: str, package: str) -> str:
     if IN_CI:
         pytest.fail(f"{tool} is missing: CI must run this test (.ci/run installs {package})")
     pytest.skip(f"{tool} is not installed (apt-get install {package})")
+
+
+def require_haproxy() -> str:
+    """HAProxy's path; a failure in CI when it is missing, a skip elsewhere."""
+    path = haproxy()
+    if path is not None:
+        return path
+    return require("haproxy", "haproxy")
 
 
 def tor_config(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -136,7 +152,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 # The torrc and the journalists' client key
 
 
-@pytest.mark.parametrize("ports", [(), ("--source-port", "9080", "--journalist-port", "9081"),
+@pytest.mark.parametrize("ports", [(), ("--front-port", "9080", "--journalist-port", "9081"),
                                    ("--journalist-socket", "{data}/run dir/journalist.sock")])
 def test_tor_accepts_the_generated_torrc_as_it_is(data: Path, ports: tuple[str, ...]) -> None:
     tor = require("tor", "tor")
@@ -171,7 +187,7 @@ def test_torrc_overrides_debians_instance_defaults(data: Path, tmp_path: Path) -
 
 
 def test_torrc_has_the_required_options(data: Path) -> None:
-    assert tor_config(data, "--source-port", "9080", "--journalist-port", "9081").returncode == 0
+    assert tor_config(data, "--front-port", "9080", "--journalist-port", "9081").returncode == 0
     torrc = data.parent / "torrc"
     options = dict(torrc_options(torrc)[:6])
     blocks = service_blocks(torrc)
@@ -180,16 +196,24 @@ def test_torrc_has_the_required_options(data: Path) -> None:
                        "ControlPort": "0", "ControlSocket": "0", "SafeLogging": "1",
                        "Log": "notice stdout"}
     assert ("HiddenServicePort", "80 127.0.0.1:9080") in blocks["source"]
+    assert ("HiddenServiceExportCircuitID", "haproxy") in blocks["source"]
     assert ("HiddenServicePoWDefensesEnabled", "1") in blocks["source"]
     assert ("HiddenServicePort", "80 127.0.0.1:9081") in blocks["journalist"]
+    # Only the front reads PROXY lines; the journalist interface would take one as a request.
+    assert "HiddenServiceExportCircuitID" not in dict(blocks["journalist"])
     assert stat.S_IMODE(torrc.stat().st_mode) == 0o644
 
 
-def test_default_ports_match_desk_serve(data: Path) -> None:
+def test_default_ports_match_desk_serve_and_the_front(data: Path, tmp_path: Path) -> None:
     assert tor_config(data).returncode == 0
     blocks = service_blocks(data.parent / "torrc")
+    front = tmp_path / "front.cfg"
+    assert run_desk("front-config", "--out", str(front), data_dir=data).returncode == 0
+    config = front.read_text()
 
-    assert ("HiddenServicePort", f"80 127.0.0.1:{DEFAULT_PORTS['source']}") in blocks["source"]
+    assert ("HiddenServicePort", f"80 127.0.0.1:{FRONT_PORT}") in blocks["source"]
+    assert f"bind 127.0.0.1:{FRONT_PORT} accept-proxy" in config
+    assert f"server desk 127.0.0.1:{DEFAULT_PORTS['source']} " in config
     assert (("HiddenServicePort", f"80 127.0.0.1:{DEFAULT_PORTS['journalist']}")
             in blocks["journalist"])
 
@@ -362,16 +386,134 @@ def test_journalist_onion_leads_to_the_socket_when_there_is_one(data: Path) -> N
     assert ("HiddenServicePort", f'80 unix:"{socket}"') in blocks["journalist"]
     assert not any(value.startswith("80 127.0.0.1") for option, value in blocks["journalist"]
                    if option == "HiddenServicePort")
-    assert ("HiddenServicePort", f"80 127.0.0.1:{DEFAULT_PORTS['source']}") in blocks["source"]
+    assert ("HiddenServicePort", f"80 127.0.0.1:{FRONT_PORT}") in blocks["source"]
 
 
 def test_torrc_example_is_what_install_writes() -> None:
     script = (DEPLOY / "install.sh").read_text()
     constants = dict(re.findall(r"(?m)^readonly (\w+)=(\S+)", script))
-    layout = OnionLayout(Path("/var/lib/tor-instances/desk"), DEFAULT_PORTS["source"],
+    layout = OnionLayout(Path("/var/lib/tor-instances/desk"), FRONT_PORT,
                          DEFAULT_PORTS["journalist"], Path(constants["JOURNALIST_SOCKET"]))
 
     assert (DEPLOY / "torrc.example").read_text() == render_torrc(layout, Path("/var/lib/desk"))
+
+
+# The front
+
+
+def write_front(data: Path, out: Path, *args: str) -> str:
+    """`desk front-config` to `out`; its text."""
+    result = run_desk("front-config", "--out", str(out), *args, data_dir=data)
+    assert result.returncode == 0, result.stderr
+    return out.read_text()
+
+
+def test_haproxy_accepts_the_generated_front_config(data: Path, tmp_path: Path) -> None:
+    binary = require_haproxy()
+    out = tmp_path / "front.cfg"
+    write_front(data, out)
+
+    check = subprocess.run([binary, "-c", "-f", str(out)], capture_output=True, text=True,
+                           timeout=TIMEOUT, check=False)
+
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "Configuration file is valid" in check.stdout
+    assert "WARNING" not in check.stdout + check.stderr
+
+
+def test_front_keeps_no_log_and_passes_on_no_address(data: Path, tmp_path: Path) -> None:
+    lines = [line.strip() for line in write_front(data, tmp_path / "f").splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    directives = [line.split()[0] for line in lines]
+
+    assert "log" not in directives
+    assert "option" in directives
+    for passes_an_address in ("forwardfor", "send-proxy", "X-Forwarded", "originalto"):
+        assert all(passes_an_address not in line for line in lines)
+
+
+def test_front_config_refuses_one_port_for_both(data: Path, tmp_path: Path) -> None:
+    result = run_desk("front-config", "--out", str(tmp_path / "f"), "--port", "9000",
+                      "--source-port", "9000", data_dir=data)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("desk: ")
+    assert "different ports" in result.stderr
+    assert not (tmp_path / "f").exists()
+
+
+def raw_exchange(sock: socket.socket, data: bytes) -> bytes:
+    """Send `data` on `sock` and read until the other side closes (or resets) it."""
+    sock.sendall(data)
+    out = b""
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+    except ConnectionResetError:
+        pass
+    sock.close()
+    return out
+
+
+def test_front_serves_the_desk_per_circuit_and_refuses_with_the_desks_page(
+        desk: Services, server: Server, tmp_path: Path) -> None:
+    require_haproxy()
+    with running_front(desk.config.data_dir, tmp_path / "front", server.port) as front:
+        page = raw_exchange(circuit_socket(front.port, 1),
+                            b"GET / HTTP/1.1\r\nHost: desk.onion\r\nConnection: close\r\n\r\n")
+        refused = raw_exchange(circuit_socket(front.port, 2), b"NOT A REQUEST\r\n\r\n")
+        # One circuit sends at most CIRCUIT_REQUESTS requests in REQUEST_WINDOW seconds.
+        answers = [raw_exchange(circuit_socket(front.port, 5),
+                                b"GET /static/desk.css HTTP/1.1\r\nHost: x\r\n"
+                                b"Connection: close\r\n\r\n")
+                   for _ in range(CIRCUIT_REQUESTS + 1)]
+        # A stream tor did not open (no PROXY line) gets nothing at all.
+        plain = socket.create_connection(("127.0.0.1", front.port), timeout=TIMEOUT)
+        unannounced = raw_exchange(plain, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        # One circuit holds at most CIRCUIT_CONNECTIONS streams; another still gets in.
+        held = [circuit_socket(front.port, 3) for _ in range(CIRCUIT_CONNECTIONS)]
+        for sock in held:
+            sock.sendall(b"GET / HTTP/1.1\r\n")
+        one_too_many = raw_exchange(circuit_socket(front.port, 3),
+                                    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        other = raw_exchange(circuit_socket(front.port, 4),
+                             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        for sock in held:
+            sock.close()
+
+    assert page.startswith(b"HTTP/1.1 200 "), page[:200]
+    assert b"Content-Security-Policy" in page or b"content-security-policy" in page
+    # HAProxy 2.6 answers a request it cannot parse with its own short page, whatever the
+    # configuration says; it names nothing.
+    assert refused.startswith(b"HTTP/1.1 400 "), refused[:200]
+    assert b"haproxy" not in refused.lower()
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers[:CIRCUIT_REQUESTS])
+    over = answers[-1]
+    assert over.startswith(b"HTTP/1.1 429 "), over[:200]
+    assert b"This request could not be read, so nothing was kept." in over
+    assert b"content-security-policy: default-src 'none'" in over.lower()
+    assert b"haproxy" not in over.lower()
+    assert unannounced == b""
+    assert one_too_many == b""
+    assert other.startswith(b"HTTP/1.1 200 "), other[:200]
+
+
+def test_front_runs_under_memory_deny_write_execute(
+        desk: Services, server: Server, tmp_path: Path) -> None:
+    """desk-front.service sets MemoryDenyWriteExecute=yes too: HAProxy must live with it."""
+    require_haproxy()
+    try:
+        with running_front(desk.config.data_dir, tmp_path / "front", server.port,
+                           prefix=(sys.executable, "-c", MDWE_WRAPPER)) as front:
+            page = raw_exchange(
+                circuit_socket(front.port, 1),
+                b"GET / HTTP/1.1\r\nHost: desk.onion\r\nConnection: close\r\n\r\n")
+    except StartFailed as failed:
+        if failed.returncode == 77:
+            pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 and later)")
+        raise
+
+    assert page.startswith(b"HTTP/1.1 200 "), page[:200]
 
 
 # gunicorn
@@ -388,7 +530,8 @@ def test_gunicorn_reads_the_desk_settings_from_deploy_conf(empty_desk: Services)
 
     assert result.returncode == 0, result.stderr
     settings = dict(re.findall(r"(?m)^(\w+)\s+= (.*)$", result.stdout))
-    assert settings["worker_class"] == "gthread"
+    assert settings["worker_class"] == "desk.ops.worker.DeskWorker"
+    assert settings["worker_connections"] == str(GUNICORN_SETTINGS["worker_connections"])
     assert int(settings["threads"]) >= 32
     assert int(settings["timeout"]) >= 120
     assert settings["max_requests"] == "0"
@@ -441,12 +584,9 @@ def test_desk_serves_and_encrypts_with_memory_deny_write_execute(
     """The units set MemoryDenyWriteExecute=yes: the desk, gpg and the KDF must live with it."""
     # PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN) is the kernel's own form of the same rule; it
     # passes to every child, gpg included.
-    wrapper = ("import ctypes, os, sys\n"
-               "if ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0: sys.exit(77)\n"
-               "os.execv(sys.argv[1], sys.argv[1:])\n")
     try:
         served = start_server(desk.config.data_dir, log=tmp_path / "server.log",
-                              prefix=(sys.executable, "-c", wrapper), timeout=TIMEOUT)
+                              prefix=(sys.executable, "-c", MDWE_WRAPPER), timeout=TIMEOUT)
     except StartFailed as failed:
         if failed.returncode == 77:
             pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 and later)")
@@ -491,8 +631,8 @@ def rendered_units(tmp_path: Path) -> Path:
     target = tmp_path / "units"
     target.mkdir()
     for unit in UNITS.iterdir():
-        (target / unit.name).write_text(unit.read_text().replace("/opt/desk/bin/desk",
-                                                                 DESK_COMMAND))
+        text = unit.read_text().replace("/opt/desk/bin/desk", DESK_COMMAND)
+        (target / unit.name).write_text(text.replace("/usr/sbin/haproxy", require_haproxy()))
     return target
 
 
@@ -523,7 +663,8 @@ def test_units_are_hardened_enough_for_systemd(rendered_units: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (it comes with systemd)")
-    for name in ("desk@source.service", "desk-purge.service", "desk-keys-check.service"):
+    for name in ("desk@source.service", "desk-front.service", "desk-purge.service",
+                 "desk-keys-check.service"):
         # Exposure 1.5 of 10 at most ("OK"; 10 is a service with no sandboxing at all).
         result = subprocess.run(
             [analyze, "security", "--offline=yes", "--threshold=15", str(rendered_units / name)],
@@ -543,12 +684,33 @@ REQUIRED_HARDENING = {
 }
 
 
+# The front reads whatever clients send: it runs as a user of its own, not as the desk.
+FRONT_UNIT = "desk-front.service"
+AS_THE_DESK = ("User", "Environment")
+
+
 @pytest.mark.parametrize("name", SERVICE_UNITS)
 def test_every_service_unit_has_the_same_hardening(name: str) -> None:
     settings = dict(unit_settings(UNITS / name))
+    required = {key: value for key, value in REQUIRED_HARDENING.items()
+                if name != FRONT_UNIT or key not in AS_THE_DESK}
 
-    assert {key: settings.get(key) for key in REQUIRED_HARDENING} == REQUIRED_HARDENING
+    assert {key: settings.get(key) for key in required} == required
     assert hardening(UNITS / name) == hardening(UNITS / "desk@.service")
+    if name == FRONT_UNIT:
+        assert settings["DynamicUser"] == "yes"
+        assert "User" not in settings
+
+
+@pytest.mark.parametrize("name", SERVICE_UNITS)
+def test_every_service_unit_has_descriptors_for_its_connections(name: str) -> None:
+    """Section 2 of the second review: the unit set no LimitNOFILE (1024), while gunicorn
+    took 1,000 connections per worker and each upload needs more descriptors on top."""
+    limit = int(dict(unit_settings(UNITS / name))["LimitNOFILE"])
+
+    wanted = GUNICORN_SETTINGS["worker_connections"]
+    assert connection_budget(limit, GUNICORN_SETTINGS["threads"], wanted) == wanted
+    assert limit >= 2 * FRONT_CONNECTIONS + 100  # the front: two per connection, and its own
 
 
 def test_units_and_install_script_agree_on_paths() -> None:
@@ -558,9 +720,15 @@ def test_units_and_install_script_agree_on_paths() -> None:
     assert constants["PREFIX"] == "/opt/desk"
     assert constants["DATA"] == "/var/lib/desk"
     for name in SERVICE_UNITS:
-        settings = dict(unit_settings(UNITS / name))
-        assert settings["ExecStart"].startswith(f"{constants['PREFIX']}/bin/desk "), name
-        assert settings["ReadWritePaths"] == constants["DATA"], name
+        settings = unit_settings(UNITS / name)
+        commands = [value for key, value in settings if key.startswith("Exec")]
+        desk_commands = [c for c in commands if c.startswith(f"{constants['PREFIX']}/bin/desk ")]
+        assert desk_commands, name
+        assert dict(settings)["ReadWritePaths"] == constants["DATA"], name
+    front = unit_settings(UNITS / FRONT_UNIT)
+    assert ("ExecStartPre", "/opt/desk/bin/desk front-config --out /run/desk-front/haproxy.cfg"
+            ) in front
+    assert FRONT_UNIT in script
     socket = dict(unit_settings(UNITS / "desk@journalist.socket"))
     assert socket["ListenStream"] == constants["JOURNALIST_SOCKET"]
     assert (socket["SocketUser"], socket["SocketGroup"], socket["SocketMode"]) == (

@@ -9,6 +9,8 @@ sources and journalists, in-process or over HTTP. Nothing here is a test.
 - web: sources and journalists through Flask's test client
 - servers: `desk serve` processes (start, wait, stop, kill as a whole, log)
 - http: sources and journalists of a real server; raw sockets
+- front, siege: the front (HAProxy) and Tor circuits played by PROXY lines; an attacker on the
+  desk's threads (slow headers, dripping PATCHes, upload creation) and an honest source beside
 - console: the offline console `desk-review`, and bundles taken apart
 - needles: secrets in every form, and the scan for them
 - crash, disk, refusals, tampering: the machinery of the crash, disk-full, bad-input and
