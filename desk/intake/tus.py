@@ -176,6 +176,7 @@ def create_upload(db: Session, store: Store, source_id: str, secret: str, length
     # one to every empty upload's folder, past the reserve (it locks each upload it settles).
     if not store.take_pooled(POOL_FILE_PREFIX, folder / LOCK_NAME):
         os.close(os.open(folder / LOCK_NAME, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    sync_path(folder)  # the lock's entry, durable before the 201
     today = datetime.now(UTC).date()
     name = metadata.get("filename")
     filetype = (metadata.get("filetype") or b"").decode("utf-8", "replace") or None
