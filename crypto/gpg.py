@@ -110,14 +110,19 @@ class Signature:
 
 class GnuPG:
     """A GnuPG home directory and the operations the desk performs on it; `seed_file` False
-    keeps gpg from writing its random seed file there."""
+    keeps gpg from writing its random seed file there, and `locks` False keeps it from taking
+    (or clearing) any lock there, for a look that must leave the home exactly as it was."""
 
-    def __init__(self, home: Path, seed_file: bool = True) -> None:
+    def __init__(self, home: Path, seed_file: bool = True, locks: bool = True) -> None:
         self.home = home
         # A home without a seed file (the online desk's, and the console's home of public
         # keys only) also keeps import times to the day.
         self._day_only = not seed_file
         options = BASE_OPTIONS + ([] if seed_file else NO_SEED_FILE_OPTIONS)
+        # gpg removes a stale lock it meets while taking one (a trustdb check takes one even
+        # to list keys); `desk doctor` must report such a lock, not have it vanish under it.
+        # Without locks it must not write either: no trustdb check.
+        options += [] if locks else ["--lock-never", "--no-auto-check-trustdb"]
         try:
             self._gpg = _GPG(gnupghome=str(home), options=options)
         except (OSError, ValueError) as exc:

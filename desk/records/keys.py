@@ -69,7 +69,8 @@ def keyring_problems(config: Config, fingerprints: Iterable[str]) -> list[str]:
     if not wanted:
         return []
     try:
-        present = {key.fingerprint for key in GnuPG(home, seed_file=False).list_keys()}
+        present = {key.fingerprint
+                   for key in GnuPG(home, seed_file=False, locks=False).list_keys()}
     except CryptoError:
         return [f"gpg cannot read the keyring {keyring}: {hint}"]
     return [f"the keyring {keyring} lacks the journalist key {fingerprint}: add it again "
@@ -132,13 +133,18 @@ def _keybox_damage(data: bytes) -> str | None:
 
 
 def _alive(pid: int) -> bool:
+    """True if the process can still release a lock: it exists and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
 
 
 def _read(path: Path) -> str | None:

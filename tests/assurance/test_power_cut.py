@@ -10,7 +10,10 @@ advice brings the desk back to encrypting to its journalist.
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ import pytest
 from crypto.custody import Subject
 from crypto.gpg import GnuPG
 from desk.records.custody import append_entry
+from desk.records.keys import stale_locks
 from desk.services import open_services
 from tests.harness.desks import (
     CliJournalist,
@@ -151,3 +155,46 @@ def test_doctor_and_init_name_each_kind_of_damage(
             assert "Replaced the damaged" in init.stdout
         else:
             assert words in one_line_refusal(run_desk("init", data_dir=data_dir))
+
+
+@pytest.mark.parametrize("lock", ["pubring.kbx.lock", "trustdb.gpg.lock"])
+def test_doctor_reports_a_killed_gpgs_lock_and_leaves_it_for_repair(
+        desk_with_alice: tuple[Path, CliJournalist], lock: str) -> None:
+    # What gpg leaves when killed holding a lock: its own file, naming its pid and host, hard
+    # linked to the lock's name. A gpg that meets such a lock removes it; doctor's own look at
+    # the keyring once did, so the lock it had just reported was gone before --repair came.
+    home = desk_with_alice[0] / "gnupg"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    own = home / f".#lk0x00005555deadbeef.{socket.gethostname()}.{dead.pid}"
+    own.write_text(f"{dead.pid:10d}\n{socket.gethostname()}\n")
+    os.link(own, home / lock)
+    before = sorted(path.name for path in home.iterdir())
+
+    reports = [run_desk("doctor", data_dir=desk_with_alice[0]) for _ in range(2)]
+
+    assert sorted(path.name for path in home.iterdir()) == before
+    for doctor in reports:
+        stale = sorted(line.split("\t")[1] for line in doctor.stdout.splitlines()
+                       if line.startswith("stale-gpg-lock\t"))
+        assert stale == sorted([str(own), str(home / lock)]), doctor.stdout
+    repaired = run_desk("doctor", "--repair", data_dir=desk_with_alice[0])
+    removed = sorted(line.split("\t")[2] for line in repaired.stdout.splitlines()
+                     if line.startswith("removed\t"))
+    assert removed == sorted([str(own), str(home / lock)]), repaired.stdout
+
+
+def test_a_lock_whose_gpg_is_a_zombie_is_stale(tmp_path: Path) -> None:
+    # A killed gpg whose parent has not reaped it yet still answers kill(pid, 0), but can never
+    # release its lock.
+    zombie = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][:1] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        (tmp_path / "pubring.kbx.lock").write_text(f"{zombie.pid:10d}\n{socket.gethostname()}\n")
+        (tmp_path / "trustdb.gpg.lock").write_text(f"{os.getpid():10d}\n")
+        assert stale_locks(tmp_path) == [tmp_path / "pubring.kbx.lock"]
+    finally:
+        zombie.wait()

@@ -430,7 +430,8 @@ class CrashRun:
         removed = [line.split("\t") for line in repaired.stdout.splitlines()
                    if line.startswith("removed\t")]
         assert sorted(kind for _, kind, _ in removed) == sorted(
-            line.split("\t")[0] for line in lines), repaired.stdout
+            line.split("\t")[0] for line in lines), \
+            "doctor found:\n" + "\n".join(lines) + "\n--repair:\n" + repaired.stdout
         self.report.repaired.update(kind for _, kind, _ in removed)
         again = run_desk("doctor", data_dir=self.data_dir, timeout=300,
                          extra_env=self.desk_env)
