@@ -20,7 +20,8 @@ pytest: $(VENV)/.installed | test-deps
 # After changing a text sources read: extract it, update every catalogue (changed entries
 # become fuzzy, and tests/web/test_languages.py fails until they are translated), compile.
 translations: $(VENV)/.installed
-	$(BIN)/pybabel extract -F babel.cfg -k N_ -o desk/translations/messages.pot --no-location \
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -c TRANSLATORS: -o desk/translations/messages.pot \
+	  --no-location \
 	  --project desk --version 1 --msgid-bugs-address "" --copyright-holder desk .
 	$(BIN)/pybabel update -i desk/translations/messages.pot -d desk/translations --no-wrap \
 	  --ignore-obsolete

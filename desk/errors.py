@@ -50,7 +50,7 @@ class BadSending(DeskError):
     """The upload was malformed, incomplete or its form had expired; nothing was kept."""
 
     status = 400
-    source_message = N_("Your sending could not be completed, so nothing was kept. "
+    source_message = N_("Your upload could not be completed, so nothing was kept. "
                         "Please open the form again and send it once more.")
 
 
@@ -59,7 +59,7 @@ class TooManyFiles(DeskError):
     the words of a post that is too large: send fewer files at a time."""
 
     status = 413
-    source_message = N_("That was more than this desk accepts in one sending, so nothing was "
+    source_message = N_("That was more than this desk accepts at once, so nothing was "
                         "kept. Please send fewer or smaller files at a time.")
 
 

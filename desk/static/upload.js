@@ -29,17 +29,25 @@
     }
   })();
 
+  // Each value goes into the translated text inside a first-strong isolate (U+2068 ...
+  // U+2069): in a right-to-left paragraph "45.6 MB" then stays one piece, its unit beside its
+  // number, instead of being pulled apart by the numbers around it. Invisible otherwise.
   function fill(template, values) {
     return template.replace(/\{(\w+)\}/g, function (whole, key) {
-      return Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : whole;
+      return Object.prototype.hasOwnProperty.call(values, key) ?
+        "\u2068" + String(values[key]) + "\u2069" : whole;
     });
   }
 
-  // Decimal units, as the desk's own pages write them ("1.2 MB").
-  var UNITS = ["KB", "MB", "GB"];
+  // Decimal units, written the page's way ("45.6 MB", "45,6 Mo", "45,6 МБ") from the
+  // browser's locale data, as the server writes them with Babel; Latin digits, as on the
+  // desk's pages. Without Intl (or its units), as in English.
+  var LOCALE = (document.documentElement.lang || "en") + "-u-nu-latn";
+  var UNITS = ["kilobyte", "megabyte", "gigabyte"];
+  var ENGLISH = { "byte": "bytes", "kilobyte": "kB", "megabyte": "MB", "gigabyte": "GB" };
 
   function unitFor(size) {
-    if (size < 1000) return { divisor: 1, name: "bytes", decimals: 0 };
+    if (size < 1000) return { divisor: 1, name: "byte", decimals: 0 };
     var divisor = 1;
     for (var i = 0; i < UNITS.length; i++) {
       divisor *= 1000;
@@ -47,16 +55,30 @@
         return { divisor: divisor, name: UNITS[i], decimals: 1 };
       }
     }
-    return { divisor: divisor, name: "GB", decimals: 1 };
+    return { divisor: divisor, name: "gigabyte", decimals: 1 };
   }
 
-  function inUnit(size, unit) {
-    return (size / unit.divisor).toFixed(unit.decimals);
+  function formatted(value, decimals, unit) {
+    var options = { minimumFractionDigits: decimals, maximumFractionDigits: decimals };
+    if (unit) {
+      options.style = "unit";
+      options.unit = unit;
+      options.unitDisplay = unit === "byte" ? "long" : "short";
+    }
+    try {
+      return new Intl.NumberFormat(LOCALE, options).format(value);
+    } catch (ignored) {
+      return value.toFixed(decimals) + (unit ? " " + ENGLISH[unit] : "");
+    }
+  }
+
+  // A number of bytes in `unit`, with the unit's name or without.
+  function inUnit(size, unit, named) {
+    return formatted(size / unit.divisor, unit.decimals, named ? unit.name : null);
   }
 
   function humanSize(size) {
-    var unit = unitFor(size);
-    return inUnit(size, unit) + " " + unit.name;
+    return inUnit(size, unitFor(size), true);
   }
 
   function statusOf(error) {
@@ -262,9 +284,9 @@
     var unit = unitFor(total);
     this.progress.value = percent;
     this.amount.textContent = fill(this.page.text.of, {
-      done: inUnit(sent, unit),
-      total: inUnit(total, unit) + " " + unit.name,
-      percent: percent
+      done: inUnit(sent, unit, false),
+      total: inUnit(total, unit, true),
+      percent: formatted(percent, 0, null)
     });
     if (this.state === "sending" && this.note.dataset.kind === "retrying" && sent > 0) {
       this.setNote(this.page.text.sending, "");

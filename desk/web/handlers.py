@@ -51,7 +51,7 @@ def _http_error(error: HTTPException) -> tuple[str, int]:
     messages = {
         404: N_("There is nothing here."),
         405: N_("There is nothing here."),
-        413: N_("That was more than this desk accepts in one sending, so nothing was kept. "
+        413: N_("That was more than this desk accepts at once, so nothing was kept. "
                 "Please send fewer or smaller files at a time."),
         429: N_("Too many attempts right now. Please wait a minute, then try again."),
     }

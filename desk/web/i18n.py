@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from babel.units import format_unit
 from flask import Flask, request, session, url_for
 from flask_babel import Babel, get_locale, get_translations, ngettext
 from markupsafe import Markup, escape
@@ -59,6 +60,8 @@ VETTED_TAGS = ("strong", "em", "kbd", "code")
 _VETTED = re.compile(f"&lt;(/?)({'|'.join(VETTED_TAGS)})&gt;")
 SESSION_KEY = "locale"
 QUERY_KEY = "l"
+# The units of human_size, in CLDR's names (format_unit adds "digital-").
+SIZE_UNITS = ("kilobyte", "megabyte", "gigabyte")
 
 
 def _known(tag: str) -> str | None:
@@ -149,13 +152,22 @@ def language_href(code: str) -> str:
     return f"{base}?{QUERY_KEY}={code}"
 
 
+def isolated(value: object) -> str:
+    """`value` inside a first-strong isolate (U+2068 ... U+2069), for filling into a translated
+    sentence: in a right-to-left one, "2.0 GB" then stays one piece, whatever surrounds it."""
+    return f"\u2068{value}\u2069"
+
+
 def human_size(size: int) -> str:
-    """1234567 -> '1.2 MB' (decimal units, as people read them)."""
+    """1234567 -> '1.2 MB' in English, '1,2 Mo' in French, '1,2 МБ' in Russian: decimal units
+    as people read them, with the page's decimal mark and unit symbols from the locale data
+    (CLDR, which the browser's Intl also uses where upload.js writes sizes)."""
     if size < 1000:
         return str(ngettext("%(num)d byte", "%(num)d bytes", size))
     value = float(size)
-    for unit in ("KB", "MB", "GB"):
+    for unit in SIZE_UNITS:
         value /= 1000
-        if value < 1000 or unit == "GB":
+        if value < 1000 or unit == SIZE_UNITS[-1]:
             break
-    return f"{value:.1f} {unit}"
+    return str(format_unit(value, f"digital-{unit}", length="short", format="#,##0.0",
+                           locale=get_locale() or DEFAULT))

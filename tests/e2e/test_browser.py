@@ -135,9 +135,9 @@ def _throttle(cdp: Any, offline: bool = False) -> None:
         "uploadThroughput": UPLOAD_BYTES_PER_SECOND})
 
 
-def _open(browser: Browser, name: str, javascript: bool) -> tuple[Any, Run]:
+def _open(browser: Browser, name: str, javascript: bool, **options: Any) -> tuple[Any, Run]:
     context = browser.new_context(java_script_enabled=javascript,
-                                  viewport={"width": 900, "height": 900})
+                                  viewport={"width": 900, "height": 900}, **options)
     context.set_default_timeout(TIMEOUT_MS)
     run = Run(context.new_page(), name)
     run.watch()
@@ -216,7 +216,9 @@ def test_resumable_upload_with_javascript(browser: Browser, server: Server, desk
         first = items.nth(0)
         page.wait_for_function(
             "() => document.querySelector('#upload-list progress').value >= 15")
-        assert "of 17.8 MB" in first.locator(".upload-amount").inner_text()
+        amount = first.locator(".upload-amount").inner_text()
+        # Each value filled in is bidi-isolated (U+2068 ... U+2069).
+        assert "of \u206817.8 MB\u2069" in amount, amount
         assert page.locator("#send-button").is_hidden()
         run.screenshot("2-sending")
 
@@ -238,7 +240,7 @@ def test_resumable_upload_with_javascript(browser: Browser, server: Server, desk
         for name, data in chosen.items():
             row = page.locator("#received-files tbody tr", has_text=name)
             assert row.count() == 1, name
-            expected = "17.8 MB" if len(data) > MiB else "70.0 KB"
+            expected = "17.8 MB" if len(data) > MiB else "70.0 kB"
             assert row.locator("td").nth(1).inner_text() == expected
         run.screenshot("4-received")
         storage = page.evaluate("() => [localStorage.length, sessionStorage.length]")
@@ -345,6 +347,105 @@ def test_landing_page_tells_a_browser_with_javascript_to_use_tor_browser(
         page.goto(server.url + "/")
         assert page.locator("#use-tor-browser").is_visible() is javascript
         assert page.locator("#raise-security").is_hidden()
+    finally:
+        context.close()
+    assert run.errors == []
+
+
+# What Tor Browser tells every page it is: Firefox ESR, in UTC, on its platform.
+TOR_BROWSER_AGENTS = {
+    "computer": "Mozilla/5.0 (Windows NT 10.0; rv:128.0) Gecko/20100101 Firefox/128.0",
+    "android": "Mozilla/5.0 (Android 10; Mobile; rv:128.0) Gecko/128.0 Firefox/128.0",
+}
+
+
+@pytest.mark.parametrize("platform", sorted(TOR_BROWSER_AGENTS))
+def test_tor_browser_below_safest_is_told_the_steps_for_its_platform(
+        browser: Browser, server: Server, platform: str) -> None:
+    """Tor Browser for Android has no shield icon: it gets its own steps, and a computer gets
+    the shield, Save and restart, and opening the address again."""
+    context, run = _open(browser, f"detect-{platform}", javascript=True,
+                         user_agent=TOR_BROWSER_AGENTS[platform], timezone_id="UTC")
+    try:
+        page = run.page
+        page.goto(server.url + "/")
+        shown, hidden = (("#raise-security-android", "#raise-security") if platform == "android"
+                         else ("#raise-security", "#raise-security-android"))
+        page.locator(shown).wait_for(state="visible")
+        assert page.locator(hidden).is_hidden()
+        assert page.locator("#use-tor-browser").is_hidden()
+        note = page.locator(shown).inner_text()
+        assert "open this address again" in note
+        if platform == "android":
+            assert "shield" not in note
+            assert "On a phone" in note
+        else:
+            assert "Save and restart" in note
+            assert "On a computer" in note
+        run.screenshot("landing")
+    finally:
+        context.close()
+    assert run.errors == []
+
+
+# Measures, in the rendered line, the number of the total ("17.8") and its unit (as the
+# browser's locale data writes megabytes in the page's language): the gap between them, and
+# whether they sit on one line. The amount is one text node.
+MEASURE_TOTAL = r"""(element, number) => {
+  const node = element.firstChild;
+  const text = node.data;
+  const format = new Intl.NumberFormat(document.documentElement.lang + "-u-nu-latn", {
+    style: "unit", unit: "megabyte", unitDisplay: "short"});
+  const unit = format.formatToParts(1).find(part => part.type === "unit").value;
+  const box = (start, length) => {
+    const range = document.createRange();
+    range.setStart(node, start);
+    range.setEnd(node, start + length);
+    const r = range.getBoundingClientRect();
+    return {left: r.left, right: r.right, top: r.top, bottom: r.bottom};
+  };
+  const at = text.indexOf(number), unitAt = text.indexOf(unit);
+  if (at < 0 || unitAt < 0) return {text: text, unitName: unit};
+  return {text: text, unitName: unit, number: box(at, number.length),
+          unit: box(unitAt, unit.length)};
+}"""
+
+
+@pytest.mark.parametrize("code", ["ug", "ar", "fa"])
+def test_the_progress_line_keeps_the_unit_beside_its_number_right_to_left(
+        browser: Browser, server: Server, tmp_path: Path, code: str) -> None:
+    """In a right-to-left paragraph the filled-in numbers once pulled "MB" away from the total
+    and after the percentage. Measured in the rendered line, not in the DOM string."""
+    folder = tmp_path / "chosen"
+    folder.mkdir()
+    (folder / BIG[0]).write_bytes(os.urandom(BIG[1]))
+    context, run = _open(browser, f"progress-{code}", javascript=True)
+    try:
+        page = run.page
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        _throttle(cdp)
+        page.goto(f"{server.url}/?l={code}")
+        page.locator("form[action$='/generate'] button").click()
+        page.locator("main a.button.primary").click()
+        page.wait_for_url("**/submit")
+        page.wait_for_function("() => window.tus && window.tus.isSupported")
+        page.set_input_files("#files", [str(folder / BIG[0])])
+        page.locator("#send-button").click()
+        page.wait_for_function(
+            "() => document.querySelector('#upload-list progress').value >= 5")
+        amount = page.locator("#upload-list .upload-amount").first
+        measured = amount.evaluate(MEASURE_TOTAL, f"{BIG[1] / 1e6:.1f}")
+        run.screenshot("sending")
+        assert "number" in measured, measured["text"]
+        number, unit = measured["number"], measured["unit"]
+        assert page.locator("html").get_attribute("dir") == "rtl"
+        # One line, and nothing between the number and its unit but the space.
+        assert abs(number["top"] - unit["top"]) < 2, measured
+        gap = max(unit["left"] - number["right"], number["left"] - unit["right"])
+        assert 0 <= gap < 8, measured
+        assert "%" in measured["text"], measured["text"]
+        assert "{" not in measured["text"], measured["text"]
     finally:
         context.close()
     assert run.errors == []

@@ -16,6 +16,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_babel import force_locale
 
 from desk.app import create_app
 from desk.services import Services
@@ -210,3 +211,92 @@ def test_markup_planted_in_a_catalogue_is_text_but_vetted_tags_render(
     assert "elsewhere.example/\"" not in page.text
     assert "onclick=\"" not in page.text
     assert f'<a class="button" href="/">{VETTED}</a>' in page.text
+
+
+# Tor Browser's own labels as each catalogue writes them. The English label follows in brackets
+# (with the Chinese one too for Uyghur, whose speakers most likely run Tor Browser in Chinese).
+# A later edit that drops "Save and restart" leaves a source at the lower level while they
+# believe they are safe, so each catalogue must keep it.
+SAVE_AND_RESTART = {
+    "ug": "ساقلاپ قايتا قوزغىتىش", "zh_Hans": "保存并重启", "ar": "حفظ وإعادة التشغيل",
+    "fa": "ذخیره و راه‌اندازی مجدد", "ru": "Сохранить и перезапустить",
+    "tr": "Kaydet ve yeniden başlat", "es": "Guardar y reiniciar",
+    "fr": "Enregistrer et redémarrer",
+}
+SAFEST = {"ug": "ئەڭ بىخەتەر", "zh_Hans": "最安全", "ar": "الأكثر أمانًا", "fa": "ایمن‌ترین",
+          "ru": "Высший", "tr": "En güvenli", "es": "El más seguro", "fr": "Le plus sûr"}
+IN_BRACKETS = "[(\uff08]{}[)\uff09/ ]"  # ASCII or full-width brackets
+
+
+def tor_browser_steps() -> tuple[list[str], list[str]]:
+    """The English messages that walk a source through Tor Browser's security level: those
+    with "Save and restart" (the computer), and those for a phone."""
+    messages = source_messages()
+    computer = sorted(m for m in messages if "Save and restart" in m)
+    phone = sorted(m for m in messages if m.startswith("On a phone") or "On a phone:" in m)
+    return computer, phone
+
+
+def test_the_tor_browser_steps_say_save_and_restart_and_open_the_address_again() -> None:
+    computer, phone = tor_browser_steps()
+    assert len(computer) == 2, computer
+    assert len(phone) == 2, phone
+    for message in computer:
+        assert "Settings…" in message
+        assert "Change…" in message
+        assert "Safest" in message
+        assert "open this address again" in message
+        assert "reload" not in message
+        assert message.index("On a computer") < message.index("shield icon")
+
+
+@pytest.mark.parametrize("code", TRANSLATED)
+def test_every_catalogue_keeps_the_save_and_restart_step(code: str) -> None:
+    translations = catalog(code)
+    computer, phone = tor_browser_steps()
+    assert set(SAVE_AND_RESTART) == set(TRANSLATED)
+    for message in computer:
+        string = str(translations[message].string)
+        assert SAVE_AND_RESTART[code] in string, message
+        assert re.search(IN_BRACKETS.format("Save and restart"), string), string
+        assert re.search(IN_BRACKETS.format("Safest"), string), string
+        assert "Settings…" in string, string
+        assert "Change…" in string, string
+    for message in [*computer, *phone, "Use Tor Browser at the Safest level."]:
+        string = str(translations[message].string)
+        assert SAFEST[code] in string, (message, string)
+        assert re.search(IN_BRACKETS.format("Safest"), string), (message, string)
+
+
+def test_safety_critical_messages_carry_translator_notes() -> None:
+    with (TRANSLATIONS / "messages.pot").open("rb") as handle:
+        template = read_po(handle)
+    computer, phone = tor_browser_steps()
+    noted = [*computer, *phone, "Use Tor Browser at the Safest level.", "Arrived.", "Resume",
+             "Send message", "{done} of {total}, {percent}%%", "Your codename",
+             "Videos and photos often carry GPS location, and the model and serial number of "
+             "the phone or camera. Drone footage can carry a full flight track."]
+    for message in noted:
+        notes = " ".join(template[message].auto_comments)
+        assert notes, f"no translator note for {message!r}"
+    for message in [*computer, *phone]:
+        assert "Tor Browser's own label" in " ".join(template[message].auto_comments), message
+
+
+@pytest.mark.parametrize(("code", "size", "shown"), [
+    ("en", 1_234_567, "1.2 MB"), ("fr", 1_234_567, "1,2 Mo"), ("ru", 45_600_000, "45,6 МБ"),
+    ("tr", 2_000_000_000, "2,0 GB"), ("es", 70_000, "70,0 kB"), ("en", 999, "999 bytes"),
+    ("fr", 999, "999 octets")])
+def test_sizes_use_the_pages_decimal_mark_and_units(app: Flask, code: str, size: int,
+                                                     shown: str) -> None:
+    with app.test_request_context(f"/?l={code}"), force_locale(code):
+        assert re.sub("[\u00a0\u202f]", " ", i18n.human_size(size)) == shown
+
+
+def test_a_size_filled_into_a_sentence_is_bidi_isolated(app: Flask) -> None:
+    client = app.test_client()
+    landing = client.get("/?l=ug")
+    client.post("/generate", data={"csrf_token": csrf_token(landing.text)})
+    hint = re.search(r'<span class="hint">([^<]*جەمئىي[^<]*)</span>', client.get("/submit").text)
+    assert hint is not None
+    assert re.search("\u2068[0-9.]+ [A-Z]B\u2069", hint.group(1)), hint.group(1)

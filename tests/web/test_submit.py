@@ -176,7 +176,7 @@ def test_a_form_with_too_many_files_is_refused_calmly_and_keeps_nothing(
         body.file(f"{number}.txt", b"x", content_type="text/plain")
     page = source.submit(body)
     assert page.status_code == 413
-    assert "more than this desk accepts in one sending, so nothing was kept" in page.text
+    assert "more than this desk accepts at once, so nothing was kept" in page.text
     with desk.sessions() as session:
         assert session.scalars(select(Item)).all() == []
     assert files_under(desk.store.staging_root) == []
