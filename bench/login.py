@@ -78,7 +78,7 @@ from tests.harness.paths import REPO
 from tests.harness.servers import Server
 
 MEASUREMENTS = ("raw", "wrong-1", "wrong-N", "right-N", "burst")
-# The failure notice of templates/source/login.html, whatever the page's language.
+# The failure notice of desk/templates/source/login.html, whatever the page's language.
 WRONG_ANSWER = 'role="alert"'
 
 
