@@ -7,7 +7,11 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test lint pytest system-deps test-deps translations clean
+# Every install is from requirements/*.txt: exact versions, each file's SHA-256, wheels only;
+# then the desk itself, with no dependencies of its own and no build isolation.
+PIP_LOCKED := --require-hashes --only-binary :all: --no-deps -r
+
+.PHONY: run test lint pytest system-deps test-deps translations lock clean
 
 run: $(VENV)/.installed
 	$(BIN)/desk demo
@@ -64,11 +68,27 @@ test-deps:
 	  $(APT) update -q && $(APT) install -y -q $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml | system-deps
+$(VENV)/.installed: pyproject.toml requirements/build.txt requirements/test.txt | system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q $(PIP_LOCKED) requirements/build.txt
+	$(BIN)/pip install -q $(PIP_LOCKED) requirements/test.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# After changing a dependency in pyproject.toml: pin the new set, with hashes, for the tests
+# (everything), the server, the console and the build. uv resolves for Python 3.11 on every
+# platform; the server's and the console's pins are the tests' (tests/unit/test_lock.py).
+UV_VERSION := 0.13.10
+lock: $(VENV)/.installed
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile -q --generate-hashes --universal --python-version 3.11 \
+	  pyproject.toml --extra server --extra console --extra test -o requirements/test.txt
+	$(BIN)/uv pip compile -q --generate-hashes --universal --python-version 3.11 \
+	  pyproject.toml --extra server -c requirements/test.txt -o requirements/server.txt
+	$(BIN)/uv pip compile -q --generate-hashes --universal --python-version 3.11 \
+	  pyproject.toml --extra console -c requirements/test.txt -o requirements/console.txt
+	$(BIN)/uv pip compile -q --generate-hashes --universal --python-version 3.11 \
+	  requirements/build.in -o requirements/build.txt
 
 clean:
 	rm -rf $(VENV) desk-demo *.egg-info .pytest_cache .ruff_cache

@@ -8,7 +8,8 @@
 # what it does and why.
 set -euo pipefail
 
-readonly PREFIX=/opt/desk                      # the desk's virtualenv
+readonly PREFIX=/opt/desk                      # the running release (a symbolic link)
+readonly RELEASES=/opt/desk-releases           # two virtualenvs: the running one, the next
 readonly PYTHON=/usr/bin/python3               # Debian's, whatever else is on root's PATH
 readonly DATA=/var/lib/desk                    # DESK_DATA, mode 0700, owned by DESK_USER
 readonly DESK_USER=desk
@@ -83,16 +84,52 @@ fi
 install -d -m 0700 -o "$DESK_USER" -g "$DESK_USER" "$DATA"
 
 say "the desk, in $PREFIX"
-# pip replaces code and templates in place and `desk init` may migrate the database: never
-# under running interfaces. Stopping them cuts off an upload in progress; with JavaScript on,
-# the source's browser resumes it.
-# The socket too: a connection to it would start the journalist interface again.
-systemctl stop desk-front.service desk@journalist.socket desk@source.service \
-  desk@journalist.service 2>/dev/null || true
-[[ -x $PREFIX/bin/python ]] || "$PYTHON" -m venv "$PREFIX"
-"$PREFIX/bin/pip" install -q --upgrade pip
-"$PREFIX/bin/pip" install -q --upgrade "$REPO"
-as_desk "$PREFIX/bin/desk" init
+# The new release is built and checked beside the running one, from requirements/server.txt
+# only (exact versions with their hashes, wheels only): if anything fails here, the desk goes
+# on running as it was. A virtualenv cannot move, so releases alternate between two slots.
+running=
+if [[ -L $PREFIX ]]; then
+  running=$(readlink -f "$PREFIX")
+elif [[ -e $PREFIX ]]; then
+  running=$PREFIX                              # installed before releases had slots
+fi
+next=$RELEASES/a
+[[ $running == "$RELEASES/a" ]] && next=$RELEASES/b
+install -d -m 0755 "$RELEASES"
+rm -rf "$next"
+DESK_PYTHON=$PYTHON "$REPO/deploy/build-release.sh" "$next" server \
+  || die "the new release could not be built (above); the running desk was not touched"
+
+# Switching releases and `desk init` (which may migrate the database) must not happen under
+# running interfaces or timers. Stopping them cuts off an upload in progress; with JavaScript
+# on, the source's browser resumes it. The socket too: a connection to it would start the
+# journalist interface again.
+stop_desk() {
+  systemctl stop desk-purge.timer desk-keys-check.timer desk-purge.service \
+    desk-keys-check.service desk-front.service desk@journalist.socket desk@source.service \
+    desk@journalist.service 2>/dev/null || true
+}
+start_desk() {
+  systemctl start desk@journalist.socket
+  systemctl start desk@source.service desk@journalist.service
+  systemctl restart desk-front.service
+  systemctl start desk-purge.timer desk-keys-check.timer
+}
+point_at() { ln -sfn "$1" "$PREFIX.switch" && mv -T "$PREFIX.switch" "$PREFIX"; }
+stop_desk
+if [[ -n $running && ! -L $PREFIX ]]; then
+  mv -T "$PREFIX" "$RELEASES/previous"        # the old layout's virtualenv, kept to go back to
+  running=$RELEASES/previous
+fi
+point_at "$next"
+if ! as_desk "$PREFIX/bin/desk" init; then
+  if [[ -n $running ]]; then
+    point_at "$running"
+    start_desk
+    die "desk init failed with the new release (above); the previous release is running again"
+  fi
+  die "desk init failed (above)"
+fi
 
 say "tor instance $TOR_INSTANCE"
 getent passwd "$TOR_USER" >/dev/null || tor-instance-create "$TOR_INSTANCE"
@@ -114,12 +151,9 @@ for unit in "$REPO"/deploy/systemd/*; do
 done
 systemctl daemon-reload
 systemctl enable --quiet "${UNITS[@]}" tor.service
-systemctl start desk@journalist.socket
-systemctl start desk@source.service desk@journalist.service
-# The front writes its configuration from the installed desk each time it starts: a restart
-# picks up an upgrade.
-systemctl restart desk-front.service
-systemctl start desk-purge.timer desk-keys-check.timer
+# The front writes its configuration from the installed desk each time it starts: the restart
+# in start_desk picks up an upgrade.
+start_desk
 # Reloading (SIGHUP) keeps tor's circuits; it starts tor@desk if it is not running.
 systemctl reload-or-restart tor@desk.service
 

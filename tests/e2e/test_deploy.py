@@ -743,17 +743,34 @@ def test_units_and_install_script_agree_on_paths() -> None:
 # The install script
 
 
-def test_install_script_is_valid_bash() -> None:
-    result = subprocess.run(["bash", "-n", str(DEPLOY / "install.sh")], capture_output=True,
+SCRIPTS = ["install.sh", "build-release.sh", "console-wheelhouse.sh", "console-install.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_install_script_is_valid_bash(script: str) -> None:
+    result = subprocess.run(["bash", "-n", str(DEPLOY / script)], capture_output=True,
                             text=True, timeout=TIMEOUT, check=False)
 
     assert result.returncode == 0, result.stderr
 
 
-def test_install_script_passes_shellcheck() -> None:
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_install_script_passes_shellcheck(script: str) -> None:
     shellcheck = require("shellcheck", "shellcheck")
 
-    result = subprocess.run([shellcheck, str(DEPLOY / "install.sh")], capture_output=True,
+    result = subprocess.run([shellcheck, str(DEPLOY / script)], capture_output=True,
                             text=True, timeout=60, check=False)
 
     assert result.returncode == 0, result.stdout
+
+
+def test_install_builds_the_release_before_it_stops_the_desk() -> None:
+    script = (DEPLOY / "install.sh").read_text()
+    build = script.index('"$REPO/deploy/build-release.sh" "$next" server')
+    first_stop = script.index("\nstop_desk\n")
+    assert build < first_stop
+    assert "pip install" not in script  # every install goes through build-release.sh
+    stop = script[script.index("stop_desk() {"):script.index("start_desk() {")]
+    for unit in ("desk-purge.timer", "desk-keys-check.timer", "desk@source.service",
+                 "desk@journalist.socket", "desk-front.service"):
+        assert unit in stop, unit
