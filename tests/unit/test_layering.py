@@ -4,6 +4,7 @@ air-gap contract (`crypto/`) stands alone and the offline console imports nothin
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.paths import REPO
+from desk.review.server import HEADERS as VIEWER_HEADERS
+from tests.harness.paths import FIXTURES, REPO
 
 ROOT = REPO
 
@@ -222,3 +224,126 @@ def test_everything_below_the_web_layer_loads_without_flask() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
+
+
+# What the air-gapped console is installed without: the online desk's web stack.
+ONLINE_ONLY = ("flask", "flask_wtf", "flask_babel", "alembic", "gunicorn")
+
+# Run in a fresh interpreter with ONLINE_ONLY unimportable (any attempt is recorded, so one
+# hidden behind `except ImportError` counts too): import every module of the console, ask
+# `desk-review` and each of its commands for --help, draw a contact sheet (the console's
+# lazily imported picture libraries), then start the viewer as `desk-review serve` does and
+# fetch its item list and a stylesheet over HTTP. Prints what it saw as JSON.
+UNDER_BAN = r"""
+import sys
+
+BANNED = set(sys.argv[1].split(","))
+tried = []
+
+
+class Ban:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BANNED:
+            tried.append(name)
+            raise ImportError(f"{name} is not installed on the offline machine")
+        return None
+
+
+sys.meta_path.insert(0, Ban())
+
+import contextlib, http.client, importlib, io, json, pkgutil, tempfile, threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import desk.review
+
+for module in pkgutil.walk_packages(desk.review.__path__, "desk.review."):
+    importlib.import_module(module.name)
+
+from desk.review.cli import main
+from desk.review.server import start_viewer
+from desk.review.sheet import contact_sheet
+from desk.review.workspace import Workspace
+
+helps = {}
+for args in (["--help"], *([name, "--help"] for name in sorted(main.commands))):
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        code = main(args, prog_name="desk-review", standalone_mode=False)
+    helps[" ".join(args)] = (code, out.getvalue().startswith("Usage: desk-review"))
+
+with tempfile.TemporaryDirectory() as folder:
+    scratch = Path(folder) / "staging"
+    contact_sheet(Path(sys.argv[2]), Path(folder) / "sheet.png", is_image=True, scratch=scratch)
+    sheet = (Path(folder) / "sheet.png").read_bytes()[:8].hex()
+    workspace = Workspace.open(Path(folder) / "workspace")
+    server, url = start_viewer(workspace, None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = urlsplit(url)
+    pages = {}
+    for path in (address.path, address.path + "static/desk.css"):
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+        connection.request("GET", path)
+        response = connection.getresponse()
+        pages[path.removeprefix(address.path)] = [
+            response.status, dict(response.getheaders()), response.read().decode()]
+        connection.close()
+    server.shutdown()
+    server.server_close()
+    workspace.engine.dispose()
+
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in BANNED)
+print(json.dumps({"tried": tried, "loaded": loaded, "helps": helps, "sheet": sheet,
+                  "base": address.path, "pages": pages}))
+"""
+
+
+def _console_files() -> list[Path]:
+    """The console's own code: desk/review/, crypto/, and the desk package around them."""
+    return sorted([*ROOT.glob("desk/review/**/*.py"), *ROOT.glob("crypto/**/*.py"),
+                   ROOT / "desk" / "paths.py", ROOT / "desk" / "__init__.py"])
+
+
+def _packages_imported(path: Path) -> set[str]:
+    """The top-level package of every import in a module, at any depth (lazy ones too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_no_console_module_imports_the_online_web_stack() -> None:
+    # Imports inside functions too, which only the commands that run them would reach.
+    assert [f"{path.relative_to(ROOT)}: {package}" for path in _console_files()
+            for package in sorted(_packages_imported(path) & set(ONLINE_ONLY))] == []
+
+
+def test_the_console_and_its_viewer_run_without_the_online_web_stack() -> None:
+    """`desk-review` is installed on the air-gapped machine without Flask, its extensions,
+    Alembic or gunicorn: with those unimportable, every console module loads, every command
+    answers --help, and the viewer `serve` starts answers over HTTP with its headers."""
+    result = subprocess.run(
+        [sys.executable, "-c", UNDER_BAN, ",".join(ONLINE_ONLY),
+         str(FIXTURES / "camera-canon-40d.jpg")],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["tried"] == []
+    assert seen["loaded"] == []
+    assert seen["helps"]["--help"] == [0, True]
+    assert {"import --help", "open --help", "report --help", "serve --help"} <= \
+        set(seen["helps"])
+    assert all(answer == [0, True] for answer in seen["helps"].values()), seen["helps"]
+    assert seen["sheet"] == b"\x89PNG\r\n\x1a\n".hex()
+    status, headers, body = seen["pages"][""]
+    assert status == 200
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert {name: headers.get(name) for name in VIEWER_HEADERS} == VIEWER_HEADERS
+    assert "No items yet" in body
+    assert f'<link rel="stylesheet" href="{seen["base"]}static/desk.css">' in body
+    status, headers, _ = seen["pages"]["static/desk.css"]
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/css")
+    assert {name: headers.get(name) for name in VIEWER_HEADERS} == VIEWER_HEADERS
