@@ -140,10 +140,13 @@ class Viewer:
         path = decrypted_copy(record, check_digest=False)
         if path is None:
             raise NotFound()
-        # Shown inline for preview, never offered under its original name; streamed, and
-        # answering ranges so a video seeks.
-        return send_file(path, request.environ, mimetype=_media_type(record),
-                         conditional=True, etag=False)
+        # Shown inline for preview, never offered under its original name (send_file would
+        # name the decrypted copy in Content-Disposition); streamed, and answering ranges so a
+        # video seeks.
+        response = send_file(path, request.environ, mimetype=_media_type(record),
+                             conditional=True, etag=False)
+        del response.headers["Content-Disposition"]
+        return response
 
     def static(self, request: Request, _urls: MapAdapter, filename: str) -> Response:
         return send_from_directory(STATIC, filename, request.environ)

@@ -666,11 +666,15 @@ def test_sheet_and_viewer_keep_their_scratch_in_the_workspace(
     monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
     workspace = Workspace.open(ws)
     try:
-        page = create_viewer(workspace, None, "t").test_client().get(f"/t/items/{station}")
+        viewer = create_viewer(workspace, None, "t").test_client()
+        page = viewer.get(f"/t/items/{station}")
+        original = viewer.get(f"/t/items/{station}/file")
     finally:
         workspace.engine.dispose()
     assert page.status_code == 200
     assert "data:image/png;base64," in page.text
+    assert original.status_code == 200
+    assert "Content-Disposition" not in original.headers  # never offered as "station.mp4"
     paths = [Path(a.removeprefix("file:")) for a in log.read_text().splitlines()
              if a.startswith("file:")]
     assert any(p.name.startswith("frame-") for p in paths)
