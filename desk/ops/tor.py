@@ -216,6 +216,11 @@ def write_tor_config(layout: OnionLayout, data_dir: Path, out: Path) -> TorSetup
     Safe to run again: it keeps the client key (and tor keeps the onion services' keys), and
     once tor has started it also reports the onion addresses and the full client key line.
     """
+    # Checked before anything changes. The write itself would replace a link, not follow it;
+    # but a link here is someone's mistake or someone else's doing, and should be seen.
+    if out.is_symlink():
+        raise TorSetupError(f"{out} is a symbolic link: tor-config writes no torrc through a "
+                            "link; give --out the path of the file itself")
     key, created = ensure_client_key(layout)
     _write_file(out, render_torrc(layout, data_dir), mode=0o644)  # tor rereads it on reload
     return TorSetup(

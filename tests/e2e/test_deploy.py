@@ -79,6 +79,19 @@ def tor_config(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_desk("tor-config", "--out", str(data.parent / "torrc"), *args, data_dir=data)
 
 
+def install_tor_dir(data: Path) -> Path:
+    """A tor directory where install.sh keeps it: outside the desk's data directory, in a
+    folder of its own (/var/lib/tor-instances/desk), given with --tor-dir."""
+    return data.parent / "tor-instances" / "desk"
+
+
+def refusal(link: Path) -> list[str]:
+    """What tor-config says, and all it says on stderr, when it meets `link` in tor's
+    directory."""
+    return [f"desk: {link} is a symbolic link: tor-config follows no link in tor's directory; "
+            "remove it (if you did not make it, something else wrote there) and run this again"]
+
+
 def torrc_options(torrc: Path) -> list[tuple[str, str]]:
     """The (option, value) lines of a torrc, in order."""
     options = []
@@ -312,11 +325,23 @@ def snapshot(path: Path) -> list[tuple[str, int, bytes | None]]:
             for entry in sorted([path, *path.rglob("*")])]
 
 
+# How tor-config is run: with the tor directory in the desk's data directory (as for `make
+# run`), and outside it as install.sh keeps it.
+RUNS = [(False, ()), (True, ())]
+
+
+@pytest.mark.parametrize(("elsewhere", "options"), RUNS)
 @pytest.mark.parametrize(("where", "kind"), PLANTED_LINKS)
 def test_tor_config_refuses_a_symbolic_link_in_tors_directory(
-        data: Path, tmp_path: Path, where: str, kind: str) -> None:
-    assert tor_config(data).returncode == 0
+        data: Path, tmp_path: Path, where: str, kind: str, elsewhere: bool,
+        options: tuple[str, ...]) -> None:
     tor_dir = data / "tor"
+    tor_dir_option: tuple[str, ...] = ()
+    if elsewhere:
+        tor_dir = install_tor_dir(data)
+        tor_dir.parent.mkdir(mode=0o755)
+        tor_dir_option = ("--tor-dir", str(tor_dir))
+    assert tor_config(data, *tor_dir_option).returncode == 0
     (tor_dir / "source").mkdir(mode=0o700)  # as tor makes them when it first starts
     for service in ("source", "journalist"):
         (tor_dir / service / "hostname").write_text("a" * 55 + "d.onion\n")
@@ -333,15 +358,55 @@ def test_tor_config_refuses_a_symbolic_link_in_tors_directory(
     link.symlink_to(target)
     before = snapshot(victim)
 
-    result = tor_config(data)
+    result = tor_config(data, *tor_dir_option, *options)
 
     assert result.returncode == 1, result.stdout
-    assert result.stderr.splitlines() == [
-        f"desk: {link} is a symbolic link: tor-config follows no link in tor's directory; "
-        "remove it (if you did not make it, something else wrote there) and run this again"]
+    assert result.stderr.splitlines() == refusal(link)
     assert "b" * 55 not in result.stdout
     assert snapshot(victim) == before
     assert stat.S_IMODE(victim.stat().st_mode) == 0o755
+
+
+def test_tor_config_as_install_runs_it_leaves_a_linked_folder_alone(data: Path,
+                                                                    tmp_path: Path) -> None:
+    """tor's user replaced journalist/ with a link to a folder that is not its own; root, running
+    tor-config for install.sh, must neither make that folder private nor put the key in it."""
+    tor_dir = install_tor_dir(data)
+    tor_dir.mkdir(parents=True, mode=0o700)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    victim.chmod(0o755)
+    (tor_dir / "journalist").symlink_to(victim)
+    torrc = tmp_path / "torrc"
+
+    result = run_desk("tor-config", "--out", str(torrc), "--tor-dir", str(tor_dir),
+                      "--journalist-socket", str(tmp_path / "journalist.sock"), data_dir=data)
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.splitlines() == refusal(tor_dir / "journalist")
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o755
+    assert list(victim.iterdir()) == []
+    assert sorted(path.name for path in tor_dir.iterdir()) == ["journalist"]
+    assert not torrc.exists()
+
+
+def test_tor_config_writes_no_torrc_through_a_link(data: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("not a torrc\n")
+    victim.chmod(0o600)
+    torrc = tmp_path / "torrc"
+    torrc.symlink_to(victim)
+
+    result = run_desk("tor-config", "--out", str(torrc), data_dir=data)
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"desk: {torrc} is a symbolic link: tor-config writes no torrc through a link; give "
+        "--out the path of the file itself"]
+    assert torrc.is_symlink()
+    assert victim.read_text() == "not a torrc\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert not (data / "tor").exists()
 
 
 def test_tor_runs_the_services_and_takes_both_halves_of_the_key(data: Path,
