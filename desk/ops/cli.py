@@ -24,7 +24,7 @@ from desk.app import Interface, create_app
 from desk.config import Config, load_config
 from desk.errors import DeskError
 from desk.intake.tus import purge_expired_uploads
-from desk.ops.tor import OnionLayout, write_tor_config
+from desk.ops.tor import AUTH_TYPE, ClientKey, OnionLayout, write_tor_config
 from desk.outbound.export import export_bundle, select_item_ids
 from desk.records.accounts import (
     EnrolmentLink,
@@ -323,9 +323,13 @@ def serve_command(interface: str, host: str, port: int | None,
 @click.option("--journalist-socket", type=click.Path(dir_okay=False, path_type=Path),
               help="The Unix socket the journalist interface listens on (`desk serve "
                    "journalist --socket`, or desk@journalist.socket), instead of its port.")
+@click.option("--new-client-key", is_flag=True,
+              help="Make a new journalists' client key in place of the current one (which "
+                   "stops working once tor reloads), and print it.")
 @_fail_on_errors
 def tor_config_command(out: Path, tor_dir: Path | None, front_port: int,
-                       journalist_port: int, journalist_socket: Path | None) -> None:
+                       journalist_port: int, journalist_socket: Path | None,
+                       new_client_key: bool) -> None:
     """Write a torrc for the two onion services and make the journalists' client key."""
     if front_port == journalist_port and journalist_socket is None:
         raise _Failure("the front and the journalist interface need different ports")
@@ -333,7 +337,7 @@ def tor_config_command(out: Path, tor_dir: Path | None, front_port: int,
     layout = OnionLayout((tor_dir or config.data_dir / TOR_DIR).absolute(), front_port,
                          journalist_port,
                          None if journalist_socket is None else journalist_socket.absolute())
-    setup = write_tor_config(layout, config.data_dir, out.absolute())
+    setup = write_tor_config(layout, config.data_dir, out.absolute(), new_client_key)
     click.echo(f"Wrote {setup.torrc} (tor's data directory: {layout.tor_dir})")
     for name, address, directory in (
             ("Source interface", setup.source_address, layout.source_dir),
@@ -341,25 +345,48 @@ def tor_config_command(out: Path, tor_dir: Path | None, front_port: int,
         click.echo(f"{name}: {address}" if address else
                    f"{name}: the address appears in {directory / 'hostname'} once tor has "
                    "started")
-    if setup.client_key_created:
-        click.echo(f"Made the journalists' client key; tor reads its public half from "
-                   f"{layout.authorized_client_file} when it starts or reloads.")
+    # The private key is printed by the run that makes it and by no other: install and
+    # upgrade run this again and again, and what they print stays in scrollback and logs.
     key, line = setup.client_key, setup.client_line
-    if key is None:
-        click.echo(f"The journalists' client key is kept ({layout.authorized_client_file}), but "
-                   f"its private half is no longer on this server ({layout.client_key_file}). "
-                   "To issue a new one, delete the first file, run this again and reload tor.")
-    elif line is None:
-        click.echo("The journalists'' client key line needs the journalist address. Once tor has "
-                   f"started, print it with:\n  {setup.rerun_command()}")
+    if key is not None and setup.client_key_created:
+        if new_client_key:
+            click.echo(f"Made a new journalists' client key: tor reads its public half from "
+                       f"{layout.authorized_client_file} when it starts or reloads, and from "
+                       "then on the earlier key no longer opens the journalist address.")
+        else:
+            click.echo(f"Made the journalists' client key; tor reads its public half from "
+                       f"{layout.authorized_client_file} when it starts or reloads.")
+        _echo_client_key(key, line)
+        click.echo(f"It is kept in {layout.client_key_file}: delete that file once every "
+                   "journalist has the key.")
+    elif key is not None:
+        click.echo(f"The journalists' client key was made by an earlier run and is not printed "
+                   f"again: it is in {layout.client_key_file}; delete that file once the key is "
+                   "in every journalist's Tor Browser.")
     else:
+        click.echo(f"The journalists' client key was made by an earlier run and its private "
+                   f"half is no longer on this server ({layout.client_key_file}): to make a new "
+                   "one, run this again with --new-client-key and reload tor.")
+    if setup.source_address is None or setup.journalist_address is None:
+        click.echo(f"Once tor has started, print the onion addresses with:\n"
+                   f"  {setup.rerun_command()}")
+
+
+def _echo_client_key(key: ClientKey, line: str | None) -> None:
+    """Print the journalists' private client key: the whole line a Tor client takes once the
+    journalist address is known, the key and how to make that line before."""
+    if line is not None:
         click.echo("Journalists' client key line, for each journalist's Tor Browser or "
                    "ClientOnionAuthDir (keep it secret):")
         click.echo(f"  {line}")
         click.echo("Tor Browser's prompt on the journalist address asks only for the last part: "
                    f"{key.private_base32}")
-        click.echo(f"It is kept in {layout.client_key_file}: delete that file once every "
-                   "journalist has the key.")
+        return
+    click.echo("Journalists' client key, for each journalist's Tor Browser (keep it secret); "
+               "Tor Browser's prompt on the journalist address asks for it:")
+    click.echo(f"  {key.private_base32}")
+    click.echo(f"A ClientOnionAuthDir takes the line ADDRESS:{AUTH_TYPE}{key.private_base32}, "
+               "ADDRESS being the journalist address without .onion.")
 
 
 @cli.command("front-config", with_appcontext=False)

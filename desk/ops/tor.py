@@ -11,9 +11,9 @@ user tor runs as (mode 0700; tor refuses anything looser):
                                           `descriptor:x25519:<public key>`: without the matching
                                           private key nobody can even fetch this service's
                                           descriptor, so its login page is out of reach
-    TOR_DIR/journalist.client_key         `descriptor:x25519:<private key>`, kept so that running
-                                          `desk tor-config` again prints the same key; delete it
-                                          once every journalist has the key
+    TOR_DIR/journalist.client_key         `descriptor:x25519:<private key>`: only the run that
+                                          makes the key prints it, and this file keeps it until
+                                          every journalist has it; then delete it
 
 `deploy/README.md` describes how the desk's install script uses this.
 """
@@ -87,7 +87,7 @@ class OnionLayout:
 
     @property
     def client_key_file(self) -> Path:
-        """The journalists' private client-authorization key, kept for `desk tor-config`."""
+        """The journalists' private client-authorization key, kept until they all have it."""
         return self.tor_dir / "journalist.client_key"
 
 
@@ -141,6 +141,7 @@ class TorSetup:
     journalist_address: str | None
     # None when the key exists but its private half was deleted from this server.
     client_key: ClientKey | None
+    # Whether this run made the key: only then is its private half printed.
     client_key_created: bool
 
     @property
@@ -210,13 +211,20 @@ HiddenServicePoWDefensesEnabled 1
 """
 
 
-def write_tor_config(layout: OnionLayout, data_dir: Path, out: Path) -> TorSetup:
-    """Write the torrc to `out` and make sure the journalists' client key exists.
+def write_tor_config(layout: OnionLayout, data_dir: Path, out: Path,
+                     new_client_key: bool = False) -> TorSetup:
+    """Write the torrc to `out` and make sure the journalists' client key exists (a new one in
+    place of any other if `new_client_key`).
 
     Safe to run again: it keeps the client key (and tor keeps the onion services' keys), and
-    once tor has started it also reports the onion addresses and the full client key line.
+    once tor has started it also reports the onion addresses.
     """
-    key, created = ensure_client_key(layout)
+    # Checked before anything changes. The write itself would replace a link, not follow it;
+    # but a link here is someone's mistake or someone else's doing, and should be seen.
+    if out.is_symlink():
+        raise TorSetupError(f"{out} is a symbolic link: tor-config writes no torrc through a "
+                            "link; give --out the path of the file itself")
+    key, created = ensure_client_key(layout, new=new_client_key)
     _write_file(out, render_torrc(layout, data_dir), mode=0o644)  # tor rereads it on reload
     return TorSetup(
         layout=layout, data_dir=data_dir, torrc=out,
@@ -225,18 +233,24 @@ def write_tor_config(layout: OnionLayout, data_dir: Path, out: Path) -> TorSetup
         client_key=key, client_key_created=created)
 
 
-def ensure_client_key(layout: OnionLayout) -> tuple[ClientKey | None, bool]:
+def ensure_client_key(layout: OnionLayout, new: bool = False) -> tuple[ClientKey | None, bool]:
     """The journalists' client key and whether it is new; None if only its public half is left.
 
-    An existing key is always kept: replacing it would lock every journalist out.
+    An existing key is kept unless `new` asks for another: replacing it locks out every
+    journalist who does not get the new one.
     """
     with contextlib.ExitStack() as stack:
         tor = stack.enter_context(_TorFolder.open_root(layout, create=True))
         journalist = stack.enter_context(tor.folder(layout.journalist_dir, create=True))
         clients = stack.enter_context(
             journalist.folder(layout.authorized_client_file.parent, create=True))
-        public = _key_in(clients.read(layout.authorized_client_file), layout.authorized_client_file)
-        private = _key_in(tor.read(layout.client_key_file), layout.client_key_file)
+        # Read even when they are to be replaced: a link in their place is refused, named.
+        public_text = clients.read(layout.authorized_client_file)
+        private_text = tor.read(layout.client_key_file)
+        if new:
+            return _new_client_key(layout, tor, clients), True
+        public = _key_in(public_text, layout.authorized_client_file)
+        private = _key_in(private_text, layout.client_key_file)
         if private is not None:
             key = ClientKey.from_base32(private)
             if public is None:
@@ -245,15 +259,21 @@ def ensure_client_key(layout: OnionLayout) -> tuple[ClientKey | None, bool]:
                 raise TorSetupError(
                     f"{layout.client_key_file} does not belong to "
                     f"{layout.authorized_client_file}: remove the one that is wrong and run this "
-                    "again")
+                    "again, or make a new key with --new-client-key")
             return key, False
         if public is not None:
             return None, False
-        key = ClientKey.generate()
-        # Private half first: if we stop between the two, the next run rebuilds the public half.
-        tor.write(layout.client_key_file, AUTH_TYPE + key.private_base32 + "\n")
-        clients.write(layout.authorized_client_file, AUTH_TYPE + key.public_base32 + "\n")
-        return key, True
+        return _new_client_key(layout, tor, clients), True
+
+
+def _new_client_key(layout: OnionLayout, tor: _TorFolder, clients: _TorFolder) -> ClientKey:
+    """A new client key, written over both halves of any other."""
+    key = ClientKey.generate()
+    # Private half first: if we stop between the two, the next run rebuilds the public half
+    # of a new key, or (in place of another) says the two halves do not match.
+    tor.write(layout.client_key_file, AUTH_TYPE + key.private_base32 + "\n")
+    clients.write(layout.authorized_client_file, AUTH_TYPE + key.public_base32 + "\n")
+    return key
 
 
 def onion_address(layout: OnionLayout, service_dir: Path) -> str | None:

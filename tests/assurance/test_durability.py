@@ -6,7 +6,8 @@ rule) names every file it wrote and every directory whose entries it changed tha
 fsynced after the change and before the command exited, or, for a server, before it answered
 the request that made the change. Every test asserts that the audit found nothing:
 
-- the `desk` command: init, journalist add, key and remove, tor-config, export;
+- the `desk` command: init, journalist add, key and remove, tor-config (and its new client
+  key), export;
 - the source interface, one request at a time on one traced server: a new codename, a form
   post, a tus upload's creation, a PATCH and the PATCH that completes it; also its start and
   the pages a source reads, and what it does after its last answer until it exits;
@@ -302,6 +303,14 @@ def test_desk_tor_config(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir(mode=0o700)
     torrc = tmp_path / "torrc"
     no_findings(desk_audit(tmp_path, "tor-config", "--out", str(torrc), watch=[torrc]))
+
+
+def test_desk_tor_config_new_client_key(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir(mode=0o700)
+    torrc = tmp_path / "torrc"
+    run_desk("tor-config", "--out", str(torrc), data_dir=tmp_path / "data", check=True)
+    no_findings(desk_audit(tmp_path, "tor-config", "--out", str(torrc), "--new-client-key",
+                           watch=[torrc]))
 
 
 def submitted(services: Services, *texts: str) -> list[str]:

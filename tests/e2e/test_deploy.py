@@ -79,6 +79,26 @@ def tor_config(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_desk("tor-config", "--out", str(data.parent / "torrc"), *args, data_dir=data)
 
 
+def install_tor_dir(data: Path) -> Path:
+    """A tor directory where install.sh keeps it: outside the desk's data directory, in a
+    folder of its own (/var/lib/tor-instances/desk), given with --tor-dir."""
+    return data.parent / "tor-instances" / "desk"
+
+
+def printed_key(result: subprocess.CompletedProcess[str]) -> str:
+    """The private client key a run of tor-config printed on a line of its own."""
+    keys = re.findall(r"(?m)^  ([A-Z2-7]{52})$", result.stdout)
+    assert len(keys) == 1, result.stdout
+    return keys[0]
+
+
+def refusal(link: Path) -> list[str]:
+    """What tor-config says, and all it says on stderr, when it meets `link` in tor's
+    directory."""
+    return [f"desk: {link} is a symbolic link: tor-config follows no link in tor's directory; "
+            "remove it (if you did not make it, something else wrote there) and run this again"]
+
+
 def torrc_options(torrc: Path) -> list[tuple[str, str]]:
     """The (option, value) lines of a torrc, in order."""
     options = []
@@ -224,7 +244,7 @@ def test_tor_config_says_where_the_addresses_will_appear(data: Path) -> None:
     assert result.returncode == 0, result.stderr
     for service in ("source", "journalist"):
         assert f"{data / 'tor' / service / 'hostname'} once tor has started" in result.stdout
-    assert f"DESK_DATA='{data}' desk tor-config --out" in result.stdout  # to print the key line
+    assert f"DESK_DATA='{data}' desk tor-config --out" in result.stdout  # to print the addresses
 
 
 def test_journalist_auth_file_holds_the_public_half_of_the_saved_key(data: Path) -> None:
@@ -238,10 +258,25 @@ def test_journalist_auth_file_holds_the_public_half_of_the_saved_key(data: Path)
     assert stat.S_IMODE(auth.parent.stat().st_mode) == 0o700
 
 
+def test_the_run_that_makes_the_key_prints_it(data: Path) -> None:
+    result = tor_config(data)
+
+    assert result.returncode == 0, result.stderr
+    key = printed_key(result)
+    assert key == key_from_file(data / "tor" / "journalist.client_key")
+    auth = data / "tor" / "journalist" / "authorized_clients" / "journalist.auth"
+    assert public_of(key) == key_from_file(auth)
+    assert f"It is kept in {data / 'tor' / 'journalist.client_key'}: delete that file once " \
+           "every journalist has the key." in result.stdout
+
+
 def test_printed_key_line_matches_the_auth_file(data: Path) -> None:
-    assert tor_config(data).returncode == 0
+    """When tor has already written the address, the run that makes the key prints the whole
+    line a Tor client takes."""
     address = "a" * 55 + "d"
-    (data / "tor" / "journalist" / "hostname").write_text(f"{address}.onion\n")
+    journalist = data / "tor" / "journalist"
+    journalist.mkdir(parents=True, mode=0o700)
+    (journalist / "hostname").write_text(f"{address}.onion\n")
 
     result = tor_config(data)
 
@@ -250,6 +285,30 @@ def test_printed_key_line_matches_the_auth_file(data: Path) -> None:
     assert match.group(1) == address
     auth = data / "tor" / "journalist" / "authorized_clients" / "journalist.auth"
     assert public_of(match.group(2)) == key_from_file(auth)
+    assert "Journalists' client key line, for each journalist's Tor Browser or " \
+           "ClientOnionAuthDir (keep it secret):" in result.stdout
+    assert "Tor Browser's prompt on the journalist address asks only for the last part: " \
+           f"{match.group(2)}" in result.stdout
+
+
+@pytest.mark.parametrize("address_known", [False, True])
+def test_later_runs_never_print_the_key_and_say_where_it_is(data: Path,
+                                                            address_known: bool) -> None:
+    first = tor_config(data)
+    key = printed_key(first)
+    if address_known:
+        (data / "tor" / "journalist" / "hostname").write_text("a" * 55 + "d.onion\n")
+
+    again = tor_config(data)
+
+    assert again.returncode == 0, again.stderr
+    assert key not in again.stdout + again.stderr
+    assert not CLIENT_LINE_RE.search(again.stdout)
+    saved = data / "tor" / "journalist.client_key"
+    assert [line for line in again.stdout.splitlines() if "client key" in line] == [
+        f"The journalists' client key was made by an earlier run and is not printed again: it "
+        f"is in {saved}; delete that file once the key is in every journalist's Tor Browser."]
+    assert key_from_file(saved) == key
 
 
 def test_running_tor_config_again_keeps_the_keys(data: Path) -> None:
@@ -269,13 +328,53 @@ def test_deleted_private_key_keeps_the_public_half_and_says_so(data: Path) -> No
     assert tor_config(data).returncode == 0
     auth = data / "tor" / "journalist" / "authorized_clients" / "journalist.auth"
     before = auth.read_bytes()
-    (data / "tor" / "journalist.client_key").unlink()
+    saved = data / "tor" / "journalist.client_key"
+    saved.unlink()
 
     again = tor_config(data)
 
     assert again.returncode == 0, again.stderr
     assert auth.read_bytes() == before
-    assert "no longer on this server" in again.stdout
+    assert not saved.exists()
+    assert [line for line in again.stdout.splitlines() if "client key" in line] == [
+        f"The journalists' client key was made by an earlier run and its private half is no "
+        f"longer on this server ({saved}): to make a new one, run this again with "
+        "--new-client-key and reload tor."]
+
+
+@pytest.mark.parametrize("private_kept", [True, False])
+def test_new_client_key_replaces_both_halves_and_prints_the_new_key_once(
+        data: Path, private_kept: bool) -> None:
+    old = printed_key(tor_config(data))
+    address = "a" * 55 + "d"
+    (data / "tor" / "journalist" / "hostname").write_text(f"{address}.onion\n")
+    auth = data / "tor" / "journalist" / "authorized_clients" / "journalist.auth"
+    saved = data / "tor" / "journalist.client_key"
+    if not private_kept:
+        saved.unlink()
+
+    renewed = tor_config(data, "--new-client-key")
+
+    assert renewed.returncode == 0, renewed.stderr
+    match = CLIENT_LINE_RE.search(renewed.stdout)
+    assert match, renewed.stdout
+    new = match.group(2)
+    assert match.group(1) == address
+    assert new != old
+    assert old not in renewed.stdout
+    assert key_from_file(saved) == new
+    assert public_of(new) == key_from_file(auth)
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert f"Made a new journalists' client key: tor reads its public half from {auth} when " \
+           "it starts or reloads, and from then on the earlier key no longer opens the " \
+           "journalist address." in renewed.stdout
+
+    again = tor_config(data)
+
+    assert again.returncode == 0, again.stderr
+    assert new not in again.stdout + again.stderr
+    assert key_from_file(saved) == new
 
 
 def test_a_damaged_auth_file_is_refused_not_replaced(data: Path) -> None:
@@ -312,11 +411,23 @@ def snapshot(path: Path) -> list[tuple[str, int, bytes | None]]:
             for entry in sorted([path, *path.rglob("*")])]
 
 
+# How tor-config is run: with the tor directory in the desk's data directory (as for `make
+# run`), outside it as install.sh keeps it, and so asked for a new client key.
+RUNS = [(False, ()), (True, ()), (True, ("--new-client-key",))]
+
+
+@pytest.mark.parametrize(("elsewhere", "options"), RUNS)
 @pytest.mark.parametrize(("where", "kind"), PLANTED_LINKS)
 def test_tor_config_refuses_a_symbolic_link_in_tors_directory(
-        data: Path, tmp_path: Path, where: str, kind: str) -> None:
-    assert tor_config(data).returncode == 0
+        data: Path, tmp_path: Path, where: str, kind: str, elsewhere: bool,
+        options: tuple[str, ...]) -> None:
     tor_dir = data / "tor"
+    tor_dir_option: tuple[str, ...] = ()
+    if elsewhere:
+        tor_dir = install_tor_dir(data)
+        tor_dir.parent.mkdir(mode=0o755)
+        tor_dir_option = ("--tor-dir", str(tor_dir))
+    assert tor_config(data, *tor_dir_option).returncode == 0
     (tor_dir / "source").mkdir(mode=0o700)  # as tor makes them when it first starts
     for service in ("source", "journalist"):
         (tor_dir / service / "hostname").write_text("a" * 55 + "d.onion\n")
@@ -333,22 +444,66 @@ def test_tor_config_refuses_a_symbolic_link_in_tors_directory(
     link.symlink_to(target)
     before = snapshot(victim)
 
-    result = tor_config(data)
+    result = tor_config(data, *tor_dir_option, *options)
 
     assert result.returncode == 1, result.stdout
-    assert result.stderr.splitlines() == [
-        f"desk: {link} is a symbolic link: tor-config follows no link in tor's directory; "
-        "remove it (if you did not make it, something else wrote there) and run this again"]
+    assert result.stderr.splitlines() == refusal(link)
     assert "b" * 55 not in result.stdout
     assert snapshot(victim) == before
     assert stat.S_IMODE(victim.stat().st_mode) == 0o755
 
 
+def test_tor_config_as_install_runs_it_leaves_a_linked_folder_alone(data: Path,
+                                                                    tmp_path: Path) -> None:
+    """tor's user replaced journalist/ with a link to a folder that is not its own; root, running
+    tor-config for install.sh, must neither make that folder private nor put the key in it."""
+    tor_dir = install_tor_dir(data)
+    tor_dir.mkdir(parents=True, mode=0o700)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    victim.chmod(0o755)
+    (tor_dir / "journalist").symlink_to(victim)
+    torrc = tmp_path / "torrc"
+
+    result = run_desk("tor-config", "--out", str(torrc), "--tor-dir", str(tor_dir),
+                      "--journalist-socket", str(tmp_path / "journalist.sock"), data_dir=data)
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.splitlines() == refusal(tor_dir / "journalist")
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o755
+    assert list(victim.iterdir()) == []
+    assert sorted(path.name for path in tor_dir.iterdir()) == ["journalist"]
+    assert not torrc.exists()
+
+
+def test_tor_config_writes_no_torrc_through_a_link(data: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("not a torrc\n")
+    victim.chmod(0o600)
+    torrc = tmp_path / "torrc"
+    torrc.symlink_to(victim)
+
+    result = run_desk("tor-config", "--out", str(torrc), data_dir=data)
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"desk: {torrc} is a symbolic link: tor-config writes no torrc through a link; give "
+        "--out the path of the file itself"]
+    assert torrc.is_symlink()
+    assert victim.read_text() == "not a torrc\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert not (data / "tor").exists()
+
+
 def test_tor_runs_the_services_and_takes_both_halves_of_the_key(data: Path,
                                                                 tmp_path: Path) -> None:
-    """Offline tor reads the config and the auth file, and a Tor client the printed line."""
+    """Offline tor reads the config and the auth file, and a Tor client the line made of the
+    printed key and the address, as the first run says."""
     tor = require("tor", "tor")
-    assert tor_config(data).returncode == 0
+    first = tor_config(data)
+    key = printed_key(first)
+    assert "A ClientOnionAuthDir takes the line ADDRESS:descriptor:x25519:" \
+           f"{key}, ADDRESS being the journalist address without .onion." in first.stdout
     log = tmp_path / "tor.log"
     process = start_offline_tor(tor, data.parent / "torrc", log)
     hostnames = [data / "tor" / service / "hostname" for service in ("source", "journalist")]
@@ -360,14 +515,14 @@ def test_tor_runs_the_services_and_takes_both_halves_of_the_key(data: Path,
 
     result = tor_config(data)
 
-    match = CLIENT_LINE_RE.search(result.stdout)
-    assert match, result.stdout
-    assert f"{match.group(1)}.onion" == hostnames[1].read_text().strip()
-    assert hostnames[0].read_text().strip() in result.stdout
+    for hostname in hostnames:
+        assert hostname.read_text().strip() in result.stdout
+    address = hostnames[1].read_text().strip().removesuffix(".onion")
     # A Tor client parses its ClientOnionAuthDir while it checks its configuration.
     client = tmp_path / "client"
     (client / "auth").mkdir(parents=True, mode=0o700)
-    (client / "auth" / "desk.auth_private").write_text(match.group(0).strip() + "\n")
+    (client / "auth" / "desk.auth_private").write_text(
+        f"{address}:descriptor:x25519:{key}\n")
     (client / "torrc").write_text("")
     check = subprocess.run(
         [tor, "--verify-config", "-f", str(client / "torrc"), "--DataDirectory",
