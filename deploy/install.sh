@@ -140,7 +140,10 @@ tor_config() {
   # tor refuses onion service directories that are not its own.
   chown -R "$TOR_USER:$TOR_USER" "$TOR_DIR"
 }
-tor_config >/dev/null
+# On a new desk this run makes the journalists' client key and is the only one that prints
+# its private half (tor-config never prints it again); it is shown at the end, after the
+# addresses.
+first_run=$(tor_config)
 
 say "systemd units"
 for unit in "$REPO"/deploy/systemd/*; do
@@ -166,8 +169,15 @@ done
   || die "tor wrote no onion addresses in 2 minutes: see journalctl -u tor@desk.service"
 
 echo
-tor_config
-journalist_address=$(head -c 100 "$TOR_DIR/journalist/hostname" | tr -dc 'a-z2-7.')
+# tor-config reads the addresses without following a link tor's user could plant; root does not
+# read tor's files itself.
+final_run=$(tor_config)
+printf '%s\n' "$final_run"
+if [[ $first_run == *"Made the journalists' client key"* ]]; then
+  printf '%s\n' "$first_run" | sed -n "/^Made the journalists' client key/,/^It is kept in/p"
+fi
+journalist_address=$(printf '%s\n' "$final_run" \
+  | sed -n 's/^Journalist interface: \([a-z2-7]\{56\}\.onion\)$/\1/p')
 cat <<EOF
 
 The desk is running. Next, add the journalists (their public keys only):
@@ -177,5 +187,11 @@ The desk is running. Next, add the journalists (their public keys only):
 
 Each gets a one-time enrolment link: hand it over, and they choose their own passphrase and
 two-factor with it. Check the keys with: sudo -u $DESK_USER DESK_DATA=$DATA $PREFIX/bin/desk keys check
-The client key line above is a secret: give it to the journalists over a safe channel.
 EOF
+if [[ -e $TOR_DIR/journalist.client_key ]]; then
+  cat <<EOF
+The journalists' client key is in $TOR_DIR/journalist.client_key (Tor Browser asks for the
+part after the last colon): give it to each journalist over a safe channel, and once it is in
+every journalist's Tor Browser delete that file: sudo rm $TOR_DIR/journalist.client_key
+EOF
+fi
