@@ -105,6 +105,23 @@ def test_a_release_is_built_and_checked_from_the_lock_alone(tmp_path: Path) -> N
                                capture_output=True, text=True, check=True).stdout
     assert "tor-config" in help_text
 
+    # Another distribution's top-level templates/ in site-packages once replaced every page.
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; "
+                                "print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "templates" / "source").mkdir(parents=True)
+    (site / "templates" / "source" / "index.html").write_text("<h1>not the desk</h1>")
+    env = {**os.environ, "DESK_DATA": str(tmp_path / "data")}
+    subprocess.run([str(tmp_path / "release" / "bin" / "desk"), "init"], env=env,
+                   capture_output=True, check=True)
+    landing = subprocess.run(
+        [str(python), "-c", "import os; from desk.app import create_app; "
+         "from desk.config import load_config; "
+         "print(create_app(load_config(os.environ)).test_client().get('/').text)"],
+        env=env, capture_output=True, text=True, check=True).stdout
+    assert "not the desk" not in landing
+    assert '<html lang="en" dir="ltr">' in landing  # the desk's own base.html
+
 
 def test_a_release_with_a_tampered_lock_fails_before_anything_is_touched(tmp_path: Path
                                                                         ) -> None:
