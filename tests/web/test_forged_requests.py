@@ -1,17 +1,21 @@
-"""What a crafted form field or another site's page can make the journalist interface do:
-nothing. A journalist's form goes back only to the desk's own pages."""
+"""What a crafted form field or another site's page can make either interface do: nothing. A
+journalist's form goes back only to the desk's own pages, and a link cannot download an item
+(which marks it seen and signs a custody entry), nor change anything else."""
 
 from __future__ import annotations
 
-import pytest
-from flask.testing import FlaskClient
-from sqlalchemy import select
+import re
 
-from desk.records.models import Item, Source
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from desk.records.models import Base, CustodyRecord, Item, Journalist, Source
 from desk.services import Services
 from desk.web.journalist.views import PAGE_SIZE
 from tests.harness.bulk import fill_desk
-from tests.harness.forms import page_form
+from tests.harness.forms import page_form, page_forms
 from tests.harness.web import SourceBrowser
 
 EVIL = "evil.example"
@@ -27,6 +31,14 @@ def _sources(services: Services) -> list[tuple[str, str]]:
                                        .order_by(Item.id)).first() or "")
                 for source_id in db.scalars(select(Source.id).order_by(
                     Source.starred.desc(), Source.last_activity_on.desc(), Source.id))]
+
+
+def _state(services: Services, item_id: str) -> tuple[bool, int]:
+    """Whether the item is seen, and how long the custody chain is."""
+    with services.sessions() as db:
+        item = db.get(Item, item_id)
+        assert item is not None
+        return item.seen, db.scalar(select(func.count()).select_from(CustodyRecord)) or 0
 
 
 # --- returning after a form ------------------------------------------------------------------
@@ -64,3 +76,75 @@ def test_starring_on_a_later_page_of_sources_goes_back_to_that_page(
     for page in ("0", "-3", "2x", "/\t/evil.example", ""):
         answer = alice.post(action, data={**form.fields, "page": page})
         assert (answer.status_code, answer.location) == (302, "/"), page
+
+
+# --- downloading one item --------------------------------------------------------------------
+
+
+def test_a_link_or_another_sites_form_cannot_download_an_item(
+        alice: FlaskClient, accounts: Services, source: SourceBrowser) -> None:
+    """The review: GET /items/<id>/download marked the item seen and signed a custody entry,
+    with no CSRF token, so any page a journalist opened could make it happen."""
+    assert source.send("download me").status_code == 200
+    ((source_id, item_id),) = _sources(accounts)
+    path = f"/items/{item_id}/download"
+    before = _state(accounts, item_id)
+    assert before[0] is False
+
+    assert alice.get(path).status_code == 405
+    assert alice.post(path).status_code == 400  # another site's form has no token
+    assert alice.post(path, data={"csrf_token": "forged"}).status_code == 400
+    assert _state(accounts, item_id) == before
+
+    # The source's page has a form for it: a Download button, its token, nothing else.
+    page = alice.get(f"/sources/{source_id}").text
+    form = page_form(page, path)
+    assert (form.method, form.buttons, set(form.fields)) == ("post", ["Download"],
+                                                             {"csrf_token"})
+    answer = alice.post(path, data=form.fields)
+    assert answer.status_code == 200
+    assert answer.mimetype == "application/x-tar"
+    assert answer.headers["Content-Disposition"].startswith("attachment; ")
+    seen, custody = _state(accounts, item_id)
+    assert (seen, custody) == (True, before[1] + 1)
+    # The items form around the table does not take the download buttons for its own.
+    items_form = page_form(page, f"/sources/{source_id}/items")
+    assert "Download" not in items_form.buttons
+    assert len([f for f in page_forms(page) if f.action.endswith("/download")]) == 1
+
+
+def _rows(services: Services) -> dict[str, list[str]]:
+    """Every row of every table but the sessions' (a GET renews its own session and may keep
+    a language or a two-factor secret being set up in it), and every file of the store."""
+    with services.sessions() as db:
+        rows = {table.name: sorted(repr(tuple(row)) for row in db.execute(table.select()))
+                for table in Base.metadata.sorted_tables
+                if table.name not in ("journalist_sessions", "source_sessions")}
+    rows["store"] = sorted(f"{path}:{path.stat().st_size}"
+                           for path in services.config.store_dir.rglob("*"))
+    return rows
+
+
+def test_no_get_of_either_interface_changes_the_desk(
+        app: Flask, journalist_app: Flask, alice: FlaskClient, accounts: Services,
+        source: SourceBrowser) -> None:
+    """Everything that changes the desk is a POST with its form's token; a GET of any route,
+    which any page a journalist or source opens can make their browser send, changes nothing."""
+    assert source.send("for every page", (("clip.mp4", b"\x00" * 3000),)).status_code == 200
+    ((source_id, item_id),) = _sources(accounts)
+    with accounts.sessions() as db:
+        alice_id = db.scalar(select(Journalist.id).where(Journalist.username == "alice"))
+    values = {"source_id": source_id, "item_id": item_id, "journalist_id": str(alice_id),
+              "upload_id": "0" * 32, "token": "x", "filename": "desk.css"}
+    asked = []
+    before = _rows(accounts)
+    for interface, browsers in ((app, [source.client, app.test_client()]),
+                                (journalist_app, [alice, journalist_app.test_client()])):
+        for rule in interface.url_map.iter_rules():
+            path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], rule.rule)
+            for browser in browsers:
+                asked.append((rule.endpoint, browser.get(path).status_code))
+    assert _rows(accounts) == before
+    assert ("journalist.download", 405) in asked
+    assert {("journalist.source", 200), ("admin.index", 200), ("source.submit_form", 200),
+            ("account.account", 200)} <= set(asked)

@@ -206,10 +206,11 @@ def items_action(source_id: str) -> Response:
     raise BadRequest("unknown action")
 
 
-@blueprint.get("/items/<item_id>/download")
+@blueprint.post("/items/<item_id>/download")
 @login_required
 def download(item_id: str) -> Response:
-    """One object's ciphertext, as a bundle of one."""
+    """One object's ciphertext, as a bundle of one. A POST with the form's token, like every
+    export: it marks the item seen and signs a custody entry, so a link cannot."""
     return _export(ids=[item_id], event="download")
 
 
