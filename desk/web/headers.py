@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Response
 
 # Every powerful feature a browser could grant a page, denied: the desk needs none of them.
 DENIED_FEATURES = (
@@ -35,9 +35,9 @@ SECURITY_HEADERS = {
 def add_security_headers(response: Response) -> Response:
     """Add the desk's headers; drop the ones that tell a version or date a page."""
     response.headers.update(SECURITY_HEADERS)
-    # Nothing that tells a version, and no validators on pages made for one request.
+    # Nothing that tells a version, and no validators: on pages they are made for one request,
+    # and on static files they would date the install (desk/app.py, _static_file).
     response.headers.pop("Server", None)
-    if request.endpoint != "static":
-        response.headers.pop("ETag", None)
-        response.headers.pop("Last-Modified", None)
+    response.headers.pop("ETag", None)
+    response.headers.pop("Last-Modified", None)
     return response
