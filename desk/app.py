@@ -15,7 +15,7 @@ from desk.records.instance import read_secret_key
 from desk.records.models import JournalistSession, SourceSession
 from desk.services import Services, open_services
 from desk.web import context, handlers
-from desk.web.headers import add_security_headers
+from desk.web.headers import add_security_headers, local_routing_redirect
 from desk.web.i18n import human_size, init_babel, isolated
 from desk.web.journalist import account_blueprint, admin_blueprint
 from desk.web.journalist import blueprint as journalist_blueprint
@@ -43,6 +43,7 @@ def create_app(config: Config, interface: Interface = "source",
     """Build the Flask app for `interface` on an initialised desk."""
     app = Flask("desk", template_folder=str(TEMPLATES), static_folder=str(STATIC))
     app.view_functions["static"] = _static_file
+    app.before_request(local_routing_redirect)
     services = services or open_services(config)
     context.install(app, services)
     app.config.update(

@@ -1,6 +1,7 @@
-"""What a crafted form field or another site's page can make either interface do: nothing. A
-journalist's form goes back only to the desk's own pages, and a link cannot download an item
-(which marks it seen and signs a custody entry), nor change anything else."""
+"""What a crafted form field, another site's link or a forged Host header can make either
+interface do: nothing. A journalist's form goes back only to the desk's own pages, a link
+cannot download an item (which marks it seen and signs a custody entry), and no answer repeats
+the Host a request named. Static files' dates are in tests/web/test_pages.py."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from werkzeug.test import TestResponse
 
 from desk.records.models import Base, CustodyRecord, Item, Journalist, Source
 from desk.services import Services
+from desk.web.headers import local_location
 from desk.web.journalist.views import PAGE_SIZE
 from tests.harness.bulk import fill_desk
-from tests.harness.forms import page_form, page_forms
+from tests.harness.forms import csrf_token, page_form, page_forms
 from tests.harness.web import SourceBrowser
 
 EVIL = "evil.example"
@@ -148,3 +151,76 @@ def test_no_get_of_either_interface_changes_the_desk(
     assert ("journalist.download", 405) in asked
     assert {("journalist.source", 200), ("admin.index", 200), ("source.submit_form", 200),
             ("account.account", 200)} <= set(asked)
+
+
+# --- the Host header -------------------------------------------------------------------------
+
+
+def _named_host(answer: TestResponse) -> list[str]:
+    """The headers of `answer` that carry the forged host, and its body if it does."""
+    return [f"{name}: {value}" for name, value in answer.headers.items() if EVIL in value] + \
+        (["body"] if EVIL.encode() in answer.get_data() else [])
+
+
+def _under_forged_host(client: FlaskClient, method: str, path: str,
+                       data: dict[str, str]) -> TestResponse:
+    """`method path` from `client`'s browser, as if the desk's name were EVIL (the test client
+    keeps cookies by host: the session cookie goes along by hand)."""
+    cookies = "; ".join(f"{cookie.key}={cookie.value}" for cookie in (
+        client.get_cookie(name) for name in ("desk_source", "desk_journalist"))
+        if cookie is not None)
+    forged = client.application.test_client(use_cookies=False)
+    return forged.open(path, method=method, data=data,
+                       headers={"Host": EVIL, **({"Cookie": cookies} if cookies else {})})
+
+
+def test_no_answer_of_either_interface_repeats_a_forged_host(
+        app: Flask, source: SourceBrowser, journalist_app: Flask, alice: FlaskClient,
+        accounts: Services) -> None:
+    """The review: OPTIONS /uploads with Host: evil.example got a 308 whose Location was
+    http://evil.example/uploads/ (the router's redirect to the path with a slash)."""
+    assert source.send("hosts").status_code == 200
+    ((source_id, _),) = _sources(accounts)
+    browsers = {"visitor": app.test_client(), "source": source.client, "alice": alice,
+                "anonymous": journalist_app.test_client()}
+    token = csrf_token(alice.get("/").text)
+    requests = [
+        ("visitor", "OPTIONS", "/uploads", {}), ("visitor", "POST", "/uploads", {}),
+        ("visitor", "GET", "/static//desk.css", {}), ("visitor", "GET", "/static/desk.css", {}),
+        ("visitor", "GET", "/submit", {}), ("visitor", "GET", "/?l=fr", {}),
+        ("source", "GET", "/submit", {}),
+        ("source", "POST", "/logout", {"csrf_token": source.form_token()}),
+        ("anonymous", "GET", "/admin", {}), ("anonymous", "GET", "/", {}),
+        ("alice", "GET", "/admin", {}), ("alice", "GET", f"/sources//{source_id}", {}),
+        ("alice", "POST", f"/sources/{source_id}/star", {"csrf_token": token, "page": "1"}),
+        ("alice", "POST", "/export", {"csrf_token": token, "scope": "unseen"}),
+    ]
+    answers = {(who, method, path): _under_forged_host(browsers[who], method, path, data)
+               for who, method, path, data in requests}
+    assert {asked: answer.status_code for asked, answer in answers.items()} == {
+        ("visitor", "OPTIONS", "/uploads"): 308, ("visitor", "POST", "/uploads"): 308,
+        ("visitor", "GET", "/static//desk.css"): 308, ("visitor", "GET", "/static/desk.css"): 200,
+        ("visitor", "GET", "/submit"): 302, ("visitor", "GET", "/?l=fr"): 200,
+        ("source", "GET", "/submit"): 200, ("source", "POST", "/logout"): 302,
+        ("anonymous", "GET", "/admin"): 308, ("anonymous", "GET", "/"): 302,
+        ("alice", "GET", "/admin"): 308, ("alice", "GET", f"/sources//{source_id}"): 308,
+        ("alice", "POST", f"/sources/{source_id}/star"): 302, ("alice", "POST", "/export"): 200}
+    assert {asked: _named_host(answer) for asked, answer in answers.items()
+            if _named_host(answer)} == {}
+    # Every redirect leads to a path on the desk, whatever host it was asked under.
+    for asked, answer in answers.items():
+        if answer.location:
+            assert answer.location.startswith("/"), (asked, answer.location)
+            assert not answer.location.startswith(("//", "/\\")), (asked, answer.location)
+
+
+@pytest.mark.parametrize(("location", "path"), [
+    ("http://evil.example/uploads/", "/uploads/"), ("http://evil.example", "/"),
+    ("https://evil.example/sources/ab?page=2#top", "/sources/ab?page=2#top"),
+    ("//evil.example", "/"), ("//evil.example/x", "/x"), ("/\\evil.example", "/evil.example"),
+    ("/\t/evil.example", "/"), ("///evil.example", "/evil.example"),
+    ("https:evil.example", "/evil.example"), ("/uploads/0123", "/uploads/0123"),
+    ("/?page=1", "/?page=1"), ("/sources/a%2Fb", "/sources/a%2Fb"),
+])
+def test_a_location_is_always_a_path_on_the_desk(location: str, path: str) -> None:
+    assert local_location(location) == path
