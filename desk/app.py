@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from flask import Flask
+from flask import Flask, Response, send_from_directory
 from flask_wtf.csrf import CSRFProtect
 
 from crypto.kdf import expected_seconds
@@ -15,7 +15,7 @@ from desk.records.instance import read_secret_key
 from desk.records.models import JournalistSession, SourceSession
 from desk.services import Services, open_services
 from desk.web import context, handlers
-from desk.web.headers import add_security_headers
+from desk.web.headers import add_security_headers, local_routing_redirect
 from desk.web.i18n import human_size, init_babel, isolated
 from desk.web.journalist import account_blueprint, admin_blueprint
 from desk.web.journalist import blueprint as journalist_blueprint
@@ -26,6 +26,8 @@ from desk.web.source import tus_views, views
 from desk.web.throttle import DerivationGate, LoginThrottle
 
 Interface = Literal["source", "journalist"]
+
+STATIC = Path(__file__).parent / "static"
 
 
 # A form may be opened long before a multi-hour upload is sent; the token is checked as soon as
@@ -39,8 +41,9 @@ JOURNALIST_MAX_BODY = 2 * 1024 * 1024
 def create_app(config: Config, interface: Interface = "source",
                services: Services | None = None) -> Flask:
     """Build the Flask app for `interface` on an initialised desk."""
-    app = Flask("desk", template_folder=str(TEMPLATES),
-                static_folder=str(Path(__file__).parent / "static"))
+    app = Flask("desk", template_folder=str(TEMPLATES), static_folder=str(STATIC))
+    app.view_functions["static"] = _static_file
+    app.before_request(local_routing_redirect)
     services = services or open_services(config)
     context.install(app, services)
     app.config.update(
@@ -93,3 +96,11 @@ def _journalist_interface(app: Flask, services: Services) -> None:
     app.register_blueprint(admin_blueprint)
     app.register_blueprint(account_blueprint)
     CSRFProtect(app)
+
+
+def _static_file(filename: str) -> Response:
+    """A file of desk/static, with no validators and no conditional answer: Last-Modified and
+    the ETag Werkzeug makes of the file's mtime date the desk's install or last upgrade to the
+    second, and so would a 304 to If-Modified-Since, or a Range honoured under If-Range. Every
+    request gets the whole file, which is small and never cached (Cache-Control: no-store)."""
+    return send_from_directory(STATIC, filename, etag=False, conditional=False)

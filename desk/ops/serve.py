@@ -151,9 +151,14 @@ GUNICORN_SETTINGS: dict[str, Any] = {
     "errorlog": "-",
     "loglevel": "warning",
     "logger_class": RequestFreeLogger,
-    # Behind Tor every client is 127.0.0.1; never trust a forwarded address or scheme.
+    # Behind Tor every client is 127.0.0.1; never trust a forwarded address or scheme. gunicorn
+    # takes any peer of a Unix socket for a trusted proxy whatever these say, so the headers a
+    # proxy may set are none: a client's SCRIPT_NAME or X-Forwarded-Proto would otherwise shape
+    # every address the journalist interface builds on its socket.
     "forwarded_allow_ips": "",
     "proxy_allow_ips": "",
+    "forwarder_headers": "",
+    "secure_scheme_headers": {},
     "post_worker_init": _worker_started,
     "when_ready": _arbiter_ready,
 }

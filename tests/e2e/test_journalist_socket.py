@@ -8,6 +8,7 @@ that switch uid and gid, so the tests need root."""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import tempfile
@@ -157,3 +158,42 @@ def test_serve_refuses_a_socket_path_that_is_something_else(
     assert result.stderr.strip() == f"desk: {taken} exists and is not a socket: choose " \
                                     "another path"
     assert taken.read_text() == "not a socket"
+
+
+def exchange(socket_path: Path, request: bytes) -> bytes:
+    """One request on the Unix socket, as root; the whole answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(TIMEOUT)
+        conn.connect(str(socket_path))
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_on_its_socket_no_header_a_client_sends_shapes_the_addresses_in_an_answer(
+        socket_server: tuple[subprocess.Popen[bytes], Path]) -> None:
+    """gunicorn trusts every peer of a Unix socket as a proxy: a client's SCRIPT_NAME and
+    X-Forwarded-Proto headers became the script root and scheme of every address the
+    interface built, and a routing redirect repeated the Host header."""
+    _, path = socket_server
+    forged = b"Host: evil.example\r\nSCRIPT_NAME: /evil.example\r\nX-Forwarded-Proto: https\r\n"
+    answers = {
+        "login": exchange(path, b"GET /login HTTP/1.0\r\n" + forged + b"\r\n"),
+        "login under the script name": exchange(
+            path, b"GET /evil.example/login HTTP/1.0\r\n" + forged + b"\r\n"),
+        "admin without its slash": exchange(path, b"GET /admin HTTP/1.0\r\n" + forged
+                                            + b"\r\n"),
+    }
+    statuses = {what: answer.split(b"\r\n", 1)[0] for what, answer in answers.items()}
+    assert statuses == {"login": b"HTTP/1.0 200 OK",
+                        "login under the script name": b"HTTP/1.0 404 NOT FOUND",
+                        "admin without its slash": b"HTTP/1.0 308 PERMANENT REDIRECT"}
+    assert b"<h1>Log in</h1>" in answers["login"]
+    assert b'action="/login"' in answers["login"]
+    assert b"\r\nLocation: /admin/\r\n" in answers["admin without its slash"]
+    assert {what: answer.count(b"evil.example") for what, answer in answers.items()} == \
+        dict.fromkeys(answers, 0)
+    assert {what: answer.count(b"https") for what, answer in answers.items()} == \
+        dict.fromkeys(answers, 0)

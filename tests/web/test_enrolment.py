@@ -151,7 +151,8 @@ def test_the_admin_never_sees_carols_passphrase_or_secret_and_cannot_act_as_her(
     assert source.send(message="for carol").status_code == 200
     with accounts.sessions() as db:
         item = db.scalars(select(Item)).one()
-    assert carol.get(f"/items/{item.id}/download").status_code == 200
+    assert carol.post(f"/items/{item.id}/download", data={
+        "csrf_token": csrf_token(carol.get("/").text)}).status_code == 200
     with accounts.sessions() as db:
         last = db.scalars(select(CustodyRecord).order_by(CustodyRecord.seq.desc())).first()
     assert last is not None

@@ -436,7 +436,7 @@ def test_custody_records_export_download_and_deletion_and_still_verifies(
     assert _web_export(alice).status_code == 200
     subjects = _subjects(accounts)
     downloaded = sorted(first_ids)[0]
-    download = alice.get(f"/items/{downloaded}/download")
+    download = alice.post(f"/items/{downloaded}/download", data={"csrf_token": _token(alice)})
     assert download.status_code == 200
     assert download.mimetype == "application/x-tar"
     assert {n.split("/")[2] for n in (i.name for i, _ in _members(download.get_data()))

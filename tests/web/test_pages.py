@@ -9,13 +9,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from zlib import adler32
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.http import http_date
 from werkzeug.test import TestResponse
 
-from desk.app import create_app
+from desk.app import Interface, create_app
 from desk.records.models import Source
 from desk.services import Services
 from desk.web.throttle import Limits, LoginThrottle
@@ -109,10 +112,10 @@ def assert_hardened(response: TestResponse, html: bool = True) -> None:
         assert f"{feature}=()" in policy, feature
     assert "Server" not in headers
     assert "X-Powered-By" not in headers
-    if not html:
-        return
     assert "ETag" not in headers
     assert "Last-Modified" not in headers
+    if not html:
+        return
     page = scan(response.get_data(as_text=True))
     assert [u for u in page.urls if is_elsewhere(u)] == [], response.request.path
     assert page.inline_scripts == 0
@@ -230,6 +233,34 @@ def test_a_desk_without_valid_keys_answers_503_on_every_page(empty_desk: Service
         assert answer.status_code == 503
         assert_hardened(answer)
         assert "not accepting submissions" in answer.text
+
+
+@pytest.mark.parametrize("interface", ["source", "journalist"])
+def test_static_files_carry_no_date_and_answer_every_condition_in_full(
+        desk: Services, interface: Interface) -> None:
+    """The review: /static/desk.css came with Last-Modified and an ETag made of the file's
+    mtime, which date the desk's last install or upgrade to the second; and an answer that
+    turns 304 at some If-Modified-Since would tell the same."""
+    client = create_app(desk.config, interface, services=desk).test_client()
+    path = STATIC / "desk.css"
+    body, mtime = path.read_bytes(), path.stat().st_mtime
+    # What Werkzeug made the ETag of, for a request that has it from elsewhere.
+    old_etag = f'"{mtime}-{len(body)}-{adler32(str(path).encode()) & 0xFFFFFFFF}"'
+    conditions: list[dict[str, str]] = [
+        {}, {"If-Modified-Since": http_date(mtime + 3600)},
+        {"If-Modified-Since": http_date(mtime - 3600)}, {"If-None-Match": "*"},
+        {"If-None-Match": old_etag}, {"If-Unmodified-Since": http_date(mtime - 3600)},
+        {"Range": "bytes=0-9"}, {"Range": "bytes=0-9", "If-Range": http_date(mtime)},
+        {"Range": "bytes=0-9", "If-Range": old_etag},
+    ]
+    for condition in conditions:
+        for method in ("GET", "HEAD"):
+            answer = client.open("/static/desk.css", method=method, headers=condition)
+            assert answer.status_code == 200, (method, condition)
+            assert answer.data == (body if method == "GET" else b""), (method, condition)
+            assert answer.content_length == len(body)
+            assert_hardened(answer, html=False)
+            assert "Accept-Ranges" not in answer.headers
 
 
 def test_static_files_load_nothing_from_elsewhere() -> None:

@@ -147,11 +147,17 @@ def write_reply(source_id: str) -> Response:
 @blueprint.post("/sources/<source_id>/star")
 @login_required
 def star(source_id: str) -> Response:
-    """Star or unstar a source."""
+    """Star or unstar a source, then go back to the page of the form: the list's page whose
+    number it carries, or else the source's own page. Only a page number comes from the form,
+    never a path, so no form field can lead anywhere else."""
     found = _source_or_404(source_id)
     with services().transaction() as db:
         set_starred(db, found.id, request.form.get("starred") == "1")
-    return redirect(_local_path(request.form.get("next")) or url_for("journalist.sources"))
+    if "page" not in request.form:
+        return redirect(url_for("journalist.source", source_id=found.id))
+    page = request.form.get("page", type=_page_number)
+    return redirect(url_for("journalist.sources", page=page) if page else
+                    url_for("journalist.sources"))
 
 
 @blueprint.post("/sources/<source_id>/delete")
@@ -200,10 +206,11 @@ def items_action(source_id: str) -> Response:
     raise BadRequest("unknown action")
 
 
-@blueprint.get("/items/<item_id>/download")
+@blueprint.post("/items/<item_id>/download")
 @login_required
 def download(item_id: str) -> Response:
-    """One object's ciphertext, as a bundle of one."""
+    """One object's ciphertext, as a bundle of one. A POST with the form's token, like every
+    export: it marks the item seen and signs a custody entry, so a link cannot."""
     return _export(ids=[item_id], event="download")
 
 
@@ -245,11 +252,12 @@ def _stream(bundle: Export) -> Response:
     return response
 
 
-def _local_path(target: str | None) -> str | None:
-    """`target` if it is a path on this site, never another host (an open redirect)."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return None
+def _page_number(value: str) -> int:
+    """A page of the sources list: 1 or more, in at most 9 ASCII digits (int() would also take
+    ' 2', '+2', '2_0' and digits of other scripts)."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 9) or int(value) < 1:
+        raise ValueError(value)
+    return int(value)
 
 
 def _source_or_404(source_id: str) -> Source:

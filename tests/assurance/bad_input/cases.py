@@ -208,6 +208,7 @@ JOURNALIST_METHODS = [
     ("GET", "/logout"), ("GET", "/export"), ("PUT", "/login"), ("DELETE", "/"),
     ("GET", "/admin/settings"), ("GET", "/admin/journalists"),
     ("PATCH", "/sources/{source}/star"), ("GET", "/sources/{source}/replies/upload"),
+    ("GET", "/items/{item}/download"),
 ]
 
 
@@ -220,7 +221,7 @@ SOURCE_PATHS = [
 ]
 JOURNALIST_PATHS = [
     ("GET", "/sources/%00"), ("GET", "/sources/..%2f..%2fsecret_key"),
-    ("GET", "/items/..%2f..%2fsigning_key/download"), ("GET", "/items/%ff/download"),
+    ("POST", "/items/..%2f..%2fsigning_key/download"), ("POST", "/items/%ff/download"),
     ("POST", "/admin/journalists/abc/key"), ("POST", "/admin/journalists/-1/key"),
     ("POST", "/sources/no-such-source/replies/upload"),
 ]

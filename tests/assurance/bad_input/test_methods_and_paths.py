@@ -22,7 +22,8 @@ from tests.harness.tus import TUS
 def test_wrong_method_gets_a_405_page(target: Target, tokens: dict[str, str], interface: str,
                                       method: str, path: str) -> None:
     client = target.source.client if interface == "source" else target.alice
-    path = path.format(upload=target.upload.rsplit("/", 1)[-1], source=target.source_id)
+    path = path.format(upload=target.upload.rsplit("/", 1)[-1], source=target.source_id,
+                       item=target.item_id)
     bad = Bad(method=method, path=path, body=b"x=1", content_type=None,
               headers=(*TUS.items(), ("X-CSRFToken", tokens["own"])))
     with nothing_stored(target.desk):
