@@ -5,10 +5,11 @@ with a key only a session of the source's codename gives) and the whole parts cu
 encrypted to the journalists, until its last byte arrives; then the rest of the tail and the
 padding become the last part, its metadata record is written and the folder is published as a
 normal object, with its row and custody entry, exactly like a form upload. What the desk must
-not keep readable (the file's name and type, each part's plaintext SHA-256) is sealed in the
-upload's row with a key derived from the owner secret: from the codename's reply key seed,
-which a session holds only sealed under its cookie, so the upload outlives the session that
-made it.
+not keep readable (the file's name and type, each part's plaintext SHA-256, and the state of
+the whole file's SHA-256 so far) is sealed in the upload's row with a key derived from the
+owner secret: from the codename's reply key seed, which a session holds only sealed under its
+cookie, so the upload outlives the session that made it. The answer that completes an upload
+carries the whole file's SHA-256 (SHA256_HEADER), the receipt a form post's page shows.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypedDict, cast
+from typing import NotRequired, TypedDict, cast
 
 from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,6 +49,7 @@ from crypto.names import (
     tail_name,
 )
 from desk.intake.ingest import HashingReader, ItemWriter
+from desk.intake.resumable_sha256 import ResumableSha256
 from desk.intake.shape import Limited, PaddedTo, part_size
 from desk.records.items import record_items
 from desk.records.models import Upload
@@ -56,6 +58,8 @@ from desk.storage.store import StagedItem, Staging, Store
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,expiration,termination,checksum"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
+# The answer that completes an upload names the whole file's SHA-256 (lower-case hex) here.
+SHA256_HEADER = "Desk-Sha256"
 UPLOAD_DAYS = 7
 MAX_METADATA_CHARS = 4096
 # HKDF info for a source's upload owner secret (from its reply key seed).
@@ -84,6 +88,8 @@ class UploadRecord(TypedDict):
     filename: str | None  # base64 of the name's bytes
     filetype: str | None
     parts: list[list[str | int]]  # [name, size, plaintext sha256] of each part so far
+    # ResumableSha256.dump() of the bytes so far; absent from uploads made before it was kept.
+    sha256_state: NotRequired[list[str | int]]
 
 
 class TusError(Exception):
@@ -188,6 +194,7 @@ def create_upload(db: Session, store: Store, source_id: str, secret: str, length
         "filename": None if name is None else base64.b64encode(name).decode("ascii"),
         "filetype": filetype,
         "parts": [],
+        "sha256_state": ResumableSha256().dump(),
     }
     upload = Upload(id=upload_id, source_id=source_id, owner=owner_hash(secret),
                     length=length, offset=0, part_count=0,
@@ -307,10 +314,12 @@ class BodyReader:
 
 @dataclass(frozen=True)
 class PatchResult:
-    """Where an upload stands after a PATCH."""
+    """Where an upload stands after a PATCH, and the whole file's SHA-256 once it is
+    finished (None for an upload made before the desk kept its state, if it had parts)."""
 
     offset: int
     finished: bool
+    sha256: str | None = None
 
 
 def _tail_key(secret: str, upload_id: str) -> bytes:
@@ -412,6 +421,7 @@ def append_part(sessions: sessionmaker[Session], writer: ItemWriter, key: Signin
     store = writer.store
     folder = Staging(upload_dir(store, upload.id), store)
     record = unseal(secret, upload.id, upload.sealed)
+    whole = _sha256_state(record)
     tail_key = _tail_key(secret, upload.id)
     reader = BodyReader(body, upload.length - upload.offset, declared)
     hashing = HashingReader(reader, checksum[0] if checksum else None)
@@ -423,6 +433,8 @@ def append_part(sessions: sessionmaker[Session], writer: ItemWriter, key: Signin
         with folder.new_file(piece.name) as temp, temp.open("wb") as out:
             sealer = sealing.SealedWriter(tail_key, _piece_aad(upload.id, upload.offset), out)
             while data := hashing.read(BODY_CHUNK):
+                if whole is not None:
+                    whole.update(data)
                 sealer.write(data)
             sealer.close()
             out.flush()
@@ -447,6 +459,9 @@ def append_part(sessions: sessionmaker[Session], writer: ItemWriter, key: Signin
             return PatchResult(upload.offset, False)
         offset = upload.offset + hashing.size
         parts, tail, sha256 = _cut_parts(writer, folder, upload, record, tail_key, offset)
+        if whole is not None:
+            record = {**record, "sha256_state": whole.dump()}
+            sha256 = whole.hexdigest() if offset == upload.length else None
         # The last byte: encrypt the metadata record and hash the ciphertext (seconds for a
         # large file) before taking the write lock, which then covers only the bookkeeping.
         staged = None if offset < upload.length else \
@@ -460,7 +475,7 @@ def append_part(sessions: sessionmaker[Session], writer: ItemWriter, key: Signin
             current.part_count = len(parts)
             if staged is not None:
                 _publish(db, writer, key, current, folder, staged)
-                return PatchResult(offset, True)
+                return PatchResult(offset, True, staged.sha256)
             db.commit()
     except BaseException:
         # Not recorded: the row still describes the upload before this request, so drop what
@@ -502,6 +517,17 @@ def _cut_parts(writer: ItemWriter, folder: Staging, upload: Upload, record: Uplo
         parts.append([part.name, part.size, part.sha256])
         left -= part.size
     return parts, tail, (tail.sha256.hexdigest() if finished and start == 0 else None)
+
+
+def _sha256_state(record: UploadRecord) -> ResumableSha256 | None:
+    """The whole file's SHA-256 so far, as the record keeps it; TusError 500 if damaged."""
+    state = record.get("sha256_state")
+    if state is None:
+        return None
+    try:
+        return ResumableSha256.load(state)
+    except ValueError as exc:  # pragma: no cover - the record is sealed: only seal() wrote it
+        raise TusError(500, "this upload's record is damaged; start it again") from exc
 
 
 def _drop_consumed(folder: Path, tail: TailReader, consumed: int) -> None:

@@ -26,7 +26,7 @@ from desk.intake.ingest import ItemWriter
 from desk.records.models import CustodyRecord, Item, Upload
 from desk.services import Services
 from desk.storage.store import Staging
-from tests.harness.data import KiB, MiB
+from tests.harness.data import KiB, MiB, sha256
 from tests.harness.desks import run_desk
 from tests.harness.forms import csrf_token
 from tests.harness.gpg import Keypair
@@ -45,7 +45,7 @@ from tests.harness.tus import (
     upload_rows,
     uploads_left,
 )
-from tests.harness.web import SourceBrowser, TusTestSource
+from tests.harness.web import SourceBrowser, TusTestSource, source_log_in, source_log_out
 
 
 @pytest.fixture
@@ -239,6 +239,7 @@ def test_zero_length_upload_is_published_at_creation(
         desk: Services, tus_source: TusTestSource, journalist: Keypair) -> None:
     response = tus_source.create(0, metadata("empty.txt", "text/plain"))
     assert response.status_code == 201
+    assert response.headers[tus.SHA256_HEADER] == sha256(b"")
     assert upload_rows(desk) == []
     obj = only_object(desk, journalist)
     assert obj.plaintext == b""
@@ -269,6 +270,7 @@ def test_final_patch_checksum_is_checked_and_a_mismatch_is_discarded(
                                 **{"Upload-Checksum": checksum(algorithm, rest)})
     assert accepted.status_code == 204, accepted.text
     assert accepted.headers["Upload-Offset"] == str(len(data))
+    assert accepted.headers[tus.SHA256_HEADER] == sha256(data)
     obj = only_object(desk, journalist)
     assert obj.plaintext == data
     assert_parts(obj.record, data)
@@ -383,13 +385,45 @@ def test_whole_parts_are_cut_from_the_sealed_tail_as_they_fill(
     # 190 KiB: two more parts; every piece before 192 KiB is consumed and gone.
     assert tus_source.patch(location, 100 * KiB, data[100 * KiB:190 * KiB]).status_code == 204
     assert held(folder) == [tail_at(100 * KiB), "part-000000.gpg", "part-000001.gpg"]
-    assert tus_source.patch(location, 190 * KiB, data[190 * KiB:]).status_code == 204
+    last = tus_source.patch(location, 190 * KiB, data[190 * KiB:])
+    assert last.status_code == 204
     obj = only_object(desk, journalist)
     assert obj.plaintext == data
     assert_parts(obj.record, data)
     assert len(obj.record["parts"]) == 4  # type: ignore[arg-type]
-    assert obj.record["sha256"] is None  # the whole file never passed in one request
+    # The whole file never passed in one request, yet the desk hashed it on the way: the
+    # record and the last answer, the source's receipt, both have it.
+    assert obj.record["sha256"] == sha256(data)
+    assert last.headers[tus.SHA256_HEADER] == sha256(data)
     assert not folder.exists()
+
+
+def test_the_whole_files_sha256_carries_over_sessions_and_skips_discarded_bodies(
+        desk: Services, app: Flask, source: SourceBrowser, journalist: Keypair,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receipt's SHA-256 of a file sent in many PATCHes, with parts cut between them, a
+    body refused on the way and the rest sent from a new session of the same codename."""
+    monkeypatch.setattr(shape, "simulated_part_size", 64 * KiB)
+    data = os.urandom(300 * KiB + 5)
+    sender = TusTestSource(source)
+    location = sender.new(len(data), metadata("two sittings.mp4"))
+    assert sender.patch(location, 0, data[:100 * KiB]).status_code == 204
+    assert sender.patch(location, 100 * KiB, data[100 * KiB:150 * KiB]).headers.get(
+        tus.SHA256_HEADER) is None  # not finished: no digest yet
+    refused = sender.patch(location, 150 * KiB, b"x" * (50 * KiB),
+                           **{"Upload-Checksum": checksum("sha256", b"y")})
+    assert refused.status_code == 460
+    assert source.codename is not None
+    source_log_out(source.client)
+    assert source_log_in(source.client, source.codename).status_code == 302
+    again = TusTestSource(source)
+    assert again.offset(location) == 150 * KiB
+    last = again.patch(location, 150 * KiB, data[150 * KiB:])
+    assert last.status_code == 204
+    assert last.headers[tus.SHA256_HEADER] == sha256(data)
+    obj = only_object(desk, journalist)
+    assert obj.plaintext == data
+    assert obj.record["sha256"] == sha256(data)
 
 
 def test_pieces_that_end_where_a_part_ends_are_deleted_once_it_is_cut(

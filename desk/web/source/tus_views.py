@@ -19,6 +19,7 @@ from desk.intake.ingest import ItemWriter
 from desk.intake.tus import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
+    SHA256_HEADER,
     TUS_VERSION,
     PatchResult,
     TusError,
@@ -122,7 +123,7 @@ def create() -> Response:
                "Upload-Expires": _http_date(upload)}
     if length == 0:
         with locked(services().store, upload.id):
-            _append(upload, secret)
+            headers.update(_receipt(_append(upload, secret)))
     return _answer(201, "", headers)
 
 
@@ -158,7 +159,7 @@ def patch(upload_id: str) -> Response:
         end_reads()  # an upload can take hours
         result = _append(upload, secret or "", checksum)
     return _answer(204, "", {"Upload-Offset": str(result.offset),
-                             "Upload-Expires": _http_date(upload)})
+                             "Upload-Expires": _http_date(upload), **_receipt(result)})
 
 
 @blueprint.route("/<upload_id>", methods=["DELETE"])
@@ -193,6 +194,12 @@ def _append(upload: Upload, secret: str,
     writer = ItemWriter(services().store, services().gpg, services().recipients.current())
     return append_part(services().writers, writer, services().signing_key, upload, secret,
                        request.stream, request.content_length, checksum)
+
+
+def _receipt(result: PatchResult) -> dict[str, str]:
+    """The whole file's SHA-256 on the answer that completes it: the desk's own hash of what
+    it encrypted, which the page shows the source as the form post's received page does."""
+    return {SHA256_HEADER: result.sha256} if result.finished and result.sha256 else {}
 
 
 def _http_date(upload: Upload) -> str:
