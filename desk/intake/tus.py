@@ -214,6 +214,40 @@ def find_upload(db: Session, upload_id: str, secret: str | None) -> Upload:
     return upload
 
 
+@dataclass(frozen=True)
+class Unfinished:
+    """An upload of the source's codename still waiting for bytes, as the submit page lists
+    it: the name its browser gave (None without one), its length, and what has arrived."""
+
+    id: str
+    name: str | None
+    length: int
+    offset: int
+
+
+def unfinished_uploads(db: Session, source_id: str, secret: str) -> list[Unfinished]:
+    """The source's uploads that this owner secret opens and that have not expired, by name.
+
+    The name exists on the server only sealed in the row; it is opened here, in memory, for
+    the page of a session of the codename that owns it, so that the source's browser can match
+    a file chosen again to the upload it continues."""
+    now = datetime.now(UTC)
+    found = []
+    for upload in db.scalars(select(Upload).where(Upload.source_id == source_id,
+                                                  Upload.owner == owner_hash(secret))):
+        if expires_at(upload) <= now:
+            continue
+        try:
+            record = unseal(secret, upload.id, upload.sealed)
+        except TusError:  # pragma: no cover - the owner hash matched, so the secret opens it
+            continue
+        encoded = record.get("filename")
+        name = None if encoded is None else \
+            base64.b64decode(str(encoded)).decode("utf-8", "replace")
+        found.append(Unfinished(upload.id, name, upload.length, upload.offset))
+    return sorted(found, key=lambda item: (item.name or "", item.id))
+
+
 def require_patch_room(store: Store, upload: Upload, declared: int | None) -> None:
     """Before a PATCH body is read: NoSpace if it would take the store into the reserve, and
     TusError 400 for a small body that does not end an upload whose tail is crowded."""

@@ -488,3 +488,46 @@ def test_finished_upload_is_listed_recorded_in_custody_and_verifies(
     assert obj.path.name == submissions[0].id
     result = run_desk("custody", "verify", data_dir=desk.config.data_dir)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# 7. Unfinished uploads on the submit page
+
+
+def listed(client: FlaskClient) -> str:
+    """The submit page's list of unfinished uploads (empty when it shows none)."""
+    page = client.get("/submit").text
+    start = page.find('id="unfinished"')
+    return "" if start < 0 else page[start:page.index("</section>", start)]
+
+
+def test_the_submit_page_lists_only_this_codenames_unfinished_uploads(
+        desk: Services, app: Flask, source: SourceBrowser) -> None:
+    """The name exists only sealed on the server: the page shows it from the session's owner
+    secret, with the size and what arrived, for the browser to match a chosen file to."""
+    sender = TusTestSource(source)
+    location = sender.new(300 * KiB, metadata("станция 3.mp4", "video/mp4"))
+    assert sender.patch(location, 0, b"s" * (100 * KiB)).status_code == 204
+    gone = sender.new(100, metadata("old.mp4"))
+    expire(desk, gone)
+    done = sender.upload([b"d" * 10], metadata("done.txt"))
+    assert source.codename is not None
+    source_log_out(source.client)
+    assert source_log_in(source.client, source.codename).status_code == 302
+    shown = listed(source.client)
+    assert f'data-upload="{location}"' in shown
+    assert 'data-name="станция 3.mp4"' in shown
+    assert f'data-size="{300 * KiB}"' in shown
+    assert f'data-offset="{100 * KiB}"' in shown
+    assert "102.4 kB of 307.2 kB" in shown.replace("\u2068", "").replace("\u2069", "")
+    for left in (gone, done):  # expired, or finished
+        assert upload_id(left) not in shown
+    assert "old.mp4" not in shown
+    # Another codename sees none of it.
+    other = SourceBrowser(app.test_client())
+    other.get_codename()
+    assert listed(other.client) == ""
+    assert upload_id(location) not in other.client.get("/submit").text
+    # Once its last byte arrives it is a normal item, and no longer listed.
+    again = TusTestSource(source)
+    assert again.patch(location, 100 * KiB, b"s" * (200 * KiB)).status_code == 204
+    assert listed(source.client) == ""

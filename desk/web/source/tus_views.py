@@ -98,7 +98,7 @@ def options() -> Response:
 @blueprint.post("/")
 def create() -> Response:
     """Creation: Upload-Length and Upload-Metadata (filename, filetype)."""
-    source_id, secret = session.get("source_id"), _owner_secret()
+    source_id, secret = session.get("source_id"), session_owner_secret()
     if source_id is None or secret is None:
         raise TusError(403, "get a codename first")
     length = _header_number("Upload-Length")
@@ -130,7 +130,7 @@ def create() -> Response:
 @blueprint.route("/<upload_id>", methods=["HEAD"])
 def head(upload_id: str) -> Response:
     """Where to resume."""
-    upload = find_upload(db_session(), upload_id, _owner_secret())
+    upload = find_upload(db_session(), upload_id, session_owner_secret())
     return _answer(200, "", {"Upload-Offset": str(upload.offset),
                              "Upload-Length": str(upload.length),
                              "Upload-Expires": _http_date(upload)})
@@ -145,7 +145,7 @@ def patch(upload_id: str) -> Response:
     if offset is None:
         raise TusError(400, "Upload-Offset is required")
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-    secret = _owner_secret()
+    secret = session_owner_secret()
     upload = find_upload(db_session(), upload_id, secret)
     if offset != upload.offset:
         raise TusError(409, f"the upload is at offset {upload.offset}")
@@ -165,7 +165,7 @@ def patch(upload_id: str) -> Response:
 @blueprint.route("/<upload_id>", methods=["DELETE"])
 def delete(upload_id: str) -> Response:
     """Termination: drop the upload and its parts."""
-    upload = find_upload(db_session(), upload_id, _owner_secret())
+    upload = find_upload(db_session(), upload_id, session_owner_secret())
     with locked(services().store, upload.id), services().transaction() as writer:
         terminate(writer, services().store, writer.merge(upload))
     return _answer(204, "")
@@ -178,7 +178,7 @@ def _header_number(name: str) -> int | None:
     return int(value) if NUMBER_RE.fullmatch(value) else None
 
 
-def _owner_secret() -> str | None:
+def session_owner_secret() -> str | None:
     """The secret that owns this source's uploads and seals their records: derived from the
     codename's reply key seed, which the session holds sealed under the cookie, so the server
     never stores it. The same codename yields it in every session: an upload resumes after

@@ -17,6 +17,7 @@ from crypto.errors import FormatError
 from crypto.reply import reply_text
 from desk.errors import BadSending, EmptySending, NotAcceptingSubmissions
 from desk.intake.ingest import ItemWriter, ingest_form
+from desk.intake.tus import unfinished_uploads
 from desk.records.db import is_busy
 from desk.records.instance import load_instance
 from desk.records.items import record_items
@@ -34,6 +35,7 @@ from desk.web.source.login import (
     start_session,
     too_many_unused,
 )
+from desk.web.source.tus_views import session_owner_secret
 from desk.web.throttle import DerivationGate, LoginThrottle
 
 THROTTLE = "desk_login_throttle"
@@ -136,7 +138,8 @@ class ShownReply:
 
 @blueprint.get("/submit")
 def submit_form() -> Response | str:
-    """Replies from the journalists, and the message and files form."""
+    """Replies from the journalists, the codename's unfinished uploads, and the message and
+    files form."""
     source = _current_source()
     if source is None:
         return redirect(url_for("source.index"))
@@ -150,8 +153,10 @@ def submit_form() -> Response | str:
             except FormatError:
                 text = None
         shown.append(ShownReply(found.reply.id, text))
+    secret = session_owner_secret()
+    unfinished = [] if secret is None else unfinished_uploads(db_session(), source.id, secret)
     return render_template("source/submit.html", max_upload=request.max_content_length,
-                           replies=shown)
+                           replies=shown, unfinished=unfinished)
 
 
 @blueprint.post("/replies/delete")
