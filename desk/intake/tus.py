@@ -73,7 +73,7 @@ BODY_CHUNK = 256 * 1024
 # Bodies smaller than this that do not end the upload are refused once the upload holds
 # SMALL_PIECES_ALLOWED pieces, so that an upload's tail holds at most some 16 + 64 pieces
 # however small its PATCHes (review 2, finding 3: 1-byte parts, one inode each). upload.js
-# sends 16 MiB; a body cut short by a dropped connection below this is dropped and resent.
+# sends 1 to 16 MiB; a body cut short by a dropped connection below this is dropped and resent.
 MIN_PATCH_BYTES = 1024 * 1024
 SMALL_PIECES_ALLOWED = 16
 # Inodes an upload's creation needs (its folder and lock file, and its first tail piece), and

@@ -43,7 +43,8 @@ QUEUE_TIMEOUT = 30
 # closes a circuit that asks for more than 20 streams (HiddenServiceMaxStreams).
 CIRCUIT_CONNECTIONS = 8
 # Requests one circuit may send per REQUEST_WINDOW: a page and its style sheet and icon are
-# three or four, and a resumable upload sends one request per 16 MiB.
+# three or four, and upload.js sends a resumable upload's pieces one after another, each
+# about ten seconds of sending (1 to 16 MiB): a request every few seconds at most.
 CIRCUIT_REQUESTS = 60
 REQUEST_WINDOW = 10
 # Connections the front holds in all; each costs it two descriptors.

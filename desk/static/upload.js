@@ -5,7 +5,15 @@
  * with tus-js-client (desk/static/vendor/tus.min.js) supported, each chosen file is sent to
  * /uploads/ in pieces that survive a dropped Tor circuit, one file at a time, with progress
  * and a Pause/Resume button. When every file has arrived, the message (if any) is posted to
- * /submit on its own, and the page shows what was received.
+ * /submit on its own, and the page shows what was received, with the SHA-256 the desk
+ * computed of each file.
+ *
+ * Progress is what the desk has acknowledged (the Upload-Offset of its answers), never what
+ * the browser has handed to the network: over Tor the bytes leave the browser long before
+ * they reach the desk. A file is "Arrived" only when the desk says its last byte is in.
+ *
+ * A file chosen again after it stopped part-way (the same name and size as one the page
+ * lists as unfinished) continues that upload where the desk says it stopped.
  *
  * Nothing is written to browser storage: tus-js-client is told not to remember uploads, so
  * no file name, size or desk address outlives the tab. All text comes from the page
@@ -15,7 +23,15 @@
 (function () {
   "use strict";
 
-  var CHUNK_SIZE = 16 * 1024 * 1024;
+  // Each piece is one request, and its answer moves the progress bar. Over Tor every request
+  // costs a round trip of a second or so, and with 16 MiB pieces a slow circuit showed
+  // nothing for minutes. A piece is sized to about CHUNK_SECONDS of sending at the speed the
+  // last one went: the bar moves every few seconds at any speed, and the round trips cost a
+  // few percent. The desk refuses pieces under 1 MiB that do not end a file (once an upload
+  // holds many), so that is the smallest; the first piece is that size.
+  var CHUNK_MIN = 1024 * 1024;
+  var CHUNK_MAX = 16 * 1024 * 1024;
+  var CHUNK_SECONDS = 10;
 
   // tus-js-client retries only as many times as this list is long (and starts over whenever
   // a piece arrives). Tor circuits drop and take a while to rebuild: back off, then keep
@@ -72,9 +88,15 @@
     }
   }
 
-  // A number of bytes in `unit`, with the unit's name or without.
-  function inUnit(size, unit, named) {
-    return formatted(size / unit.divisor, unit.decimals, named ? unit.name : null);
+  // A number of bytes in `unit`, with the unit's name or without; rounded down with `floor`
+  // (what has arrived is never shown as more than it is).
+  function inUnit(size, unit, named, floor) {
+    var value = size / unit.divisor;
+    if (floor) {
+      var scale = Math.pow(10, unit.decimals);
+      value = Math.floor(value * scale) / scale;
+    }
+    return formatted(value, unit.decimals, named ? unit.name : null);
   }
 
   function humanSize(size) {
@@ -100,6 +122,9 @@
     this.items = [];
     this.token = "";
     this.finished = false;
+    // The codename's unfinished uploads, as the desk listed them.
+    this.unfinished = Array.prototype.slice.call(
+      document.querySelectorAll("#unfinished li[data-upload]"));
     this.onBeforeUnload = this.warnBeforeLeaving.bind(this);
   }
 
@@ -110,13 +135,26 @@
     this.sendButton.hidden = true;
     this.panel.hidden = false;
     files.forEach(function (file) {
-      page.items.push(new Item(page, file));
+      page.items.push(new Item(page, file, page.claimUnfinished(file)));
     });
     window.addEventListener("beforeunload", this.onBeforeUnload);
     this.retryMessage.addEventListener("click", function () {
       page.sendMessage();
     });
     this.pump();
+  };
+
+  // The unfinished upload this file continues: one listed with the same name and size, not
+  // already taken by another chosen file; null for a new upload.
+  Page.prototype.claimUnfinished = function (file) {
+    for (var i = 0; i < this.unfinished.length; i++) {
+      var entry = this.unfinished[i];
+      if (entry.dataset.name === file.name && Number(entry.dataset.size) === file.size) {
+        this.unfinished.splice(i, 1);
+        return { url: entry.dataset.upload, offset: Number(entry.dataset.offset) || 0 };
+      }
+    }
+    return null;
   };
 
   Page.prototype.warnBeforeLeaving = function (event) {
@@ -194,14 +232,22 @@
       var row = document.createElement("tr");
       var name = document.createElement("td");
       var size = document.createElement("td");
+      var hash = document.createElement("td");
+      var digest = document.createElement("code");
       name.textContent = item.file.name;
       name.dir = "auto";
       size.textContent = humanSize(item.file.size);
+      // The desk's own SHA-256 of what it encrypted, as the page without JavaScript shows it.
+      digest.className = "hash";
+      digest.textContent = item.sha256;
+      hash.appendChild(digest);
       row.appendChild(name);
       row.appendChild(size);
+      row.appendChild(hash);
       rows.appendChild(row);
     });
     table.hidden = arrived.length === 0;
+    document.getElementById("received-hashes").hidden = arrived.length === 0;
     if (refused.length > 0) {
       var missing = document.getElementById("received-missing");
       var list = missing.querySelector("ul");
@@ -225,11 +271,32 @@
     window.scrollTo(0, 0);
   };
 
-  function Item(page, file) {
+  // The file as tus-js-client reads it, one piece at a time, of the size this page chooses
+  // (at most what tus-js-client asks for).
+  function PieceSource(item, file) {
+    this.item = item;
+    this.file = file;
+    this.size = file.size;
+  }
+
+  PieceSource.prototype.slice = function (start, end) {
+    var file = this.file;
+    var stop = Math.min(end, file.size, start + this.item.nextChunk);
+    this.item.pieceStartedAt = Date.now();
+    return Promise.resolve({ value: file.slice(start, stop), done: stop >= file.size });
+  };
+
+  PieceSource.prototype.close = function () {};
+
+  function Item(page, file, unfinished) {
     var item = this;
     this.page = page;
     this.file = file;
     this.state = "waiting";
+    this.acknowledged = 0;
+    this.nextChunk = CHUNK_MIN;
+    this.pieceStartedAt = 0;
+    this.sha256 = "";
     var node = page.itemTemplate.content.firstElementChild.cloneNode(true);
     this.progress = node.querySelector("progress");
     this.amount = node.querySelector(".upload-amount");
@@ -244,15 +311,24 @@
     page.list.appendChild(node);
     this.upload = new window.tus.Upload(file, {
       endpoint: "/uploads/",
+      // An unfinished upload of this codename: tus-js-client asks the desk where it stopped
+      // (HEAD) and goes on from there, or starts anew if the desk no longer has it.
+      uploadUrl: unfinished ? unfinished.url : null,
       headers: { "X-CSRFToken": page.token },
       metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
-      chunkSize: CHUNK_SIZE,
+      chunkSize: CHUNK_MAX,
+      fileReader: {
+        openFile: function (input) {
+          return Promise.resolve(new PieceSource(item, input));
+        }
+      },
       retryDelays: RETRY_DELAYS,
       // Never leave a trace of the file in the browser's storage.
       storeFingerprintForResuming: false,
       removeFingerprintOnSuccess: true,
-      onProgress: function (sent, total) {
-        item.showProgress(sent, total);
+      // No onProgress: it counts bytes handed to the network, not bytes the desk has.
+      onAfterResponse: function (request, response) {
+        item.answered(request, response);
       },
       onShouldRetry: function (error) {
         var status = statusOf(error);
@@ -270,25 +346,45 @@
       onError: function (error) {
         item.failed(statusOf(error));
       },
-      onSuccess: function () {
-        item.arrived();
+      onSuccess: function (payload) {
+        item.arrived(payload && payload.lastResponse);
       }
     });
-    this.showProgress(0, file.size);
+    // What the desk had of an unfinished upload when it listed it.
+    this.showProgress(unfinished ? Math.min(unfinished.offset, file.size) : 0, file.size);
     this.setNote(page.text.waiting, "");
     this.setButton(page.text.pause);
   }
 
-  Item.prototype.showProgress = function (sent, total) {
-    var percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
+  // Every answer of the desk that names the upload's offset (HEAD, PATCH) moves the progress
+  // to it, and a new upload (POST) starts at nothing (an unfinished one the desk no longer
+  // had is started again); a PATCH's answer also sizes the next piece from how fast this one
+  // went.
+  Item.prototype.answered = function (request, response) {
+    var status = response.getStatus();
+    if (status < 200 || status >= 300) return;
+    var offset = request.getMethod() === "POST" ? 0 :
+      parseInt(response.getHeader("Upload-Offset"), 10);
+    if (isNaN(offset)) return;
+    if (request.getMethod() === "PATCH" && this.pieceStartedAt > 0) {
+      var seconds = Math.max((Date.now() - this.pieceStartedAt) / 1000, 0.001);
+      var rate = (offset - this.acknowledged) / seconds;
+      this.nextChunk = Math.max(CHUNK_MIN, Math.min(CHUNK_MAX, Math.round(rate * CHUNK_SECONDS)));
+    }
+    this.acknowledged = offset;
+    this.showProgress(offset, this.file.size);
+  };
+
+  Item.prototype.showProgress = function (arrived, total) {
+    var percent = total > 0 ? Math.floor((arrived / total) * 100) : 100;
     var unit = unitFor(total);
     this.progress.value = percent;
     this.amount.textContent = fill(this.page.text.of, {
-      done: inUnit(sent, unit, false),
-      total: inUnit(total, unit, true),
+      done: inUnit(arrived, unit, false, true),
+      total: inUnit(total, unit, true, false),
       percent: formatted(percent, 0, null)
     });
-    if (this.state === "sending" && this.note.dataset.kind === "retrying" && sent > 0) {
+    if (this.state === "sending" && this.note.dataset.kind === "retrying" && arrived > 0) {
       this.setNote(this.page.text.sending, "");
     }
   };
@@ -347,8 +443,10 @@
     this.page.pump();
   };
 
-  Item.prototype.arrived = function () {
+  // The desk has the last byte: its answer names the SHA-256 it computed of the whole file.
+  Item.prototype.arrived = function (response) {
     this.state = "done";
+    this.sha256 = (response && response.getHeader("Desk-Sha256")) || "";
     this.showProgress(this.file.size, this.file.size);
     this.setNote(this.page.text.done, "done");
     this.toggle.hidden = true;
@@ -362,6 +460,14 @@
     if (!form || !panel || !tus || !tus.isSupported) return;
     if (typeof window.fetch !== "function" || typeof window.FormData !== "function") return;
     if (!("content" in document.createElement("template"))) return;
+    // What only this script makes work shows; what says it needs JavaScript goes.
+    Array.prototype.forEach.call(document.querySelectorAll("[data-javascript]"), function (node) {
+      node.hidden = false;
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("[data-no-javascript]"),
+      function (node) {
+        node.hidden = true;
+      });
     var page = new Page(form, panel);
     form.addEventListener("submit", function (event) {
       if (page.items.length > 0) {

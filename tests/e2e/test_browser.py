@@ -3,7 +3,10 @@
 Once with JavaScript off (the plain multipart form, as Tor Browser at Safest sends it) and once
 with it on (desk/static/upload.js sending each file over tus, then the message on its own).
 Both runs must store exactly the bytes chosen, readable with stock gpg, with no console error
-and no Content-Security-Policy violation. Screenshots go to test-artifacts/ for a human to look at.
+and no Content-Security-Policy violation, and show the same receipt (each file's SHA-256, as
+the desk computed it). With JavaScript, the progress shown is only what the desk has
+acknowledged, and a file stopped part-way continues after the codename logs in again.
+Screenshots go to test-artifacts/ for a human to look at.
 
 Playwright comes from PyPI (`pip install playwright`); its own browser download is never used.
 Without it or without chromium these tests skip on a developer's machine, and fail under CI.
@@ -26,7 +29,8 @@ from desk.services import Services
 from tests.harness.desks import read_objects
 from tests.harness.gpg import Keypair
 from tests.harness.paths import REPO
-from tests.harness.servers import Server
+from tests.harness.servers import Server, small_parts_env, start_server
+from tests.harness.tus import upload_rows
 
 try:
     from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
@@ -46,7 +50,8 @@ TIMEOUT_MS = 30_000
 # that the whole module stays well under a minute.
 UPLOAD_BYTES_PER_SECOND = 6_000_000
 
-# More than one 16 MiB tus chunk, so the JavaScript run sends the big file in two requests.
+# More than upload.js's first piece (1 MiB) and its largest (16 MiB): the JavaScript runs send
+# the big file in three requests or more, and can be paused or cut off between them.
 BIG = ("railway station, platform 3.mp4", 17 * MiB + 12345)
 SMALL = ("заметки — notes.txt", 70_000)
 MESSAGE = "Filmed on Tuesday evening from the footbridge. — ünïcode ✓"
@@ -104,12 +109,21 @@ class Run:
         self.page.screenshot(path=str(ARTIFACTS / f"browser-{self.name}-{what}.png"),
                              full_page=True)
 
-    def to_submit_page(self, server: Server) -> None:
-        """Open the desk, get a codename, and go on to the submit form."""
+    def to_submit_page(self, server: Server) -> str:
+        """Open the desk, get a codename, and go on to the submit form; the codename."""
         self.page.goto(server.url + "/")
         self.page.get_by_role("button", name="Get a codename and continue").click()
-        assert self.page.locator("#codename").inner_text().strip()
+        codename = self.page.locator("#codename").inner_text().strip()
+        assert codename
         self.page.get_by_role("link", name="I have written it down: continue").click()
+        self.page.wait_for_url("**/submit")
+        return codename
+
+    def log_in(self, server: Server, codename: str) -> None:
+        """Log in with a codename, as a source coming back, and land on the submit form."""
+        self.page.goto(server.url + "/login")
+        self.page.fill("#codename", codename)
+        self.page.get_by_role("button", name="Continue").click()
         self.page.wait_for_url("**/submit")
 
 
@@ -215,7 +229,7 @@ def test_resumable_upload_with_javascript(browser: Browser, server: Server, desk
         assert items.count() == 2
         first = items.nth(0)
         page.wait_for_function(
-            "() => document.querySelector('#upload-list progress').value >= 15")
+            "() => document.querySelector('#upload-list progress').value >= 5")
         amount = first.locator(".upload-amount").inner_text()
         # Each value filled in is bidi-isolated (U+2068 ... U+2069).
         assert "of \u206817.8 MB\u2069" in amount, amount
@@ -242,6 +256,9 @@ def test_resumable_upload_with_javascript(browser: Browser, server: Server, desk
             assert row.count() == 1, name
             expected = "17.8 MB" if len(data) > MiB else "70.0 kB"
             assert row.locator("td").nth(1).inner_text() == expected
+            # The same receipt as without JavaScript: the desk's SHA-256 of what it received.
+            assert row.locator("td code.hash").inner_text() == hashlib.sha256(data).hexdigest()
+        assert page.locator("#received-hashes").is_visible()
         run.screenshot("4-received")
         storage = page.evaluate("() => [localStorage.length, sessionStorage.length]")
         assert storage == [0, 0], "the upload left something in the browser's storage"
@@ -267,7 +284,7 @@ def test_upload_survives_a_dropped_connection(browser: Browser, server: Server,
         page.set_input_files("#files", _paths(tmp_path, big))
         page.get_by_role("button", name="Send", exact=True).click()
         page.wait_for_function(
-            "() => document.querySelector('#upload-list progress').value >= 10")
+            "() => document.querySelector('#upload-list progress').value >= 5")
         _throttle(cdp, offline=True)
         note = page.locator(".upload-note[data-kind=retrying]")
         note.wait_for()
@@ -284,6 +301,147 @@ def test_upload_survives_a_dropped_connection(browser: Browser, server: Server,
     _check_stored(desk, journalist, big, message=None)
     # The browser reports the requests cut off while offline; nothing else may appear.
     assert [e for e in run.errors if "net::ERR_INTERNET_DISCONNECTED" not in e] == []
+
+
+# The progress a file's row shows: the bar's value and the "{done} of {total}" line's done.
+SHOWN = """() => {
+  const row = document.querySelector('#upload-list li');
+  if (!row) return null;
+  return [row.querySelector('progress').value, row.querySelector('.upload-amount').textContent,
+          row.dataset.state || ''];
+}"""
+
+
+def _acknowledged(desk: Services, length: int) -> int:
+    """The offset the desk has acknowledged of the one upload under way, read from its row;
+    the whole length once it has been published (its row gone, its object stored)."""
+    rows = upload_rows(desk)
+    if rows:
+        [row] = rows
+        return row.offset
+    return length if any((desk.config.store_dir / "objects").iterdir()) else 0
+
+
+def _done_bytes(amount: str) -> int:
+    """The "done" number of a progress line in megabytes, as bytes ("5.2 of 17.8 MB")."""
+    match = re.match(r"\u2068([0-9]+)\.([0-9])\u2069 of \u2068[0-9.]+ MB\u2069", amount)
+    assert match, amount
+    return int(match.group(1)) * 1_000_000 + int(match.group(2)) * 100_000
+
+
+def test_progress_shows_only_what_the_desk_has_acknowledged(
+        browser: Browser, server: Server, desk: Services, journalist: Keypair,
+        chosen: dict[str, bytes], tmp_path: Path) -> None:
+    """Over Tor the browser has handed a piece to the network long before the desk has it:
+    sampled all along a throttled upload, the bar and the amount never show more than the
+    offset the desk had acknowledged by then (read from its row just after each sample)."""
+    big = {BIG[0]: chosen[BIG[0]]}
+    length = len(chosen[BIG[0]])
+    context, run = _open(browser, "js-acknowledged", javascript=True)
+    samples: list[tuple[int, int, int]] = []
+    try:
+        page = run.page
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        _throttle(cdp)
+        run.to_submit_page(server)
+        page.wait_for_function("() => window.tus && window.tus.isSupported")
+        page.set_input_files("#files", _paths(tmp_path, big))
+        page.get_by_role("button", name="Send", exact=True).click()
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        state = ""
+        while state != "done":
+            assert time.monotonic() < deadline, samples[-5:]
+            shown = page.evaluate(SHOWN)
+            if shown is None:
+                continue
+            percent, amount, state = shown
+            acknowledged = _acknowledged(desk, length)  # after the sample: it only grows
+            samples.append((percent, _done_bytes(amount), acknowledged))
+            time.sleep(0.02)
+        run.screenshot("acknowledged")
+    finally:
+        context.close()
+    ahead = [(percent, done, acknowledged) for percent, done, acknowledged in samples
+             if percent > acknowledged * 100 // length or done > acknowledged]
+    assert ahead == []
+    # The samples saw the upload part-way, not only its start and end.
+    assert any(0 < percent < 100 for percent, _, _ in samples), samples[::10]
+    _check_stored(desk, journalist, big, message=None)
+    assert run.errors == []
+
+
+@pytest.fixture
+def parted_server(desk: Services, tmp_path: Path) -> Iterator[Server]:
+    """The source interface cutting parts of 4 MiB: a file of several parts, so that its
+    receipt's SHA-256 spans parts and sessions."""
+    started = start_server(desk.config.data_dir, "source", log=tmp_path / "server.log",
+                           tmpdir=tmp_path / "server-tmp", timeout=30, env={
+                               "DESK_MAX_UPLOAD_BYTES": str(desk.config.max_upload_bytes),
+                               **small_parts_env(tmp_path, 4 * MiB)})
+    yield started
+    started.stop(timeout=30)
+
+
+def test_an_unfinished_file_continues_after_logging_in_again(
+        browser: Browser, parted_server: Server, desk: Services, journalist: Keypair,
+        chosen: dict[str, bytes], tmp_path: Path) -> None:
+    """The page is closed part-way through a file. Later, in a new browser session, the
+    codename logs in, the page lists the file, and choosing it again continues it where the
+    desk stopped; another codename sees nothing of it."""
+    name, data = BIG[0], chosen[BIG[0]]
+    big = {name: data}
+    context, run = _open(browser, "js-stopped", javascript=True)
+    try:
+        page = run.page
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        _throttle(cdp)
+        codename = run.to_submit_page(parted_server)
+        page.wait_for_function("() => window.tus && window.tus.isSupported")
+        page.set_input_files("#files", _paths(tmp_path, big))
+        page.get_by_role("button", name="Send", exact=True).click()
+        page.wait_for_function(
+            "() => document.querySelector('#upload-list progress').value >= 5")
+    finally:
+        context.close()  # the tab is closed mid-file
+    [stopped] = upload_rows(desk)
+    assert 0 < stopped.offset < len(data)
+    assert run.errors == []
+
+    context, other = _open(browser, "js-other-codename", javascript=True)
+    try:
+        other.to_submit_page(parted_server)
+        assert other.page.locator("#unfinished").count() == 0
+        assert name not in other.page.content()
+        assert stopped.id not in other.page.content()
+    finally:
+        context.close()
+
+    context, again = _open(browser, "js-continued", javascript=True)
+    try:
+        page = again.page
+        again.log_in(parted_server, codename)
+        page.wait_for_function("() => window.tus && window.tus.isSupported")
+        listed = page.locator("#unfinished li")
+        assert listed.count() == 1
+        assert name in listed.inner_text()
+        assert listed.get_attribute("data-upload") == f"/uploads/{stopped.id}"
+        again.screenshot("1-listed")
+        page.set_input_files("#files", _paths(tmp_path, big))
+        page.get_by_role("button", name="Send", exact=True).click()
+        # It starts from what the desk had, not from nothing.
+        assert page.locator("#upload-list progress").evaluate("e => e.value") > 0
+        page.wait_for_selector("#upload-received", state="visible")
+        row = page.locator("#received-files tbody tr", has_text=name)
+        assert row.locator("td code.hash").inner_text() == hashlib.sha256(data).hexdigest()
+        again.screenshot("2-received")
+    finally:
+        context.close()
+    assert upload_rows(desk) == []  # the same upload was continued, none was left behind
+    _check_stored(desk, journalist, big, message=None)
+    assert again.errors == []
+    assert other.errors == []
 
 
 def _edges(page: Page, element: str, container: str) -> tuple[float, float]:
