@@ -16,7 +16,7 @@ from desk.records.models import JournalistSession, SourceSession
 from desk.services import Services, open_services
 from desk.web import context, handlers
 from desk.web.headers import add_security_headers, local_routing_redirect
-from desk.web.i18n import human_size, init_babel, isolated
+from desk.web.i18n import human_rate, human_size, init_babel, isolated
 from desk.web.journalist import account_blueprint, admin_blueprint
 from desk.web.journalist import blueprint as journalist_blueprint
 from desk.web.requests import JournalistRequest, SourceRequest
@@ -55,6 +55,7 @@ def create_app(config: Config, interface: Interface = "source",
     )
     init_babel(app, interface)
     app.add_template_filter(human_size, "size")
+    app.add_template_filter(human_rate, "rate")
     app.add_template_filter(isolated, "isolated")
     if interface == "source":
         _source_interface(app, config, services)

@@ -13,7 +13,9 @@
  * they reach the desk. A file is "Arrived" only when the desk says its last byte is in.
  *
  * A file chosen again after it stopped part-way (the same name and size as one the page
- * lists as unfinished) continues that upload where the desk says it stopped.
+ * lists as unfinished) continues that upload where the desk says it stopped. With "Send
+ * slowly" on, the pieces have random sizes and go out no faster than the chosen speed, with
+ * random pauses, so that a large file is not one long burst on the source's network.
  *
  * Nothing is written to browser storage: tus-js-client is told not to remember uploads, so
  * no file name, size or desk address outlives the tab. All text comes from the page
@@ -32,6 +34,21 @@
   var CHUNK_MIN = 1024 * 1024;
   var CHUNK_MAX = 16 * 1024 * 1024;
   var CHUNK_SECONDS = 10;
+
+  // Sending slowly: the pieces' sizes are random, from CHUNK_MIN up to SLOW_CHUNK_SECONDS of
+  // the cap (and SLOW_CHUNK_MAX). Each piece starts a turn as long as its size takes at
+  // PACE_SHARE of the cap, and the next piece waits for the turn to end; a turn lost to a
+  // slow network is never made up for, and one turn in PAUSE_ONE_IN ends with a random pause.
+  // In any minute the desk then receives at most PACE_SHARE of the cap's minute plus the two
+  // pieces at its edges: 42 + 2 * 10 = 62 seconds' worth, within the cap plus 10%. A piece
+  // goes out as fast as the network takes it, so the source's network sees short bursts at
+  // random intervals, not one long one.
+  var PACE_SHARE = 0.7;
+  var SLOW_CHUNK_SECONDS = 10;
+  var SLOW_CHUNK_MAX = 4 * 1024 * 1024;
+  var PAUSE_ONE_IN = 8;
+  var PAUSE_MIN_MS = 5000;
+  var PAUSE_MAX_MS = 20000;
 
   // tus-js-client retries only as many times as this list is long (and starts over whenever
   // a piece arrives). Tor circuits drop and take a while to rebuild: back off, then keep
@@ -103,6 +120,15 @@
     return inUnit(size, unitFor(size), true);
   }
 
+  // A number in [0, 1): from the browser's cryptographic generator, so that the sizes and
+  // pauses of a slow sending follow no pattern an observer could learn.
+  function random() {
+    if (window.crypto && typeof window.crypto.getRandomValues === "function") {
+      return window.crypto.getRandomValues(new Uint32Array(1))[0] / 4294967296;
+    }
+    return Math.random();
+  }
+
   function statusOf(error) {
     var response = error && error.originalResponse;
     return response && typeof response.getStatus === "function" ? response.getStatus() : 0;
@@ -122,6 +148,9 @@
     this.items = [];
     this.token = "";
     this.finished = false;
+    this.pacer = null;
+    this.slowMode = document.getElementById("slow-mode");
+    this.slowRate = document.getElementById("slow-rate");
     // The codename's unfinished uploads, as the desk listed them.
     this.unfinished = Array.prototype.slice.call(
       document.querySelectorAll("#unfinished li[data-upload]"));
@@ -134,6 +163,14 @@
     this.fileInput.disabled = true;
     this.sendButton.hidden = true;
     this.panel.hidden = false;
+    var rate = this.slowMode ? Number(this.slowRate.value) : 0;
+    if (this.slowMode && this.slowMode.checked && rate > 0) {
+      this.pacer = new Pacer(rate);
+    }
+    if (this.slowMode) {
+      this.slowMode.disabled = true;
+      this.slowRate.disabled = true;
+    }
     files.forEach(function (file) {
       page.items.push(new Item(page, file, page.claimUnfinished(file)));
     });
@@ -271,8 +308,54 @@
     window.scrollTo(0, 0);
   };
 
-  // The file as tus-js-client reads it, one piece at a time, of the size this page chooses
-  // (at most what tus-js-client asks for).
+  // Sends pieces no faster than `rate` bytes per second (see PACE_SHARE).
+  function Pacer(rate) {
+    this.pace = rate * PACE_SHARE;
+    this.largest = Math.max(CHUNK_MIN,
+      Math.min(SLOW_CHUNK_MAX, Math.floor(rate * SLOW_CHUNK_SECONDS)));
+    this.nextAt = 0;
+    this.timer = null;
+    this.cancel = null;
+  }
+
+  Pacer.prototype.chunkSize = function () {
+    return CHUNK_MIN + Math.floor(random() * (this.largest - CHUNK_MIN + 1));
+  };
+
+  // Resolves when a piece of `size` bytes may go; its turn starts then.
+  Pacer.prototype.wait = function (size) {
+    var pacer = this;
+    return new Promise(function (resolve, reject) {
+      function go() {
+        pacer.timer = null;
+        pacer.cancel = null;
+        var pause = random() * PAUSE_ONE_IN < 1 ?
+          PAUSE_MIN_MS + random() * (PAUSE_MAX_MS - PAUSE_MIN_MS) : 0;
+        pacer.nextAt = Date.now() + (size / pacer.pace) * 1000 + pause;
+        resolve();
+      }
+      var delay = pacer.nextAt - Date.now();
+      if (delay <= 0) {
+        go();
+        return;
+      }
+      pacer.cancel = reject;
+      pacer.timer = window.setTimeout(go, delay);
+    });
+  };
+
+  // Paused: the piece that was waiting for its turn is not sent.
+  Pacer.prototype.stop = function () {
+    if (this.timer === null) return;
+    window.clearTimeout(this.timer);
+    var cancel = this.cancel;
+    this.timer = null;
+    this.cancel = null;
+    cancel(new Error("paused"));
+  };
+
+  // The file as tus-js-client reads it, one piece at a time: of the size this page chooses
+  // (at most what tus-js-client asks for), and, sending slowly, when its turn comes.
   function PieceSource(item, file) {
     this.item = item;
     this.file = file;
@@ -280,10 +363,15 @@
   }
 
   PieceSource.prototype.slice = function (start, end) {
+    var item = this.item;
     var file = this.file;
-    var stop = Math.min(end, file.size, start + this.item.nextChunk);
-    this.item.pieceStartedAt = Date.now();
-    return Promise.resolve({ value: file.slice(start, stop), done: stop >= file.size });
+    var pacer = item.page.pacer;
+    var stop = Math.min(end, file.size, start + (pacer ? pacer.chunkSize() : item.nextChunk));
+    function piece() {
+      item.pieceStartedAt = Date.now();
+      return { value: file.slice(start, stop), done: stop >= file.size };
+    }
+    return pacer ? pacer.wait(stop - start).then(piece) : Promise.resolve(piece());
   };
 
   PieceSource.prototype.close = function () {};
@@ -385,8 +473,12 @@
       percent: formatted(percent, 0, null)
     });
     if (this.state === "sending" && this.note.dataset.kind === "retrying" && arrived > 0) {
-      this.setNote(this.page.text.sending, "");
+      this.setNote(this.sendingText(), "");
     }
+  };
+
+  Item.prototype.sendingText = function () {
+    return this.page.pacer ? this.page.text.sendingSlowly : this.page.text.sending;
   };
 
   Item.prototype.setNote = function (text, kind) {
@@ -401,7 +493,7 @@
 
   Item.prototype.send = function () {
     this.state = "sending";
-    this.setNote(this.page.text.sending, "");
+    this.setNote(this.sendingText(), "");
     this.setButton(this.page.text.pause);
     this.upload.start();
   };
@@ -411,6 +503,7 @@
     if (this.state === "sending") {
       // abort() keeps the upload on the desk; start() later asks the desk where it stopped.
       this.upload.abort();
+      if (this.page.pacer) this.page.pacer.stop();
       this.state = "paused";
       this.setNote(text.paused, "");
       this.setButton(text.resume);

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from babel.units import format_unit
+from babel.units import format_compound_unit, format_unit
 from flask import Flask, request, session, url_for
 from flask_babel import Babel, get_locale, get_translations, ngettext
 from markupsafe import Markup, escape
@@ -171,3 +171,11 @@ def human_size(size: int) -> str:
             break
     return str(format_unit(value, f"digital-{unit}", length="short", format="#,##0.0",
                            locale=get_locale() or DEFAULT))
+
+
+def human_rate(bytes_per_second: int) -> str:
+    """125000 -> '125 kB/s' in English, '125 ko/s' in French, '125 kB/秒' in Chinese: a speed
+    in whole kilobytes per second, written from the locale data as human_size writes sizes."""
+    return str(format_compound_unit(bytes_per_second / 1000, "digital-kilobyte",
+                                    denominator_unit="duration-second", length="short",
+                                    format="#,##0", locale=get_locale() or DEFAULT))

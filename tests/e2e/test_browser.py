@@ -5,8 +5,8 @@ with it on (desk/static/upload.js sending each file over tus, then the message o
 Both runs must store exactly the bytes chosen, readable with stock gpg, with no console error
 and no Content-Security-Policy violation, and show the same receipt (each file's SHA-256, as
 the desk computed it). With JavaScript, the progress shown is only what the desk has
-acknowledged, and a file stopped part-way continues after the codename logs in again.
-Screenshots go to test-artifacts/ for a human to look at.
+acknowledged, "Send slowly" keeps to its speed, and a file stopped part-way continues after
+the codename logs in again. Screenshots go to test-artifacts/ for a human to look at.
 
 Playwright comes from PyPI (`pip install playwright`); its own browser download is never used.
 Without it or without chromium these tests skip on a developer's machine, and fail under CI.
@@ -15,6 +15,7 @@ Without it or without chromium these tests skip on a developer's machine, and fa
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import time
@@ -47,7 +48,7 @@ ARTIFACTS = REPO / "test-artifacts"
 MiB = 1024 * 1024
 TIMEOUT_MS = 30_000
 # Slow enough that the progress bar and the Pause button can be seen working, fast enough
-# that the whole module stays well under a minute.
+# that the module's tests but one (which must take a minute) stay short.
 UPLOAD_BYTES_PER_SECOND = 6_000_000
 
 # More than upload.js's first piece (1 MiB) and its largest (16 MiB): the JavaScript runs send
@@ -368,6 +369,54 @@ def test_progress_shows_only_what_the_desk_has_acknowledged(
     # The samples saw the upload part-way, not only its start and end.
     assert any(0 < percent < 100 for percent, _, _ in samples), samples[::10]
     _check_stored(desk, journalist, big, message=None)
+    assert run.errors == []
+
+
+# The slowest speed the submit page offers, in bytes per second.
+SLOWEST = 125_000
+WINDOW_SECONDS = 60
+
+
+def test_sending_slowly_keeps_to_the_chosen_speed(browser: Browser, server: Server,
+                                                  desk: Services, tmp_path: Path) -> None:
+    """Unthrottled, "Send slowly" at the slowest speed: over a minute the desk receives no
+    more than that speed allows (plus 10%), in pieces of random sizes. The one test here that
+    takes a minute, as the cap is defined over one."""
+    folder = tmp_path / "chosen"
+    folder.mkdir()
+    name = "quiet evening.mp4"
+    (folder / name).write_bytes(os.urandom(12 * MiB))  # more than a minute at that speed
+    context, run = _open(browser, "js-slow", javascript=True)
+    try:
+        page = run.page
+        run.to_submit_page(server)
+        page.wait_for_function("() => window.tus && window.tus.isSupported")
+        assert page.locator("#slow-send").is_visible()
+        page.set_input_files("#files", [str(folder / name)])
+        page.check("#slow-mode")
+        page.select_option("#slow-rate", str(SLOWEST))
+        run.screenshot("1-slow-form")
+        page.get_by_role("button", name="Send", exact=True).click()
+        page.locator(".upload-note", has_text="Sending slowly").wait_for()
+        # From the first acknowledged piece, one minute of what the desk received.
+        page.wait_for_function(
+            "() => document.querySelector('#upload-list progress').value > 0")
+        first = _acknowledged(desk, 12 * MiB)
+        offsets = [first]
+        end = time.monotonic() + WINDOW_SECONDS
+        while time.monotonic() < end:
+            time.sleep(min(0.25, max(end - time.monotonic(), 0)))
+            offsets.append(_acknowledged(desk, 12 * MiB))
+        run.screenshot("2-slow-sending")
+    finally:
+        context.close()
+    received = offsets[-1] - first
+    assert 0 < received <= SLOWEST * WINDOW_SECONDS * 1.1, received
+    assert offsets[-1] < 12 * MiB  # still under way: the window was all sending
+    pieces = [after - before for before, after in itertools.pairwise(offsets) if after > before]
+    assert all(piece >= MiB for piece in pieces), pieces  # the desk's smallest piece
+    assert len(pieces) >= 2, offsets
+    assert len(set(pieces)) > 1, pieces  # of random sizes
     assert run.errors == []
 
 

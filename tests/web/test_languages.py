@@ -293,6 +293,14 @@ def test_sizes_use_the_pages_decimal_mark_and_units(app: Flask, code: str, size:
         assert re.sub("[\u00a0\u202f]", " ", i18n.human_size(size)) == shown
 
 
+@pytest.mark.parametrize(("code", "rate", "shown"), [
+    ("en", 125_000, "125 kB/s"), ("fr", 250_000, "250 ko/s"), ("ru", 500_000, "500 кБ/c")])
+def test_speeds_use_the_pages_units(app: Flask, code: str, rate: int, shown: str) -> None:
+    """The speeds "Send slowly" offers, as the page's language writes them."""
+    with app.test_request_context(f"/?l={code}"), force_locale(code):
+        assert re.sub("[\u00a0\u202f]", " ", i18n.human_rate(rate)) == shown
+
+
 def test_a_size_filled_into_a_sentence_is_bidi_isolated(app: Flask) -> None:
     client = app.test_client()
     landing = client.get("/?l=ug")

@@ -53,6 +53,11 @@ GENERATE_THROTTLE = "desk_generate_throttle"
 FORM_INODES = 4
 # How many times a form post's recording waits for the write lock (BUSY_TIMEOUT_MS each).
 COMMIT_ATTEMPTS = 3
+# The speeds, in bytes per second, a source may choose for sending slowly (upload.js), and
+# the one chosen at first: 1, 2 and 4 Mbit/s. upload.js keeps to the cap over any minute, and
+# its pieces must be at least 1 MiB (tus.MIN_PATCH_BYTES), which sets how low a cap can be.
+SLOW_RATES = (125_000, 250_000, 500_000)
+SLOW_RATE = 250_000
 
 blueprint = Blueprint("source", __name__)
 
@@ -156,7 +161,8 @@ def submit_form() -> Response | str:
     secret = session_owner_secret()
     unfinished = [] if secret is None else unfinished_uploads(db_session(), source.id, secret)
     return render_template("source/submit.html", max_upload=request.max_content_length,
-                           replies=shown, unfinished=unfinished)
+                           replies=shown, unfinished=unfinished, slow_rates=SLOW_RATES,
+                           slow_rate=SLOW_RATE)
 
 
 @blueprint.post("/replies/delete")
