@@ -150,6 +150,17 @@ def _throttle(cdp: Any, offline: bool = False) -> None:
         "uploadThroughput": UPLOAD_BYTES_PER_SECOND})
 
 
+def _throttled_submit_page(context: Any, run: Run, server: Server) -> Any:
+    """Take `run` to the submit page with its uploads throttled, once tus is ready; the CDP
+    session is returned, to throttle or cut the network later."""
+    cdp = context.new_cdp_session(run.page)
+    cdp.send("Network.enable")
+    _throttle(cdp)
+    run.to_submit_page(server)
+    run.page.wait_for_function("() => window.tus && window.tus.isSupported")
+    return cdp
+
+
 def _open(browser: Browser, name: str, javascript: bool, **options: Any) -> tuple[Any, Run]:
     context = browser.new_context(java_script_enabled=javascript,
                                   viewport={"width": 900, "height": 900}, **options)
@@ -212,12 +223,9 @@ def test_resumable_upload_with_javascript(browser: Browser, server: Server, desk
     context, run = _open(browser, "js", javascript=True)
     try:
         page = run.page
-        # Throttle uploads in the browser so the progress can be watched (and paused).
-        cdp = context.new_cdp_session(page)
-        cdp.send("Network.enable")
-        _throttle(cdp)
-        run.to_submit_page(server)
-        page.wait_for_function("() => window.tus && window.tus.isSupported")
+        # Throttle uploads in the browser so the progress can be watched (and paused); the
+        # session is held for the whole test.
+        _throttling = _throttled_submit_page(context, run, server)
         assert page.locator("#upload-progress").is_hidden()
         page.set_input_files("#files", _paths(tmp_path, chosen))
         page.fill("#message", MESSAGE)
@@ -277,11 +285,7 @@ def test_upload_survives_a_dropped_connection(browser: Browser, server: Server,
     context, run = _open(browser, "js-dropped", javascript=True)
     try:
         page = run.page
-        cdp = context.new_cdp_session(page)
-        cdp.send("Network.enable")
-        _throttle(cdp)
-        run.to_submit_page(server)
-        page.wait_for_function("() => window.tus && window.tus.isSupported")
+        cdp = _throttled_submit_page(context, run, server)
         page.set_input_files("#files", _paths(tmp_path, big))
         page.get_by_role("button", name="Send", exact=True).click()
         page.wait_for_function(
@@ -342,11 +346,7 @@ def test_progress_shows_only_what_the_desk_has_acknowledged(
     samples: list[tuple[int, int, int]] = []
     try:
         page = run.page
-        cdp = context.new_cdp_session(page)
-        cdp.send("Network.enable")
-        _throttle(cdp)
-        run.to_submit_page(server)
-        page.wait_for_function("() => window.tus && window.tus.isSupported")
+        _throttling = _throttled_submit_page(context, run, server)  # held for the whole test
         page.set_input_files("#files", _paths(tmp_path, big))
         page.get_by_role("button", name="Send", exact=True).click()
         deadline = time.monotonic() + TIMEOUT_MS / 1000
